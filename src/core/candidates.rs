@@ -1,0 +1,244 @@
+//! A mutable view over a candidate array, mirroring `llama_token_data_array`.
+//!
+//! Samplers reorder, shrink and rescale the candidates through this view and
+//! may mark one as selected. Shrinking only shortens the view; the storage
+//! belongs to the caller (llama.cpp's own buffer when called through the C
+//! ABI), so nothing is ever copied or reallocated here.
+
+use super::math::{cmp_logit_desc, logit_key};
+use super::token::{TokenData, TokenId};
+
+/// The candidates of one sampling step.
+#[derive(Debug)]
+pub struct Candidates<'a> {
+    data: &'a mut [TokenData],
+    selected: Option<usize>,
+    sorted: bool,
+}
+
+/// `k` at or below which [`Candidates::keep_top_k`] uses a single scan with a
+/// small sorted buffer instead of quickselect.
+const SMALL_K: usize = 64;
+
+impl<'a> Candidates<'a> {
+    /// An unsorted view with nothing selected.
+    pub fn new(data: &'a mut [TokenData]) -> Self {
+        Self { data, selected: None, sorted: false }
+    }
+
+    /// A view with an explicit sorted flag and selection, as llama.cpp passes
+    /// them. `sorted` must be true only if the logits are in descending order;
+    /// a `selected` index out of range is dropped.
+    pub fn with_state(data: &'a mut [TokenData], sorted: bool, selected: Option<usize>) -> Self {
+        let selected = selected.filter(|&i| i < data.len());
+        Self { data, selected, sorted }
+    }
+
+    /// Number of candidates still in the view.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True when no candidate is left.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The candidates, read-only.
+    pub fn as_slice(&self) -> &[TokenData] {
+        self.data
+    }
+
+    /// The candidates, mutable. Changing logits may break the sorted order:
+    /// call [`Candidates::set_sorted`]`(false)` if it does.
+    pub fn as_mut_slice(&mut self) -> &mut [TokenData] {
+        self.data
+    }
+
+    /// Index of the selected candidate, if a sampler selected one.
+    pub fn selected(&self) -> Option<usize> {
+        self.selected
+    }
+
+    /// Token id of the selected candidate.
+    pub fn selected_token(&self) -> Option<TokenId> {
+        self.selected.map(|i| self.data[i].id)
+    }
+
+    /// Marks candidate `index` as the chosen token.
+    ///
+    /// # Panics
+    /// If `index` is out of range (a bug in the calling sampler).
+    pub fn select(&mut self, index: usize) {
+        assert!(index < self.data.len(), "selected index {index} out of range {}", self.data.len());
+        self.selected = Some(index);
+    }
+
+    /// Whether the candidates are known to be in descending logit order.
+    pub fn is_sorted(&self) -> bool {
+        self.sorted
+    }
+
+    /// Declares the order: `true` only if logits are descending.
+    pub fn set_sorted(&mut self, sorted: bool) {
+        self.sorted = sorted;
+    }
+
+    /// Keeps only the first `n` candidates. A selection beyond `n` is dropped.
+    pub fn truncate(&mut self, n: usize) {
+        if n < self.data.len() {
+            let data = std::mem::take(&mut self.data);
+            self.data = &mut data[..n];
+            if self.selected.is_some_and(|i| i >= n) {
+                self.selected = None;
+            }
+        }
+    }
+
+    /// Sorts all candidates by descending logit (NaN last). No-op when
+    /// already sorted.
+    pub fn sort_descending(&mut self) {
+        if !self.sorted {
+            self.data.sort_unstable_by(cmp_logit_desc);
+            self.sorted = true;
+            self.selected = None;
+        }
+    }
+
+    /// Keeps the `k` highest logits, sorted descending, in O(n) expected time
+    /// (no full sort). `k == 0` or `k >= len` sorts everything and keeps all.
+    pub fn keep_top_k(&mut self, k: usize, scratch: &mut Vec<TokenData>) {
+        let n = self.data.len();
+        if k == 0 || k >= n {
+            self.sort_descending();
+            return;
+        }
+        if self.sorted {
+            self.truncate(k);
+            return;
+        }
+        if k <= SMALL_K {
+            top_k_by_scan(self.data, k, scratch);
+            self.data[..k].copy_from_slice(scratch);
+        } else {
+            self.data.select_nth_unstable_by(k - 1, cmp_logit_desc);
+            self.data[..k].sort_unstable_by(cmp_logit_desc);
+        }
+        self.sorted = true;
+        self.selected = None;
+        self.truncate(k);
+    }
+
+    /// Largest logit (NaN ignored); -inf when empty or all NaN.
+    pub fn max_logit(&self) -> f32 {
+        if self.sorted && !self.data.is_empty() {
+            return logit_key(self.data[0].logit);
+        }
+        self.data.iter().fold(f32::NEG_INFINITY, |m, t| m.max(logit_key(t.logit)))
+    }
+
+    /// Index of the largest logit (first one on ties); `None` when empty or
+    /// when every logit is -inf or NaN.
+    pub fn argmax(&self) -> Option<usize> {
+        if self.sorted {
+            return self.data.first().filter(|t| logit_key(t.logit) > f32::NEG_INFINITY).map(|_| 0);
+        }
+        let mut best: Option<(usize, f32)> = None;
+        for (i, t) in self.data.iter().enumerate() {
+            let l = logit_key(t.logit);
+            if l > f32::NEG_INFINITY && best.map_or(true, |(_, b)| l > b) {
+                best = Some((i, l));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    /// Sets `p` of every candidate to its softmax probability over the
+    /// current view (sum in f64). NaN and -inf logits get `p = 0`; if any
+    /// logit is +inf, the +inf tokens share the mass equally. Returns the
+    /// largest logit; the probabilities are all 0 when it is -inf.
+    pub fn softmax(&mut self) -> f32 {
+        let max = self.max_logit();
+        super::math::softmax_in_place(self.data, max);
+        max
+    }
+}
+
+/// Finds the `k` largest candidates of `data` in one scan and leaves them,
+/// sorted descending, in `out`. Ties at the threshold keep the earliest.
+fn top_k_by_scan(data: &[TokenData], k: usize, out: &mut Vec<TokenData>) {
+    out.clear();
+    out.reserve(k + 1);
+    let mut threshold = f32::NEG_INFINITY;
+    for t in data {
+        let l = logit_key(t.logit);
+        if out.len() == k && !(l > threshold) {
+            continue;
+        }
+        // Insert after all elements whose key is >= l (keeps earlier first).
+        let pos = out.partition_point(|o| logit_key(o.logit) >= l);
+        if out.len() == k {
+            out.pop();
+        }
+        out.insert(pos, *t);
+        if out.len() == k {
+            threshold = logit_key(out[k - 1].logit);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(logits: &[f32]) -> Vec<TokenData> {
+        logits.iter().enumerate().map(|(i, &l)| TokenData::new(i as i32, l)).collect()
+    }
+
+    #[test]
+    fn keep_top_k_small_and_large_agree_with_full_sort() {
+        let logits: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 1000) as f32 * 0.01 - 3.0).collect();
+        for k in [1, 5, 40, 64, 65, 200, 999] {
+            let mut a = tokens(&logits);
+            let mut c = Candidates::new(&mut a);
+            let mut scratch = Vec::new();
+            c.keep_top_k(k, &mut scratch);
+            let got: Vec<f32> = c.as_slice().iter().map(|t| t.logit).collect();
+            let mut want = logits.clone();
+            want.sort_by(|a, b| b.partial_cmp(a).unwrap());
+            want.truncate(k);
+            assert_eq!(got, want, "k = {k}");
+            assert!(c.is_sorted());
+        }
+    }
+
+    #[test]
+    fn nan_sorts_last_and_is_never_max() {
+        let mut a = tokens(&[f32::NAN, 1.0, f32::NEG_INFINITY, 2.0]);
+        let mut c = Candidates::new(&mut a);
+        assert_eq!(c.max_logit(), 2.0);
+        assert_eq!(c.argmax(), Some(3));
+        c.sort_descending();
+        assert_eq!(c.as_slice()[0].id, 3);
+        assert!(c.as_slice()[3].logit.is_nan());
+    }
+
+    #[test]
+    fn truncate_drops_out_of_range_selection() {
+        let mut a = tokens(&[1.0, 2.0, 3.0]);
+        let mut c = Candidates::new(&mut a);
+        c.select(2);
+        c.truncate(2);
+        assert_eq!(c.selected(), None);
+        assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn softmax_handles_infinities() {
+        let mut a = tokens(&[f32::INFINITY, 0.0, f32::INFINITY, f32::NAN]);
+        let mut c = Candidates::new(&mut a);
+        c.softmax();
+        let p: Vec<f32> = c.as_slice().iter().map(|t| t.p).collect();
+        assert_eq!(p, vec![0.5, 0.0, 0.5, 0.0]);
+    }
+}

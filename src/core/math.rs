@@ -1,0 +1,148 @@
+//! Numeric kernels over candidate arrays. Sums over the vocabulary
+//! accumulate in f64.
+
+use std::cmp::Ordering;
+
+use super::token::TokenData;
+
+/// The logit used for ordering: NaN counts as -inf, so NaN never wins.
+#[inline]
+pub fn logit_key(logit: f32) -> f32 {
+    if logit.is_nan() {
+        f32::NEG_INFINITY
+    } else {
+        logit
+    }
+}
+
+/// Descending order by logit, NaN last. A total order, safe for sorting.
+#[inline]
+pub fn cmp_logit_desc(a: &TokenData, b: &TokenData) -> Ordering {
+    let (x, y) = (logit_key(a.logit), logit_key(b.logit));
+    y.partial_cmp(&x).unwrap_or(Ordering::Equal).then_with(|| a.logit.is_nan().cmp(&b.logit.is_nan()))
+}
+
+/// Writes softmax probabilities into `p`, given the largest logit `max`.
+///
+/// NaN and -inf logits get 0. When `max` is +inf the +inf logits share the
+/// mass equally (the limit of softmax). When `max` is -inf (nothing finite)
+/// every `p` is 0.
+pub fn softmax_in_place(data: &mut [TokenData], max: f32) {
+    if max == f32::NEG_INFINITY {
+        data.iter_mut().for_each(|t| t.p = 0.0);
+        return;
+    }
+    if max == f32::INFINITY {
+        let n_inf = data.iter().filter(|t| t.logit == f32::INFINITY).count() as f32;
+        data.iter_mut().for_each(|t| t.p = if t.logit == f32::INFINITY { 1.0 / n_inf } else { 0.0 });
+        return;
+    }
+    let mut sum = 0.0f64;
+    for t in data.iter_mut() {
+        // exp(NaN) is NaN; (NaN > -inf) is false, so NaN maps to 0 too.
+        let e = if t.logit > f32::NEG_INFINITY { (t.logit - max).exp() } else { 0.0 };
+        t.p = e;
+        sum += e as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    data.iter_mut().for_each(|t| t.p *= inv);
+}
+
+/// Natural log of sum(exp(logit)) over the finite logits, computed stably.
+/// -inf when nothing is finite.
+pub fn log_sum_exp(data: &[TokenData], max: f32) -> f64 {
+    if !max.is_finite() {
+        return max as f64;
+    }
+    let sum: f64 = data
+        .iter()
+        .filter(|t| t.logit > f32::NEG_INFINITY)
+        .map(|t| ((t.logit - max) as f64).exp())
+        .sum();
+    max as f64 + sum.ln()
+}
+
+/// Probability-weighted moments of a logit distribution, from one pass over
+/// exp(logit - max). All values are in nats.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LogitMoments {
+    /// Shannon entropy H = -sum p ln p, in nats.
+    pub entropy_nats: f64,
+    /// Varentropy V = sum p (ln p + H)^2, in nats².
+    pub varentropy_nats2: f64,
+    /// Largest probability.
+    pub p_max: f64,
+}
+
+impl LogitMoments {
+    /// Entropy in bits.
+    pub fn entropy_bits(&self) -> f64 {
+        self.entropy_nats / std::f64::consts::LN_2
+    }
+
+    /// Varentropy in bits².
+    pub fn varentropy_bits2(&self) -> f64 {
+        self.varentropy_nats2 / (std::f64::consts::LN_2 * std::f64::consts::LN_2)
+    }
+}
+
+/// Entropy, varentropy and top probability of softmax(logits / 1), in one
+/// pass given the maximum logit. With z = logit - max, S0 = sum e^z,
+/// S1 = sum e^z z, S2 = sum e^z z^2: H = ln S0 - S1/S0 and
+/// V = S2/S0 - (S1/S0)^2. Returns `None` when no logit is finite.
+pub fn logit_moments(data: &[TokenData]) -> Option<LogitMoments> {
+    let max = data.iter().fold(f32::NEG_INFINITY, |m, t| m.max(logit_key(t.logit)));
+    if !max.is_finite() {
+        return None;
+    }
+    let (mut s0, mut s1, mut s2) = (0.0f64, 0.0f64, 0.0f64);
+    for t in data {
+        if t.logit > f32::NEG_INFINITY {
+            let z = t.logit as f64 - max as f64;
+            let e = z.exp();
+            s0 += e;
+            s1 += e * z;
+            s2 += e * z * z;
+        }
+    }
+    let mean_z = s1 / s0;
+    let entropy = s0.ln() - mean_z;
+    let varentropy = (s2 / s0 - mean_z * mean_z).max(0.0);
+    Some(LogitMoments { entropy_nats: entropy.max(0.0), varentropy_nats2: varentropy, p_max: 1.0 / s0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(logits: &[f32]) -> Vec<TokenData> {
+        logits.iter().enumerate().map(|(i, &l)| TokenData::new(i as i32, l)).collect()
+    }
+
+    #[test]
+    fn moments_of_uniform() {
+        let m = logit_moments(&tokens(&[0.5; 8])).unwrap();
+        assert!((m.entropy_bits() - 3.0).abs() < 1e-12);
+        assert!(m.varentropy_nats2.abs() < 1e-12);
+        assert!((m.p_max - 0.125).abs() < 1e-12);
+    }
+
+    #[test]
+    fn moments_match_direct_formula() {
+        let logits = [1.0f32, -2.0, 0.3, 4.0, f32::NEG_INFINITY, 2.5];
+        let m = logit_moments(&tokens(&logits)).unwrap();
+        let finite: Vec<f64> = logits.iter().filter(|l| l.is_finite()).map(|&l| l as f64).collect();
+        let z: f64 = finite.iter().map(|l| l.exp()).sum();
+        let p: Vec<f64> = finite.iter().map(|l| l.exp() / z).collect();
+        let h: f64 = -p.iter().map(|p| p * p.ln()).sum::<f64>();
+        let v: f64 = p.iter().map(|p| p * (p.ln() + h).powi(2)).sum();
+        assert!((m.entropy_nats - h).abs() < 1e-9);
+        assert!((m.varentropy_nats2 - v).abs() < 1e-9);
+    }
+
+    #[test]
+    fn moments_none_when_nothing_finite() {
+        assert!(logit_moments(&tokens(&[f32::NAN, f32::NEG_INFINITY])).is_none());
+        assert!(logit_moments(&[]).is_none());
+    }
+}

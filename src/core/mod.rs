@@ -1,0 +1,17 @@
+//! The foundation every sampler stands on: the candidates view, numeric
+//! kernels, the seeded RNG, the [`Sampler`] trait and the error types.
+//!
+//! Nothing here knows about llama.cpp; everything is tested on plain slices.
+
+pub mod candidates;
+pub mod error;
+pub mod math;
+pub mod rng;
+pub mod sampler;
+pub mod token;
+
+pub use candidates::Candidates;
+pub use error::{ParamError, SampleError};
+pub use rng::{DrawStream, SeededRng, RANDOM_SEED};
+pub use sampler::Sampler;
+pub use token::{TokenData, TokenId};

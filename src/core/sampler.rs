@@ -1,0 +1,62 @@
+//! The contract every sampler follows (see DESIGN.md, "Layers").
+
+use super::candidates::Candidates;
+use super::error::SampleError;
+use super::token::TokenId;
+
+/// A token sampler: one stage of a sampler chain.
+///
+/// The contract, checked for every sampler by `tests/contract.rs`:
+/// - [`Sampler::apply`] may reorder, shrink and rescale the candidates and
+///   may select a token, but does not change persistent state: calling it
+///   twice on the same input gives the same result. (Scratch buffers reused
+///   between calls are not persistent state.)
+/// - [`Sampler::accept`] is the only thing that advances state (histories,
+///   mu, moving averages, the RNG step).
+/// - [`Sampler::reset`] returns to the freshly constructed state.
+/// - [`Sampler::box_clone`] copies all state.
+/// - On bad input (empty array, no finite logit) `apply` returns an error
+///   and leaves the candidates as they were, never panics.
+pub trait Sampler: Send {
+    /// Short name, as llama.cpp samplers report theirs (e.g. `"top-k"`).
+    fn name(&self) -> &'static str;
+
+    /// Transforms the candidates of one step.
+    fn apply(&mut self, candidates: &mut Candidates<'_>) -> Result<(), SampleError>;
+
+    /// Records the token that was finally chosen for this step.
+    fn accept(&mut self, _token: TokenId) {}
+
+    /// Returns to the fresh state (histories cleared, RNG rewound).
+    fn reset(&mut self) {}
+
+    /// A deep copy, state included.
+    fn box_clone(&self) -> Box<dyn Sampler>;
+
+    /// True for samplers that select a token (greedy, dist, mirostat, ...),
+    /// false for filters that only transform the candidates.
+    fn selects(&self) -> bool {
+        false
+    }
+
+    /// The sampler's observable state and last-step metrics, for traces and
+    /// the C accessors. `Null` when it has none.
+    fn state_json(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+impl Clone for Box<dyn Sampler> {
+    fn clone(&self) -> Self {
+        self.box_clone()
+    }
+}
+
+/// Fails with [`SampleError::EmptyCandidates`] on an empty array.
+pub(crate) fn require_candidates(c: &Candidates<'_>) -> Result<(), SampleError> {
+    if c.is_empty() {
+        Err(SampleError::EmptyCandidates)
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,17 @@
+//! The C ABI: the only place with `extern "C"` exports.
+//!
+//! Conventions (after rustls-ffi): every export runs inside [`guard`], so no
+//! panic crosses into C; null pointers and invalid parameters give NULL or
+//! an error code, and the reason is readable with `entropix_last_error()`.
+//! Each sampler is an ordinary `struct llama_sampler *` made with the host's
+//! `llama_sampler_init`, so `llama_sampler_free` (directly or through a
+//! chain) frees it.
+
+mod classic;
+mod error;
+mod plugin;
+
+pub use classic::*;
+pub use error::{entropix_last_error, entropix_version};
+pub use plugin::{entropix_sampler_is_ours, entropix_sampler_state_json, into_llama_sampler, sampler_ref};
+

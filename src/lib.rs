@@ -1,0 +1,23 @@
+//! # entropix-sampler
+//!
+//! Entropy- and attention-aware LLM token samplers that plug into
+//! llama.cpp's sampler chain through a C ABI.
+//!
+//! Layers (dependencies point down only):
+//! - [`ffi`]: the C ABI, the only place with `extern "C"` exports;
+//! - [`samplers`]: one module per sampler family, pure Rust;
+//! - [`metrics`]: entropy, varentropy and attention statistics;
+//! - [`core`]: the candidates view, math kernels, the RNG, the
+//!   [`core::Sampler`] trait.
+//!
+//! The raw llama.cpp bindings are re-exported as [`sys`].
+
+pub mod core;
+pub mod ffi;
+pub mod metrics;
+pub mod samplers;
+
+pub use llama_cpp_sys_2 as sys;
+
+/// This crate's version, as in Cargo.toml.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,27 @@
+//! The samplers, one module per family. Pure Rust: each works on a
+//! [`crate::core::Candidates`] view and knows nothing about llama.cpp.
+
+pub mod dist;
+pub mod greedy;
+pub mod temperature;
+pub mod top_k;
+
+pub use dist::{Dist, DistParams};
+pub use greedy::Greedy;
+pub use temperature::{Temperature, TemperatureParams};
+pub use top_k::{TopK, TopKParams};
+
+use crate::core::Sampler;
+
+/// Every sampler family of this crate with its default parameters and a
+/// fixed seed, for contract tests and benchmarks. Families that need a
+/// model (vocabulary strings) are built from token ids here.
+pub fn registry() -> Vec<(&'static str, Box<dyn Sampler>)> {
+    let seed = 1234;
+    vec![
+        ("temp", Box::new(Temperature::new(TemperatureParams::default()).unwrap()) as Box<dyn Sampler>),
+        ("greedy", Box::new(Greedy)),
+        ("dist", Box::new(Dist::new(DistParams { seed }).unwrap())),
+        ("top-k", Box::new(TopK::new(TopKParams::default()).unwrap())),
+    ]
+}
