@@ -9,9 +9,15 @@
 
 mod classic;
 mod error;
+mod filters;
+mod mirostat;
+mod penalties;
 mod plugin;
 
 pub use classic::*;
+pub use filters::*;
+pub use mirostat::*;
+pub use penalties::*;
 pub use error::{entropix_last_error, entropix_version};
 pub use plugin::{entropix_sampler_is_ours, entropix_sampler_state_json, into_llama_sampler, sampler_ref};
 

@@ -2,6 +2,9 @@
 //! [`crate::core::Candidates`] view and knows nothing about llama.cpp.
 
 pub mod dist;
+pub mod filters;
+pub mod mirostat;
+pub mod penalties;
 pub mod greedy;
 pub mod temperature;
 pub mod top_k;
@@ -18,10 +21,14 @@ use crate::core::Sampler;
 /// model (vocabulary strings) are built from token ids here.
 pub fn registry() -> Vec<(&'static str, Box<dyn Sampler>)> {
     let seed = 1234;
-    vec![
+    let mut all: Vec<(&'static str, Box<dyn Sampler>)> = vec![
         ("temp", Box::new(Temperature::new(TemperatureParams::default()).unwrap()) as Box<dyn Sampler>),
         ("greedy", Box::new(Greedy)),
         ("dist", Box::new(Dist::new(DistParams { seed }).unwrap())),
         ("top-k", Box::new(TopK::new(TopKParams::default()).unwrap())),
-    ]
+    ];
+    all.extend(filters::registry());
+    all.extend(penalties::registry());
+    all.extend(mirostat::registry());
+    all
 }
