@@ -16,6 +16,9 @@ fn main() {
         return;
     };
     let lib_dir = llama_out.join("lib");
+    // DT_RPATH rather than DT_RUNPATH: libllama's own dependencies (libggml*)
+    // are then found through the executable's path list as well.
+    println!("cargo:rustc-link-arg=-Wl,--disable-new-dtags");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
     // For copies of a binary placed beside the libraries (see README, "Install").
     println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN");

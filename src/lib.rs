@@ -13,6 +13,7 @@
 //! The raw llama.cpp bindings are re-exported as [`sys`].
 
 pub mod core;
+pub mod default_model;
 pub mod ffi;
 pub mod metrics;
 pub mod samplers;

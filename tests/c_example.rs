@@ -1,0 +1,67 @@
+//! Compiles examples/c/chain.c with -Wall -Wextra -Werror against the
+//! generated header, links it to libentropix_sampler and libllama, and runs
+//! it on the real model: a chain mixing llama.cpp's samplers and ours.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn target_profile_dir() -> PathBuf {
+    // .../target/release/deps/c_example-<hash>
+    std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+fn compile(source: &str, name: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let profile = target_profile_dir();
+    let lib_dir = env!("ENTROPIX_LLAMA_LIB_DIR");
+    let out_dir = profile.join("c-examples");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let exe = out_dir.join(name);
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let output = Command::new(&cc)
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(root.join(source))
+        .arg(format!("-I{}", root.join("include").display()))
+        .arg(format!("-I{}", env!("ENTROPIX_LLAMA_INCLUDE_DIR")))
+        .arg(format!("-L{}", profile.display()))
+        .arg("-lentropix_sampler")
+        .arg(format!("-L{lib_dir}"))
+        .args(["-lllama", "-lggml", "-lggml-base"])
+        .arg("-Wl,--disable-new-dtags")
+        .arg(format!("-Wl,-rpath,{}:{lib_dir}", profile.display()))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler `{cc}`: {e}"));
+    assert!(output.status.success(), "C compile failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    exe
+}
+
+#[test]
+fn c_chain_mixing_llama_and_entropix_samplers_generates_text() {
+    let exe = compile("examples/c/chain.c", "chain");
+    let model = common::llama::model_path();
+    // Run without cargo's library path: the rpath alone must find everything.
+    let out = Command::new(&exe).env_remove("LD_LIBRARY_PATH").arg(&model).arg("24").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "chain failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+
+    // The C compiler's layout of the shared types equals the Rust one.
+    let layout = format!(
+        "layout: token_data={} token_data_array={} sampler={}",
+        std::mem::size_of::<entropix_sampler::sys::llama_token_data>(),
+        std::mem::size_of::<entropix_sampler::sys::llama_token_data_array>(),
+        std::mem::size_of::<entropix_sampler::sys::llama_sampler>()
+    );
+    assert!(stdout.contains(&layout), "{stdout}");
+    assert!(stdout.contains(&format!("entropix {}", entropix_sampler::VERSION)), "{stdout}");
+    assert!(stdout.contains("rejected: entropix_sampler_init_temperature: invalid parameter `temp`"), "{stdout}");
+    assert!(stdout.contains("chain: top-k temp(entropix) min-p dist(entropix)"), "{stdout}");
+    let generated: usize = stdout.lines().find_map(|l| l.strip_prefix("generated: ")).unwrap().trim().parse().unwrap();
+    assert!(generated > 0, "nothing generated: {stdout}");
+
+    // Same seed, same text.
+    let again = Command::new(&exe).env_remove("LD_LIBRARY_PATH").arg(&model).arg("24").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&again.stdout), stdout);
+}
