@@ -16,9 +16,17 @@ fn main() {
         return;
     };
     let lib_dir = llama_out.join("lib");
-    // DT_RPATH rather than DT_RUNPATH: libllama's own dependencies (libggml*)
-    // are then found through the executable's path list as well.
-    println!("cargo:rustc-link-arg=-Wl,--disable-new-dtags");
+    // A RUNPATH only serves the object's own dependencies, not libllama's
+    // (libggml*). So every binary depends on all four libraries directly;
+    // the loader then reuses them by soname for libllama. LD_LIBRARY_PATH
+    // still comes first, which is how a CUDA or Metal build of the same
+    // llama.cpp replaces these (README, "GPU").
+    println!("cargo:rustc-link-arg=-L{}", lib_dir.display());
+    println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+    for lib in ["llama", "ggml", "ggml-base", "ggml-cpu"] {
+        println!("cargo:rustc-link-arg=-l{lib}");
+    }
+    println!("cargo:rustc-link-arg=-Wl,--as-needed");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
     // For copies of a binary placed beside the libraries (see README, "Install").
     println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN");

@@ -1,1 +1,328 @@
-fn main() {}
+//! Our samplers against llama.cpp's built-ins, in the same process, both
+//! through `llama_sampler_apply` (ours wrapped by `into_llama_sampler`).
+//!
+//! `cargo bench --bench samplers` prints markdown tables of the median time
+//! per call on random LM-like logits (Normal(0, 3), ids in vocabulary
+//! order, unsorted) for every sampler in `samplers::registry()` at run time
+//! and for a full chain. `ENTROPIX_BENCH_QUICK=1` runs a short version.
+//!
+//! Method: each iteration copies the same unsorted array into a work buffer
+//! (not timed), times one `llama_sampler_apply`, then accepts a token (not
+//! timed): the one the sampler selected, or else the next of a fixed
+//! pseudo-random sequence shared by both sides. Ours and llama.cpp's
+//! alternate within each iteration, the order flipping every iteration
+//! (A/B, B/A), so drift and cache effects hit both alike. Every sampler
+//! starts with the same 64 accepted tokens of history. Medians over up to
+//! `max_iters` iterations or `budget` of wall time per row.
+
+use std::time::{Duration, Instant};
+
+use entropix_sampler::core::{Candidates, DrawStream, TokenData};
+use entropix_sampler::ffi::into_llama_sampler;
+use entropix_sampler::samplers::registry;
+use entropix_sampler::sys;
+
+const SEED: u32 = 1234;
+const VOCABS: [usize; 3] = [49_152, 151_936, 262_144];
+/// DRY window for llama.cpp (its -1 needs a model's n_ctx_train; ours is
+/// unbounded in the registry). Longer than any history here, so equal.
+const DRY_LAST_N: i32 = 4096;
+
+/// The chain: (stage name in our registry, llama.cpp's built-in).
+const CHAIN: [&str; 7] = ["penalties", "dry", "top-k", "top-p", "min-p", "temp", "dist"];
+
+/// The parameters given to llama.cpp's counterparts (our registry's
+/// defaults, which follow llama.cpp's common defaults).
+const LLAMA_PARAMS: &str = "temp 0.8; dist seed 1234; top-k 40; top-p 0.95 min_keep 1; min-p 0.05 min_keep 1; \
+typical 0.95 min_keep 1; top-n-sigma 1.0; temp-ext (0.8, 0.5, 1.0); mirostat (n_vocab, seed 1234, tau 5, eta 0.1, m 100); \
+mirostat-v2 (seed 1234, tau 5, eta 0.1); penalties (n_vocab, last_n 64, repeat 1.1, freq 0, present 0); \
+dry (multiplier 0.8, base 1.75, allowed 2, last_n 4096, no breakers); logit-bias {0: -1.0, 1: +2.5}";
+
+/// An owned `llama_sampler *`, freed on drop.
+struct Smpl(*mut sys::llama_sampler);
+
+impl Drop for Smpl {
+    fn drop(&mut self) {
+        // SAFETY: we own the pointer (chains own their stages).
+        unsafe { sys::llama_sampler_free(self.0) }
+    }
+}
+
+impl Smpl {
+    fn new(ptr: *mut sys::llama_sampler) -> Self {
+        assert!(!ptr.is_null(), "sampler constructor returned NULL");
+        Smpl(ptr)
+    }
+
+    fn accept(&self, token: i32) {
+        unsafe { sys::llama_sampler_accept(self.0, token) }
+    }
+
+    /// Copies `base` into `work` (not timed), applies (timed); returns the
+    /// time and the selected token.
+    fn apply_timed(&self, base: &[TokenData], work: &mut [TokenData]) -> (Duration, Option<i32>) {
+        work.copy_from_slice(base);
+        let mut arr = sys::llama_token_data_array {
+            data: work.as_mut_ptr().cast::<sys::llama_token_data>(),
+            size: work.len(),
+            selected: -1,
+            sorted: false,
+        };
+        let t0 = Instant::now();
+        // SAFETY: `work` outlives the call; TokenData has llama_token_data's layout.
+        unsafe { sys::llama_sampler_apply(self.0, &mut arr) };
+        let dt = t0.elapsed();
+        let selected = usize::try_from(arr.selected).ok().filter(|&i| i < arr.size);
+        // SAFETY: llama.cpp leaves `size` valid elements at `data`.
+        (dt, selected.map(|i| unsafe { (*arr.data.add(i)).id }))
+    }
+}
+
+/// llama.cpp's built-in of the same name, with the parameters in
+/// [`LLAMA_PARAMS`]; `None` when llama.cpp has no such sampler.
+fn llama_counterpart(name: &str, n_vocab: usize) -> Option<Smpl> {
+    let n = n_vocab as i32;
+    // SAFETY: plain constructors; the logit-bias array is copied by llama.cpp.
+    let ptr = unsafe {
+        match name {
+            "temp" => sys::llama_sampler_init_temp(0.8),
+            "greedy" => sys::llama_sampler_init_greedy(),
+            "dist" => sys::llama_sampler_init_dist(SEED),
+            "top-k" => sys::llama_sampler_init_top_k(40),
+            "top-p" => sys::llama_sampler_init_top_p(0.95, 1),
+            "min-p" => sys::llama_sampler_init_min_p(0.05, 1),
+            "typical" => sys::llama_sampler_init_typical(0.95, 1),
+            "top-n-sigma" => sys::llama_sampler_init_top_n_sigma(1.0),
+            "temp-ext" => sys::llama_sampler_init_temp_ext(0.8, 0.5, 1.0),
+            "mirostat" => sys::llama_sampler_init_mirostat(n, SEED, 5.0, 0.1, 100),
+            "mirostat-v2" => sys::llama_sampler_init_mirostat_v2(SEED, 5.0, 0.1),
+            "penalties" => sys::llama_sampler_init_penalties(n, 64, 1.1, 0.0, 0.0),
+            "dry" => sys::llama_sampler_init_dry(std::ptr::null(), 0.8, 1.75, 2, DRY_LAST_N, std::ptr::null_mut(), 0),
+            "logit-bias" => {
+                let biases = [sys::llama_logit_bias { token: 0, bias: -1.0 }, sys::llama_logit_bias { token: 1, bias: 2.5 }];
+                sys::llama_sampler_init_logit_bias(n, biases.len() as i32, biases.as_ptr())
+            }
+            _ => return None,
+        }
+    };
+    Some(Smpl::new(ptr))
+}
+
+/// Normal(0, 3) logits, ids 0..n in vocabulary order.
+fn lm_logits(n: usize, seed: u64) -> Vec<TokenData> {
+    let mut rng = DrawStream::from_state(seed);
+    (0..n).map(|id| TokenData::new(id as i32, (rng.next_normal() * 3.0) as f32)).collect()
+}
+
+/// 64 tokens of history with repeats, so penalties and DRY have work: a
+/// phrase every 16 tokens, random tokens between, and the history ends
+/// with the phrase's first three tokens (DRY then penalises the fourth).
+fn history() -> Vec<i32> {
+    let phrase = [17, 4, 99, 23, 5, 311, 8, 42];
+    let mut rng = DrawStream::from_state(99);
+    (0..64)
+        .map(|i| {
+            let j = (i + 3) % 16;
+            if j < 8 {
+                phrase[j]
+            } else {
+                (rng.next_u64() % 512) as i32
+            }
+        })
+        .collect()
+}
+
+struct Config {
+    quick: bool,
+    budget: Duration,
+    min_iters: usize,
+    max_iters: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Median µs per apply of `a` and (when given) `b`, alternating A/B.
+fn time_pair(a: &Smpl, b: Option<&Smpl>, base: &[TokenData], cfg: &Config) -> (f64, Option<f64>, usize) {
+    let mut work = base.to_vec();
+    let mut shared = DrawStream::from_state(7);
+    let sides: Vec<&Smpl> = std::iter::once(a).chain(b).collect();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); sides.len()];
+    let warmup = 2;
+    let start = Instant::now();
+    let mut it = 0;
+    loop {
+        let fallback = (shared.next_u64() % 512) as i32;
+        for k in 0..sides.len() {
+            // Flip the order every iteration.
+            let side = if it % 2 == 0 { k } else { sides.len() - 1 - k };
+            let (dt, selected) = sides[side].apply_timed(base, &mut work);
+            sides[side].accept(selected.unwrap_or(fallback));
+            if it >= warmup {
+                times[side].push(dt.as_secs_f64() * 1e6);
+            }
+        }
+        it += 1;
+        let done = it - warmup.min(it);
+        if done >= cfg.min_iters && (start.elapsed() >= cfg.budget || done >= cfg.max_iters) {
+            break;
+        }
+    }
+    let n = times[0].len();
+    let mut medians = times.into_iter().map(median);
+    (medians.next().unwrap(), medians.next(), n)
+}
+
+/// What one apply of our Rust sampler does to `base`: an error, a no-op,
+/// or a change (for the notes).
+fn effect_of_ours(s: &dyn entropix_sampler::core::Sampler, history: &[i32], base: &[TokenData]) -> Result<bool, String> {
+    let mut s = s.box_clone();
+    history.iter().for_each(|&t| s.accept(t));
+    let mut data = base.to_vec();
+    let mut c = Candidates::new(&mut data);
+    s.apply(&mut c).map_err(|e| e.to_string())?;
+    let changed = c.len() != base.len() || c.selected().is_some() || c.as_slice().iter().zip(base).any(|(x, y)| x.id != y.id || x.logit.to_bits() != y.logit.to_bits());
+    Ok(changed)
+}
+
+fn effect_of_llama(s: &Smpl, history: &[i32], base: &[TokenData]) -> bool {
+    history.iter().for_each(|&t| s.accept(t));
+    let mut work = base.to_vec();
+    let mut arr = sys::llama_token_data_array { data: work.as_mut_ptr().cast(), size: work.len(), selected: -1, sorted: false };
+    unsafe { sys::llama_sampler_apply(s.0, &mut arr) };
+    let out = unsafe { std::slice::from_raw_parts(arr.data.cast::<TokenData>(), arr.size) };
+    arr.size != base.len() || arr.selected >= 0 || out.iter().zip(base).any(|(x, y)| x.id != y.id || x.logit.to_bits() != y.logit.to_bits())
+}
+
+fn fmt_us(us: f64) -> String {
+    if us >= 100.0 {
+        format!("{us:.0}")
+    } else if us >= 10.0 {
+        format!("{us:.1}")
+    } else {
+        format!("{us:.2}")
+    }
+}
+
+fn fmt_ratio(r: f64) -> String {
+    if r >= 0.1 {
+        format!("{r:.2}")
+    } else {
+        format!("{r:.4}")
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a name filter may follow.
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    let quick = std::env::var("ENTROPIX_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let cfg = if quick {
+        Config { quick, budget: Duration::from_millis(20), min_iters: 3, max_iters: 5 }
+    } else {
+        Config { quick, budget: Duration::from_millis(1200), min_iters: 15, max_iters: 1001 }
+    };
+    let wants = |name: &str| filter.as_deref().map_or(true, |f| name.contains(f));
+    let hist = history();
+    let reg = registry();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("# entropix-sampler vs llama.cpp: median µs per `llama_sampler_apply`\n");
+    println!(
+        "{} run, {cores} CPUs. Each call: a fresh copy of the same unsorted Normal(0, 3) array (copy not timed), then \
+         `llama_sampler_apply` (timed); ours wrapped with `into_llama_sampler`. A/B alternation, medians over up to {} \
+         iterations or {:?} per row; 64 tokens of history accepted first, one token accepted after every call (not timed).\n",
+        if cfg.quick { "QUICK" } else { "Full" },
+        cfg.max_iters,
+        cfg.budget
+    );
+    println!("llama.cpp parameters: {LLAMA_PARAMS}.\n");
+    println!("| sampler | n_vocab | ours µs | llama.cpp µs | ours / llama.cpp | iters | note |");
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    let bench_start = Instant::now();
+    for (name, sampler) in &reg {
+        if !wants(name) {
+            continue;
+        }
+        for &n in &VOCABS {
+            if cfg.quick && n != VOCABS[0] && !matches!(*name, "mirostat" | "mirostat-v2" | "top-k") {
+                continue;
+            }
+            let base = lm_logits(n, 42 + n as u64);
+            let mut note = String::new();
+            let ours_effect = effect_of_ours(sampler.as_ref(), &hist, &base);
+            let theirs_probe = llama_counterpart(name, n);
+            match (&ours_effect, &theirs_probe) {
+                (Err(e), _) => note = format!("our apply fails: {e}"),
+                (Ok(ours_changes), Some(t)) => {
+                    let theirs_changes = effect_of_llama(t, &hist, &base);
+                    if *ours_changes != theirs_changes {
+                        note = format!("params differ? ours {}, llama.cpp {}", if *ours_changes { "acts" } else { "no-op" }, if theirs_changes { "acts" } else { "no-op" });
+                    } else if !ours_changes {
+                        note = "no-op on this input (both)".into();
+                    }
+                }
+                (Ok(false), None) => note = "no-op on this input".into(),
+                _ => {}
+            }
+            drop(theirs_probe);
+            let ours = Smpl::new(into_llama_sampler(sampler.box_clone()));
+            let theirs = llama_counterpart(name, n);
+            for &t in &hist {
+                ours.accept(t);
+                if let Some(t2) = &theirs {
+                    t2.accept(t);
+                }
+            }
+            let (a, b, iters) = time_pair(&ours, theirs.as_ref(), &base, &cfg);
+            let (b_s, r_s) = match b {
+                Some(b) => (fmt_us(b), fmt_ratio(a / b)),
+                None => ("-".into(), "-".into()),
+            };
+            println!("| {name} | {n} | {} | {b_s} | {r_s} | {iters} | {note} |", fmt_us(a));
+        }
+    }
+
+    // The full chain.
+    if wants("chain") {
+        let present: Vec<&str> = CHAIN.iter().copied().filter(|s| reg.iter().any(|(n, _)| n == s)).collect();
+        let missing: Vec<&str> = CHAIN.iter().copied().filter(|s| !present.contains(s)).collect();
+        println!("\n## Chain: {}\n", present.join(" -> "));
+        if !missing.is_empty() {
+            println!("Stages not in our registry yet, left out of both chains: {}.\n", missing.join(", "));
+        }
+        println!("Each stage ours (from the registry, defaults) vs llama.cpp's built-ins, each in a `llama_sampler_chain`; the chain accepts its own selected token after every call (not timed).\n");
+        println!("| chain | n_vocab | ours µs | llama.cpp µs | ours / llama.cpp | iters |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for &n in &VOCABS {
+            let base = lm_logits(n, 4242 + n as u64);
+            let params = sys::llama_sampler_chain_params { no_perf: true };
+            let ours = Smpl::new(unsafe { sys::llama_sampler_chain_init(params) });
+            let theirs = Smpl::new(unsafe { sys::llama_sampler_chain_init(params) });
+            for stage in &present {
+                let s = &reg.iter().find(|(n, _)| n == stage).unwrap().1;
+                let theirs_stage = llama_counterpart(stage, n).expect("every chain stage has a llama.cpp built-in");
+                // The chains own their stages from here on.
+                let theirs_ptr = theirs_stage.0;
+                std::mem::forget(theirs_stage);
+                unsafe {
+                    sys::llama_sampler_chain_add(ours.0, into_llama_sampler(s.box_clone()));
+                    sys::llama_sampler_chain_add(theirs.0, theirs_ptr);
+                }
+            }
+            for &t in &hist {
+                ours.accept(t);
+                theirs.accept(t);
+            }
+            let (a, b, iters) = time_pair(&ours, Some(&theirs), &base, &cfg);
+            let b = b.unwrap();
+            println!("| {} stages | {n} | {} | {} | {} | {iters} |", present.len(), fmt_us(a), fmt_us(b), fmt_ratio(a / b));
+        }
+    }
+    println!("\nTotal bench time {:.1} s.", bench_start.elapsed().as_secs_f64());
+}

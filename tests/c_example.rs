@@ -29,8 +29,9 @@ fn compile(source: &str, name: &str) -> PathBuf {
         .arg(format!("-L{}", profile.display()))
         .arg("-lentropix_sampler")
         .arg(format!("-L{lib_dir}"))
-        .args(["-lllama", "-lggml", "-lggml-base"])
-        .arg("-Wl,--disable-new-dtags")
+        // Depend on every llama.cpp library directly, so the RUNPATH finds
+        // them all (see build.rs).
+        .args(["-Wl,--no-as-needed", "-lllama", "-lggml", "-lggml-base", "-lggml-cpu", "-Wl,--as-needed"])
         .arg(format!("-Wl,-rpath,{}:{lib_dir}", profile.display()))
         .output()
         .unwrap_or_else(|e| panic!("cannot run the C compiler `{cc}`: {e}"));

@@ -18,7 +18,7 @@ pub struct Candidates<'a> {
 
 /// `k` at or below which [`Candidates::keep_top_k`] uses a single scan with a
 /// small sorted buffer instead of quickselect.
-const SMALL_K: usize = 64;
+const SMALL_K: usize = 128;
 
 impl<'a> Candidates<'a> {
     /// An unsorted view with nothing selected.
@@ -134,23 +134,21 @@ impl<'a> Candidates<'a> {
         if self.sorted && !self.data.is_empty() {
             return logit_key(self.data[0].logit);
         }
-        self.data.iter().fold(f32::NEG_INFINITY, |m, t| m.max(logit_key(t.logit)))
+        super::math::max_logit(self.data)
     }
 
     /// Index of the largest logit (first one on ties); `None` when empty or
     /// when every logit is -inf or NaN.
     pub fn argmax(&self) -> Option<usize> {
         if self.sorted {
-            return self.data.first().filter(|t| logit_key(t.logit) > f32::NEG_INFINITY).map(|_| 0);
+            return self.data.first().filter(|t| t.logit > f32::NEG_INFINITY).map(|_| 0);
         }
-        let mut best: Option<(usize, f32)> = None;
-        for (i, t) in self.data.iter().enumerate() {
-            let l = logit_key(t.logit);
-            if l > f32::NEG_INFINITY && best.map_or(true, |(_, b)| l > b) {
-                best = Some((i, l));
-            }
+        // A vectorised max, then the first position holding it.
+        let max = super::math::max_logit(self.data);
+        if max == f32::NEG_INFINITY {
+            return None;
         }
-        best.map(|(i, _)| i)
+        self.data.iter().position(|t| t.logit == max)
     }
 
     /// Sets `p` of every candidate to its softmax probability over the
@@ -165,26 +163,42 @@ impl<'a> Candidates<'a> {
 }
 
 /// Finds the `k` largest candidates of `data` in one scan and leaves them,
-/// sorted descending, in `out`. Ties at the threshold keep the earliest.
+/// sorted descending, in `out`.
+///
+/// `out` starts with the first `k` candidates and a threshold, the k-th
+/// largest logit so far. The rest is read in blocks of 16: a block whose
+/// maximum does not beat the threshold (the common case once it has risen)
+/// costs a branch-free max; otherwise its winners are appended, and when
+/// `out` reaches `4k` a quickselect keeps the best `k` and raises the
+/// threshold. O(n) in all; NaN never beats the threshold.
 fn top_k_by_scan(data: &[TokenData], k: usize, out: &mut Vec<TokenData>) {
+    const BLOCK: usize = 16;
+    let cap = 4 * k;
     out.clear();
-    out.reserve(k + 1);
-    let mut threshold = f32::NEG_INFINITY;
-    for t in data {
-        let l = logit_key(t.logit);
-        if out.len() == k && !(l > threshold) {
+    out.reserve(cap);
+    out.extend_from_slice(&data[..k]);
+    let mut threshold = out.iter().fold(f32::INFINITY, |m, t| m.min(logit_key(t.logit)));
+    for block in data[k..].chunks(BLOCK) {
+        let block_max = block.iter().fold(f32::NEG_INFINITY, |m, t| if t.logit > m { t.logit } else { m });
+        if !(block_max > threshold) {
             continue;
         }
-        // Insert after all elements whose key is >= l (keeps earlier first).
-        let pos = out.partition_point(|o| logit_key(o.logit) >= l);
-        if out.len() == k {
-            out.pop();
-        }
-        out.insert(pos, *t);
-        if out.len() == k {
-            threshold = logit_key(out[k - 1].logit);
+        for t in block {
+            if t.logit > threshold {
+                out.push(*t);
+                if out.len() == cap {
+                    out.select_nth_unstable_by(k - 1, cmp_logit_desc);
+                    out.truncate(k);
+                    threshold = logit_key(out[k - 1].logit);
+                }
+            }
         }
     }
+    if out.len() > k {
+        out.select_nth_unstable_by(k - 1, cmp_logit_desc);
+        out.truncate(k);
+    }
+    out.sort_unstable_by(cmp_logit_desc);
 }
 
 #[cfg(test)]

@@ -22,6 +22,29 @@ pub fn cmp_logit_desc(a: &TokenData, b: &TokenData) -> Ordering {
     y.partial_cmp(&x).unwrap_or(Ordering::Equal).then_with(|| a.logit.is_nan().cmp(&b.logit.is_nan()))
 }
 
+/// Largest logit, NaN ignored; -inf when empty or all NaN.
+///
+/// Eight independent running maxima let the compiler vectorise the loop
+/// (a compare and a blend per lane; `x > m` is false for NaN).
+pub fn max_logit(data: &[TokenData]) -> f32 {
+    const LANES: usize = 8;
+    let mut m = [f32::NEG_INFINITY; LANES];
+    let chunks = data.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (lane, t) in m.iter_mut().zip(chunk) {
+            *lane = if t.logit > *lane { t.logit } else { *lane };
+        }
+    }
+    let mut best = m.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+    for t in tail {
+        if t.logit > best {
+            best = t.logit;
+        }
+    }
+    best
+}
+
 /// Writes softmax probabilities into `p`, given the largest logit `max`.
 ///
 /// NaN and -inf logits get 0. When `max` is +inf the +inf logits share the

@@ -64,9 +64,10 @@ pub fn apply_temperature(candidates: &mut Candidates<'_>, temp: f32) {
     if temp == 1.0 {
         return;
     }
-    let inv = 1.0 / temp;
+    // Divide rather than multiply by 1/T: bit-identical to llama.cpp, so
+    // ties stay ties exactly as they do there.
     for t in candidates.as_mut_slice() {
-        t.logit *= inv;
+        t.logit /= temp;
     }
 }
 

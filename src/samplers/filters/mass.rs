@@ -1,0 +1,489 @@
+//! Shared kernels of the filters: softmax weights and moments, and
+//! finding the smallest best-ranked set of candidates whose probability
+//! mass reaches a target (top-p, typical) without sorting the vocabulary.
+//!
+//! The selection is O(n): a histogram of probability mass over buckets of
+//! "badness" (distance from the best rank, in nats; built in the same pass
+//! as the softmax weights where possible) finds the one bucket where the
+//! running mass crosses the target; one partition pass moves the buckets
+//! before it to the front and that bucket right after them; only that
+//! bucket (usually a few dozen candidates) is then ordered exactly, by a
+//! mass-weighted quickselect. llama.cpp sorts the vocabulary instead.
+//!
+//! Sums over the vocabulary accumulate in f64, in four independent lanes
+//! (one serial chain of f64 adds would cost an add latency per token).
+//! Weights use libm's `expf` (as llama.cpp does) but never on its slow
+//! underflow path.
+
+use crate::core::TokenData;
+
+/// Histogram buckets per nat of badness.
+const PER_NAT: f32 = 16.0;
+/// Number of buckets: 32 nats of badness (a weight ratio of e^-32 ~ 1e-14);
+/// everything worse shares the last bucket.
+const BUCKETS: usize = 512;
+/// At or below this many candidates the histogram is not worth its setup.
+const SMALL_N: usize = 256;
+/// Windows at or below this size are sorted and scanned directly.
+const SMALL_WINDOW: usize = 24;
+/// Quickselect rounds before falling back to a sort (guards O(n^2)).
+const MAX_ROUNDS: u32 = 64;
+
+/// Writes the unnormalised softmax weight `exp(logit - max)` of every
+/// candidate into its `p` and returns the sum of the weights (f64).
+/// NaN and -inf logits weigh 0, and so do weights below 1.2e-38 (see
+/// [`weight`]). When `max` is +inf the +inf logits weigh 1 and all others
+/// 0 (the limit of softmax). `max` must be the largest logit, not -inf.
+pub(crate) fn exp_weights(data: &mut [TokenData], max: f32) -> f64 {
+    if max == f32::INFINITY {
+        return inf_weights(data);
+    }
+    // Four partial sums: one f64 chain would cost an add latency per token.
+    let mut acc = [0.0f64; 4];
+    let mut chunks = data.chunks_exact_mut(4);
+    for c in &mut chunks {
+        for (t, a) in c.iter_mut().zip(acc.iter_mut()) {
+            let e = weight(t.logit, max);
+            t.p = e;
+            *a += e as f64;
+        }
+    }
+    for t in chunks.into_remainder() {
+        let e = weight(t.logit, max);
+        t.p = e;
+        acc[0] += e as f64;
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
+/// The sum of exp(logit - max) over the candidates (f64), for a finite
+/// `max`, without writing anything (weights below 1.2e-38 count as 0).
+pub(crate) fn exp_sum(data: &[TokenData], max: f32) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        for (t, a) in c.iter().zip(acc.iter_mut()) {
+            *a += weight(t.logit, max) as f64;
+        }
+    }
+    for t in chunks.remainder() {
+        acc[0] += weight(t.logit, max) as f64;
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
+/// Like [`exp_weights`] for a finite `max`, and also adds each weight to
+/// `hist` at the bucket of its badness `max - logit` (see
+/// [`select_from_histogram`]), in the same pass.
+pub(crate) fn exp_weights_histogram(data: &mut [TokenData], max: f32, hist: &mut Histogram) -> f64 {
+    debug_assert!(max.is_finite());
+    let mut acc = [0.0f64; 4];
+    let mut chunks = data.chunks_exact_mut(4);
+    for c in &mut chunks {
+        for (lane, (t, a)) in c.iter_mut().zip(acc.iter_mut()).enumerate() {
+            let e = weight(t.logit, max);
+            t.p = e;
+            *a += e as f64;
+            hist.add(lane, max - t.logit, e);
+        }
+    }
+    for t in chunks.into_remainder() {
+        let e = weight(t.logit, max);
+        t.p = e;
+        acc[0] += e as f64;
+        hist.add(0, max - t.logit, e);
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
+}
+
+/// Sums S0 = sum exp(z) and S1 = sum exp(z)·z over the candidates, with
+/// z = logit - max, in f64, for a finite `max`. The entropy of
+/// softmax(logits) is `ln S0 - S1 / S0` nats, its top probability `1 / S0`
+/// and its mean logit `max + S1 / S0`. NaN and -inf logits contribute
+/// nothing.
+pub(crate) fn exp_moments(data: &[TokenData], max: f32) -> (f64, f64) {
+    let mut s = [[0.0f64; 2]; 4];
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        for (t, s) in c.iter().zip(s.iter_mut()) {
+            moment_term(t.logit, max, weight_subnormal(t.logit, max), s);
+        }
+    }
+    for t in chunks.remainder() {
+        moment_term(t.logit, max, weight_subnormal(t.logit, max), &mut s[0]);
+    }
+    ((s[0][0] + s[1][0]) + (s[2][0] + s[3][0]), (s[0][1] + s[1][1]) + (s[2][1] + s[3][1]))
+}
+
+/// [`exp_moments`] that also stores each weight exp(z) in `p`, with
+/// weights below 1.2e-38 flushed to 0.
+pub(crate) fn exp_moments_weights(data: &mut [TokenData], max: f32) -> (f64, f64) {
+    let mut s = [[0.0f64; 2]; 4];
+    let mut chunks = data.chunks_exact_mut(4);
+    for c in &mut chunks {
+        for (t, s) in c.iter_mut().zip(s.iter_mut()) {
+            t.p = moment_term(t.logit, max, weight(t.logit, max), s);
+        }
+    }
+    for t in chunks.into_remainder() {
+        t.p = moment_term(t.logit, max, weight(t.logit, max), &mut s[0]);
+    }
+    ((s[0][0] + s[1][0]) + (s[2][0] + s[3][0]), (s[0][1] + s[1][1]) + (s[2][1] + s[3][1]))
+}
+
+/// Adds the weight e = exp(z) and e·z to `s` and returns e, z = logit - max.
+#[inline(always)]
+fn moment_term(logit: f32, max: f32, e: f32, s: &mut [f64; 2]) -> f32 {
+    let z = logit - max;
+    s[0] += e as f64;
+    // 0 · -inf would be NaN: a -inf logit contributes 0.
+    s[1] += if e > 0.0 { e as f64 * z as f64 } else { 0.0 };
+    e
+}
+
+/// Below this, exp(z) is under f32's smallest normal number (1.2e-38),
+/// where libm's expf takes a slow underflow path (errno) and arithmetic on
+/// the subnormal result is slow too.
+const EXP_NORMAL_MIN: f32 = -87.0;
+/// Below this, exp(z) rounds to 0 in f32 (as libm's expf returns).
+const EXP_ZERO_BELOW: f32 = -104.0;
+/// 32 ln 2.
+const SHIFT: f32 = 22.180_71;
+/// 2^-32.
+const UNSHIFT: f32 = 1.0 / 4_294_967_296.0;
+
+/// exp(logit - max) for logit <= max, with NaN and -inf weighing 0, and
+/// weights below 1.2e-38 (subnormal) flushed to 0: they cannot move a sum
+/// that includes the best candidate's weight, 1. Branch-free and fast.
+#[inline(always)]
+fn weight(logit: f32, max: f32) -> f32 {
+    let z = logit - max;
+    // f32::max maps NaN to the floor; comparisons with NaN are false.
+    let e = z.max(EXP_NORMAL_MIN).exp();
+    if z >= EXP_NORMAL_MIN {
+        e
+    } else {
+        0.0
+    }
+}
+
+/// Like [`weight`] but keeping subnormal weights (computed as
+/// exp(z + 32 ln 2) · 2^-32, never on libm's underflow path), for sums
+/// whose value may be tiny (the entropy of a near-one-hot distribution).
+#[inline(always)]
+fn weight_subnormal(logit: f32, max: f32) -> f32 {
+    let z = logit - max;
+    let zc = z.max(EXP_ZERO_BELOW);
+    let tiny = zc < EXP_NORMAL_MIN;
+    let e = (if tiny { zc + SHIFT } else { zc }).exp() * if tiny { UNSHIFT } else { 1.0 };
+    if z >= EXP_ZERO_BELOW {
+        e
+    } else {
+        0.0
+    }
+}
+
+/// Weights for a +inf maximum: 1 for the +inf logits, 0 for the others.
+fn inf_weights(data: &mut [TokenData]) -> f64 {
+    let mut n = 0.0f64;
+    for t in data.iter_mut() {
+        let inf = t.logit == f32::INFINITY;
+        t.p = if inf { 1.0 } else { 0.0 };
+        n += t.p as f64;
+    }
+    n
+}
+
+/// Probability mass per bucket of badness (nats), f64, in four lanes: one
+/// running f64 sum per bucket would make tokens that fall in the same
+/// bucket wait for each other's adds, so consecutive tokens go to
+/// different lanes. The lanes are merged when the histogram is read.
+pub(crate) struct Histogram([[f64; BUCKETS]; LANES]);
+
+/// Lanes of a [`Histogram`].
+const LANES: usize = 4;
+
+impl Histogram {
+    pub(crate) fn new() -> Self {
+        Self([[0.0; BUCKETS]; LANES])
+    }
+
+    /// Adds weight `w` at `badness` (see [`bucket_of`]) in `lane` (0..4).
+    #[inline(always)]
+    pub(crate) fn add(&mut self, lane: usize, badness: f32, w: f32) {
+        self.0[lane & (LANES - 1)][bucket_of(badness)] += w as f64;
+    }
+
+    /// Mass of bucket `b`, all lanes.
+    fn mass(&self, b: usize) -> f64 {
+        (self.0[0][b] + self.0[1][b]) + (self.0[2][b] + self.0[3][b])
+    }
+}
+
+/// Whether running mass `acc` has reached `target` (`acc > target` when
+/// `strict`, else `acc >= target`).
+#[inline]
+fn reached(acc: f64, target: f64, strict: bool) -> bool {
+    if strict {
+        acc > target
+    } else {
+        acc >= target
+    }
+}
+
+/// Orders candidates by ascending key: lower key = better rank. Keys must
+/// never be NaN.
+#[inline]
+fn by_key<K: PartialOrd>(a: &K, b: &K) -> std::cmp::Ordering {
+    a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal)
+}
+
+/// Moves the smallest best-ranked (ascending `key`) set of candidates whose
+/// weight (`p`) sum, added to `acc`, reaches `target` to the front of
+/// `data`, in no particular order, and returns its size. The reach test is
+/// made after adding each candidate, so at least one is taken from a
+/// non-empty `data`; when the target is never reached, all of `data` is
+/// taken. Equal keys are taken in an unspecified order.
+pub(crate) fn select_mass<K, F>(data: &mut [TokenData], key: F, mut acc: f64, target: f64, strict: bool) -> usize
+where
+    K: PartialOrd + Copy,
+    F: Fn(&TokenData) -> K,
+{
+    let (mut lo, mut hi) = (0usize, data.len());
+    let mut rounds = 0u32;
+    loop {
+        if hi - lo <= SMALL_WINDOW || rounds >= MAX_ROUNDS {
+            let window = &mut data[lo..hi];
+            window.sort_unstable_by(|a, b| by_key(&key(a), &key(b)));
+            for (i, t) in window.iter().enumerate() {
+                acc += t.p as f64;
+                if reached(acc, target, strict) {
+                    return lo + i + 1;
+                }
+            }
+            return hi;
+        }
+        rounds += 1;
+        // Median of three keys as the pivot.
+        let mid = lo + (hi - lo) / 2;
+        let (a, b, c) = (key(&data[lo]), key(&data[mid]), key(&data[hi - 1]));
+        let pivot = if (a <= b) == (b <= c) {
+            b
+        } else if (b <= a) == (a <= c) {
+            a
+        } else {
+            c
+        };
+        // Three-way partition of data[lo..hi]: [< pivot | == pivot | > pivot].
+        let (mut lt, mut i, mut gt) = (lo, lo, hi);
+        let (mut m_lt, mut m_eq) = (0.0f64, 0.0f64);
+        while i < gt {
+            let k = key(&data[i]);
+            if k < pivot {
+                m_lt += data[i].p as f64;
+                data.swap(lt, i);
+                lt += 1;
+                i += 1;
+            } else if k > pivot {
+                gt -= 1;
+                data.swap(i, gt);
+            } else {
+                m_eq += data[i].p as f64;
+                i += 1;
+            }
+        }
+        if lt > lo && reached(acc + m_lt, target, strict) {
+            hi = lt;
+        } else if reached(acc + m_lt + m_eq, target, strict) {
+            // The target is crossed inside the group of keys equal to the
+            // pivot: every member is as good as the others.
+            acc += m_lt;
+            for (j, t) in data[lt..gt].iter().enumerate() {
+                acc += t.p as f64;
+                if reached(acc, target, strict) {
+                    return lt + j + 1;
+                }
+            }
+            return gt;
+        } else {
+            acc += m_lt + m_eq;
+            lo = gt;
+            if lo >= hi {
+                return hi;
+            }
+        }
+    }
+}
+
+/// Bucket index of a badness value `d >= 0` (nats); NaN, +inf and anything
+/// past the range go to the last bucket. Non-decreasing in `d`, branch-free.
+#[inline(always)]
+fn bucket_of(d: f32) -> usize {
+    // f32::min maps NaN to the bound; `as` truncates (d >= 0).
+    (d * PER_NAT).min((BUCKETS - 1) as f32) as usize
+}
+
+/// Like [`select_mass`] over all of `data` (starting from mass 0), in O(n):
+/// `badness(t)` (>= 0, in nats, NaN for the worst) must be non-decreasing
+/// in `key(t)`, so that buckets of badness never split the key order.
+pub(crate) fn select_mass_bucketed<K, F, B>(data: &mut [TokenData], key: F, badness: B, target: f64, strict: bool) -> usize
+where
+    K: PartialOrd + Copy,
+    F: Fn(&TokenData) -> K,
+    B: Fn(&TokenData) -> f32,
+{
+    if data.len() <= SMALL_N {
+        return select_mass(data, key, 0.0, target, strict);
+    }
+    let mut hist = Histogram::new();
+    for (i, t) in data.iter().enumerate() {
+        hist.add(i, badness(t), t.p);
+    }
+    select_from_histogram(data, key, badness, &hist, target, strict)
+}
+
+/// Whether `data` is small enough for [`select_mass`] alone.
+pub(crate) fn is_small(data: &[TokenData]) -> bool {
+    data.len() <= SMALL_N
+}
+
+/// The selection of [`select_mass_bucketed`] given the histogram of the
+/// weights (`p`) of `data` over `badness` (built with [`Histogram::add`]
+/// from exactly the same badness values).
+pub(crate) fn select_from_histogram<K, F, B>(data: &mut [TokenData], key: F, badness: B, hist: &Histogram, target: f64, strict: bool) -> usize
+where
+    K: PartialOrd + Copy,
+    F: Fn(&TokenData) -> K,
+    B: Fn(&TokenData) -> f32,
+{
+    let n = data.len();
+    if n == 0 {
+        return 0;
+    }
+    if reached(0.0, target, strict) {
+        // Reached by the first candidate whatever it is: take the best one.
+        let mut best = 0;
+        for i in 1..n {
+            if key(&data[i]) < key(&data[best]) {
+                best = i;
+            }
+        }
+        data.swap(0, best);
+        return 1;
+    }
+    // The bucket where the running mass first reaches the target. Since 0
+    // does not reach it, that bucket has positive mass, so it is not empty.
+    // If none does (rounding, with p just below 1), the last bucket is
+    // taken as the crossing one and the selection below keeps all of it.
+    let mut acc = 0.0f64;
+    let mut cross = BUCKETS - 1;
+    for b in 0..BUCKETS - 1 {
+        let m = hist.mass(b);
+        if reached(acc + m, target, strict) {
+            cross = b;
+            break;
+        }
+        acc += m;
+    }
+    // Partition into [before the crossing bucket | crossing bucket | rest],
+    // touching only the members of the first two groups.
+    let (mut a, mut b) = (0usize, 0usize);
+    for i in 0..n {
+        let bi = bucket_of(badness(&data[i]));
+        if bi < cross {
+            // Rotate data[i] -> a, data[a] -> b, data[b] -> i.
+            let t = data[i];
+            data[i] = data[b];
+            data[b] = data[a];
+            data[a] = t;
+            a += 1;
+            b += 1;
+        } else if bi == cross {
+            data.swap(b, i);
+            b += 1;
+        }
+    }
+    a + select_mass(&mut data[a..b], key, acc, target, strict)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::DrawStream;
+
+    /// Reference: sort by key (ties by id), scan.
+    fn reference(data: &[TokenData], key: impl Fn(&TokenData) -> f64, target: f64, strict: bool) -> Vec<i32> {
+        let mut v = data.to_vec();
+        v.sort_by(|a, b| key(a).partial_cmp(&key(b)).unwrap().then(a.id.cmp(&b.id)));
+        let mut acc = 0.0;
+        let mut k = v.len();
+        for (i, t) in v.iter().enumerate() {
+            acc += t.p as f64;
+            if reached(acc, target, strict) {
+                k = i + 1;
+                break;
+            }
+        }
+        let mut ids: Vec<i32> = v[..k].iter().map(|t| t.id).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn bucketed_selection_equals_sort_and_scan() {
+        let mut rng = DrawStream::from_state(99);
+        for case in 0..200 {
+            let n: usize = [1, 2, 5, 30, 300, 3000, 20_000][case % 7];
+            let mut data: Vec<TokenData> =
+                (0..n).map(|i| TokenData::new(i as i32, (rng.next_normal() * [0.5, 3.0, 10.0][case % 3]) as f32)).collect();
+            let max = data.iter().fold(f32::NEG_INFINITY, |m, t| m.max(t.logit));
+            let s = exp_weights(&mut data, max);
+            let p = [0.0, 0.1, 0.5, 0.9, 0.95, 0.999][case % 6];
+            let strict = case % 2 == 0;
+            let key = |t: &TokenData| -(t.logit as f64);
+            let want = reference(&data, key, p * s, strict);
+            let k = select_mass_bucketed(&mut data, key, |t| max - t.logit, p * s, strict);
+            let mut got: Vec<i32> = data[..k].iter().map(|t| t.id).collect();
+            got.sort();
+            assert_eq!(got.len(), want.len(), "case {case}: n {n} p {p}");
+            // Continuous logits: no ties, so the sets are equal.
+            assert_eq!(got, want, "case {case}");
+        }
+    }
+
+    #[test]
+    fn equal_keys_are_resolved_by_count() {
+        let mut data: Vec<TokenData> = (0..1000).map(|i| TokenData::new(i, 1.0)).collect();
+        let s = exp_weights(&mut data, 1.0);
+        assert_eq!(s, 1000.0);
+        let k = select_mass_bucketed(&mut data, |t| -t.logit, |t| 1.0 - t.logit, 0.25 * s, false);
+        assert_eq!(k, 250);
+        let k = select_mass_bucketed(&mut data, |t| -t.logit, |t| 1.0 - t.logit, 0.25 * s, true);
+        assert_eq!(k, 251);
+    }
+
+    #[test]
+    fn weights_follow_exp_down_to_underflow() {
+        for z in [0.0f32, -1.0, -20.0, -86.9, -87.0, -87.1, -90.0, -100.0, -103.0, -103.9, -104.5, -200.0] {
+            let want = (z as f64).exp();
+            let got = weight_subnormal(z, 0.0) as f64;
+            let ulp = if want < 1.2e-38 { 1.5e-45 } else { want * 1.2e-7 };
+            assert!((got - want).abs() <= 2.0 * ulp, "{z}: {got:e} vs {want:e}");
+            let flushed = weight(z, 0.0) as f64;
+            assert!(if z >= -87.0 { (flushed - want).abs() <= 2.0 * ulp } else { flushed == 0.0 }, "{z}");
+        }
+        assert_eq!(weight(f32::NAN, 0.0), 0.0);
+        assert_eq!(weight_subnormal(f32::NAN, 0.0), 0.0);
+        assert_eq!(weight_subnormal(f32::NEG_INFINITY, 0.0), 0.0);
+    }
+
+    #[test]
+    fn weights_of_special_logits() {
+        let mut d = vec![TokenData::new(0, f32::NAN), TokenData::new(1, f32::NEG_INFINITY), TokenData::new(2, 0.0)];
+        assert_eq!(exp_weights(&mut d, 0.0), 1.0);
+        assert_eq!([d[0].p, d[1].p, d[2].p], [0.0, 0.0, 1.0]);
+        let mut d = vec![TokenData::new(0, f32::INFINITY), TokenData::new(1, 3.0), TokenData::new(2, f32::INFINITY)];
+        assert_eq!(exp_weights(&mut d, f32::INFINITY), 2.0);
+        assert_eq!([d[0].p, d[1].p, d[2].p], [1.0, 0.0, 1.0]);
+    }
+}

@@ -1,0 +1,393 @@
+//! Mirostat v2: keep the candidates whose surprise is at most `mu`.
+
+use serde::{Deserialize, Serialize};
+
+use super::{json_f64, update_mu, Observed};
+use crate::core::error::check_range;
+use crate::core::math::{cmp_logit_desc, logit_key};
+use crate::core::sampler::require_candidates;
+use crate::core::{Candidates, ParamError, SampleError, Sampler, SeededRng, TokenId, RANDOM_SEED};
+use crate::samplers::dist::pick_by_probability;
+
+/// Parameters of [`MirostatV2`], in the order of llama.cpp's
+/// `llama_sampler_init_mirostat_v2(seed, tau, eta)`.
+///
+/// There is no disabling value: to turn Mirostat off, leave it out of the
+/// chain.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MirostatV2Params {
+    /// RNG seed. `0xFFFFFFFF` (llama.cpp's `LLAMA_DEFAULT_SEED`) draws a
+    /// random seed at construction. Default `0xFFFFFFFF`.
+    pub seed: u32,
+    /// Target surprise tau, in bits (-log2 of a token's probability).
+    /// Finite and >= 0. Default 5.0. `mu` starts at `2 * tau`.
+    pub tau: f32,
+    /// Learning rate eta of the `mu` update (bits of `mu` per bit of
+    /// surprise error). Finite and >= 0; 0 freezes `mu` at `2 * tau`.
+    /// Default 0.1.
+    pub eta: f32,
+}
+
+impl Default for MirostatV2Params {
+    fn default() -> Self {
+        Self { seed: RANDOM_SEED, tau: 5.0, eta: 0.1 }
+    }
+}
+
+impl MirostatV2Params {
+    /// Checks the ranges documented on the fields.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        check_range("tau", self.tau, 0.0, f32::MAX, "must be finite and >= 0 (bits)")?;
+        check_range("eta", self.eta, 0.0, f32::MAX, "must be finite and >= 0")?;
+        Ok(())
+    }
+}
+
+/// Mirostat v2.
+///
+/// `apply`: keeps the candidates whose surprise `-log2 p` (p = softmax over
+/// all current candidates) is at most `mu` bits, or the single most likely
+/// one when none is, sorted descending with `p` renormalised over them;
+/// samples one and selects it. The cut is done on logits
+/// (`logit >= max + ln Z - mu ln 2`, Z summed in f64), so only the kept
+/// candidates are sorted, never the whole vocabulary.
+///
+/// `accept(token)`: `mu -= eta * (-log2 p(token) - tau)`, with `p` the
+/// renormalised probability of that token in the last `apply`. A token the
+/// last `apply` did not keep (or kept with probability 0), or an `accept`
+/// with no `apply` since the previous `accept` (prompt tokens), has no
+/// finite surprise under the truncated distribution: `mu` is left unchanged
+/// for that step, and the RNG still advances.
+#[derive(Debug, Clone)]
+pub struct MirostatV2 {
+    params: MirostatV2Params,
+    mu: f32,
+    rng: SeededRng,
+    observed: Observed,
+    last_kept: usize,
+    last_threshold: f64,
+    last_surprise: Option<f32>,
+}
+
+impl MirostatV2 {
+    /// A validated Mirostat v2 sampler with `mu = 2 * tau`.
+    pub fn new(params: MirostatV2Params) -> Result<Self, ParamError> {
+        params.validate()?;
+        Ok(Self {
+            params,
+            mu: 2.0 * params.tau,
+            rng: SeededRng::new(params.seed),
+            observed: Observed::default(),
+            last_kept: 0,
+            last_threshold: f64::NAN,
+            last_surprise: None,
+        })
+    }
+
+    /// The current maximum surprise `mu`, in bits.
+    pub fn mu(&self) -> f32 {
+        self.mu
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &MirostatV2Params {
+        &self.params
+    }
+}
+
+/// The smallest logit whose surprise is at most `mu` bits:
+/// `max + ln(sum exp(logit - max)) - mu ln 2` (+inf when `max` is +inf,
+/// which keeps only the +inf logits).
+fn logit_threshold(data: &[crate::core::TokenData], max: f32, mu: f32) -> f64 {
+    if max == f32::INFINITY {
+        return f64::INFINITY;
+    }
+    max as f64 + sum_exp_below(data, max).ln() - mu as f64 * std::f64::consts::LN_2
+}
+
+/// sum(exp(logit - max)) over the candidates, in f64, with `max` finite
+/// and no logit above it; NaN and -inf contribute 0. The exponentials of
+/// a block go to a small buffer first (a loop that vectorises: about 3x
+/// faster than libm's `expf` per element), then into f64 lane sums. Each
+/// term has a relative error below 2e-7 (see [`exp_nonpositive`]).
+fn sum_exp_below(data: &[crate::core::TokenData], max: f32) -> f64 {
+    const BLOCK: usize = 256;
+    let mut buf = [0.0f32; BLOCK];
+    let mut total = 0.0f64;
+    for block in data.chunks(BLOCK) {
+        let buf = &mut buf[..block.len()];
+        for (e, t) in buf.iter_mut().zip(block) {
+            *e = exp_nonpositive(t.logit - max);
+        }
+        let mut lanes = [0.0f64; 4];
+        let quads = buf.chunks_exact(4);
+        let tail: f64 = quads.remainder().iter().map(|&x| x as f64).sum();
+        for q in quads {
+            for (acc, &x) in lanes.iter_mut().zip(q) {
+                *acc += x as f64;
+            }
+        }
+        total += lanes.iter().sum::<f64>() + tail;
+    }
+    total
+}
+
+/// exp(x) for x <= 0, in f32 without a libm call, so that loops over it
+/// vectorise: x = k ln 2 + r with |r| <= ln 2 / 2, exp(r) by the minimax
+/// polynomial of Cephes' `expf` (S. Moshier), times 2^k built from its
+/// bits. Relative error below 2e-7; returns 0 at or below -87 (where
+/// exp(x) < 2e-38, nothing next to the maximum's 1), for -inf and for NaN.
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5 * 2^23: adding it rounds to the nearest integer (|x LOG2E| < 2^22).
+    const ROUND: f32 = 12_582_912.0;
+    // Comparisons (not f32::max) keep the loop vectorisable; NaN fails them.
+    let in_range = x > -87.0;
+    let xc = if in_range { x } else { -87.0 };
+    let shifted = xc * LOG2E + ROUND;
+    let k = shifted - ROUND;
+    let r = xc - k * LN2_HI - k * LN2_LO;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_2e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5; // Cephes' 5.0000001201e-1, rounded to f32
+    let e = p * r * r + r + 1.0;
+    // k in [-126, 0]: 2^k = bits (k + 127) << 23. The low bits of `shifted`
+    // hold k (two's complement, offset by the 0x4B40_0000 of ROUND).
+    let k_int = shifted.to_bits().wrapping_sub(0x4B40_0000) as i32;
+    let scale = f32::from_bits(((k_int + 127) as u32) << 23);
+    if in_range {
+        e * scale
+    } else {
+        0.0
+    }
+}
+
+impl Sampler for MirostatV2 {
+    fn name(&self) -> &'static str {
+        "mirostat-v2"
+    }
+
+    fn apply(&mut self, candidates: &mut Candidates<'_>) -> Result<(), SampleError> {
+        // A failed apply leaves nothing for accept to use.
+        self.observed.kept.clear();
+        require_candidates(candidates)?;
+        let max = candidates.max_logit();
+        if max == f32::NEG_INFINITY {
+            return Err(SampleError::NoFiniteLogits);
+        }
+        let threshold = logit_threshold(candidates.as_slice(), max, self.mu);
+        let keep = |t: &crate::core::TokenData| logit_key(t.logit) as f64 >= threshold;
+        let kept = if candidates.is_sorted() {
+            candidates.as_slice().partition_point(keep)
+        } else {
+            // Move the kept candidates to the front, then sort only them.
+            let data = candidates.as_mut_slice();
+            let mut j = 0;
+            for i in 0..data.len() {
+                if keep(&data[i]) {
+                    data.swap(i, j);
+                    j += 1;
+                }
+            }
+            data[..j].sort_unstable_by(cmp_logit_desc);
+            j
+        };
+        if kept == 0 {
+            // Nothing within mu: keep the most likely candidate alone.
+            let best = candidates.argmax().ok_or(SampleError::NoFiniteLogits)?;
+            candidates.as_mut_slice().swap(0, best);
+        }
+        candidates.truncate(kept.max(1));
+        candidates.set_sorted(true);
+        candidates.softmax();
+        let index = pick_by_probability(candidates, self.rng.stream().next_f64());
+        candidates.select(index);
+        self.observed.record(candidates.as_slice());
+        self.last_kept = candidates.len();
+        self.last_threshold = threshold;
+        self.last_surprise = None;
+        Ok(())
+    }
+
+    fn accept(&mut self, token: TokenId) {
+        self.last_surprise = update_mu(&mut self.mu, &mut self.observed, token, self.params.tau, self.params.eta);
+        self.rng.advance();
+    }
+
+    fn reset(&mut self) {
+        self.mu = 2.0 * self.params.tau;
+        self.rng.rewind();
+        self.observed.kept.clear();
+        self.last_kept = 0;
+        self.last_threshold = f64::NAN;
+        self.last_surprise = None;
+    }
+
+    fn selects(&self) -> bool {
+        true
+    }
+
+    fn box_clone(&self) -> Box<dyn Sampler> {
+        Box::new(self.clone())
+    }
+
+    /// `mu_bits`, the parameters, and of the last step: `kept` (survivor
+    /// count), `logit_threshold`, and `surprise_bits` of the last accepted
+    /// token (null when it moved nothing).
+    fn state_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "mu_bits": self.mu,
+            "tau_bits": self.params.tau,
+            "eta": self.params.eta,
+            "kept": self.last_kept,
+            "logit_threshold": json_f64(self.last_threshold),
+            "surprise_bits": self.last_surprise,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{DrawStream, TokenData};
+
+    fn normal_logits(n: usize, seed: u64) -> Vec<TokenData> {
+        let mut r = DrawStream::from_state(seed);
+        (0..n).map(|i| TokenData::new(i as i32, (r.next_normal() * 3.0) as f32)).collect()
+    }
+
+    /// Surprise in bits of every token under softmax over `data`, by id.
+    fn surprises(data: &[TokenData]) -> Vec<f64> {
+        let max = data.iter().map(|t| t.logit as f64).fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = data.iter().map(|t| (t.logit as f64 - max).exp()).sum();
+        let mut s = vec![0.0; data.len()];
+        for t in data {
+            s[t.id as usize] = -((t.logit as f64 - max).exp() / z).log2();
+        }
+        s
+    }
+
+    #[test]
+    fn fast_exp_is_accurate() {
+        let mut worst = 0.0f64;
+        let mut x = 0.0f32;
+        while x > -87.0 {
+            let want = (x as f64).exp();
+            let got = exp_nonpositive(x) as f64;
+            worst = worst.max((got - want).abs() / want);
+            x -= 0.000_731;
+        }
+        assert!(worst < 2e-7, "relative error {worst}");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert_eq!(exp_nonpositive(-90.0), 0.0);
+        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_nonpositive(f32::NAN), 0.0);
+        let data = normal_logits(10_001, 3);
+        let max = data.iter().map(|t| t.logit).fold(f32::NEG_INFINITY, f32::max);
+        let want: f64 = data.iter().map(|t| ((t.logit - max) as f64).exp()).sum();
+        assert!((sum_exp_below(&data, max) / want - 1.0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn validate_rejects_out_of_range() {
+        assert!(MirostatV2Params::default().validate().is_ok());
+        assert!(MirostatV2::new(MirostatV2Params { tau: -1.0, ..Default::default() }).is_err());
+        assert!(MirostatV2::new(MirostatV2Params { eta: f32::NAN, ..Default::default() }).is_err());
+    }
+
+    #[test]
+    fn keeps_exactly_the_tokens_within_mu() {
+        for seed in 0..20u64 {
+            let base = normal_logits(2000, seed);
+            let surprise = surprises(&base);
+            let mut s = MirostatV2::new(MirostatV2Params { seed: seed as u32, ..Default::default() }).unwrap();
+            for sorted in [false, true] {
+                let mut a = base.clone();
+                if sorted {
+                    a.sort_by(|x, y| y.logit.partial_cmp(&x.logit).unwrap());
+                }
+                let mut c = Candidates::with_state(&mut a, sorted, None);
+                s.apply(&mut c).unwrap();
+                let mut kept: Vec<i32> = c.as_slice().iter().map(|t| t.id).collect();
+                kept.sort();
+                let mut want: Vec<i32> = (0..2000).filter(|&i| surprise[i as usize] <= 10.0).collect();
+                if want.is_empty() {
+                    want.push(base.iter().max_by(|a, b| a.logit.partial_cmp(&b.logit).unwrap()).unwrap().id);
+                }
+                assert_eq!(kept, want, "seed {seed} sorted {sorted}");
+                assert!(c.as_slice().windows(2).all(|w| w[0].logit >= w[1].logit));
+                assert!(c.is_sorted());
+            }
+        }
+    }
+
+    #[test]
+    fn apply_is_pure_and_accept_updates_mu() {
+        let base = normal_logits(1000, 7);
+        let mut s = MirostatV2::new(MirostatV2Params { seed: 1, ..Default::default() }).unwrap();
+        let mut a = base.clone();
+        let mut c = Candidates::new(&mut a);
+        s.apply(&mut c).unwrap();
+        let out = c.as_slice().to_vec();
+        let sel = c.selected().unwrap();
+        let mut b = base.clone();
+        let mut c2 = Candidates::new(&mut b);
+        s.apply(&mut c2).unwrap();
+        assert_eq!(c2.as_slice(), &out[..]);
+        assert_eq!(c2.selected(), Some(sel));
+        assert_eq!(s.mu(), 10.0);
+        s.accept(out[sel].id);
+        assert_eq!(s.mu(), 10.0 - 0.1 * (-out[sel].p.log2() - 5.0));
+        let mu = s.mu();
+        s.accept(out[sel].id); // no apply in between: unchanged
+        assert_eq!(s.mu(), mu);
+        let mut clone = s.box_clone();
+        s.reset();
+        assert_eq!(s.mu(), 10.0);
+        assert_eq!(clone.state_json()["mu_bits"].as_f64().unwrap() as f32, mu);
+        clone.reset();
+        assert_eq!(clone.state_json()["mu_bits"].as_f64().unwrap(), 10.0);
+    }
+
+    #[test]
+    fn nothing_within_mu_keeps_the_best_alone() {
+        let mut s = MirostatV2::new(MirostatV2Params { seed: 1, tau: 0.0, eta: 0.1 }).unwrap();
+        // mu = 0: only a token with p = 1 would fit.
+        let mut a = vec![TokenData::new(0, 1.0), TokenData::new(1, 3.0), TokenData::new(2, 2.0)];
+        let mut c = Candidates::new(&mut a);
+        s.apply(&mut c).unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.as_slice()[0].id, 1);
+        assert_eq!(c.as_slice()[0].p, 1.0);
+        assert_eq!(c.selected(), Some(0));
+    }
+
+    #[test]
+    fn observed_surprise_tracks_tau() {
+        // The controller's purpose: the mean surprise of accepted tokens
+        // approaches tau.
+        let mut s = MirostatV2::new(MirostatV2Params { seed: 11, tau: 4.0, eta: 0.1 }).unwrap();
+        let (mut sum, mut count) = (0.0f64, 0);
+        for step in 0..4000u64 {
+            let mut a = normal_logits(3000, step);
+            let mut c = Candidates::new(&mut a);
+            s.apply(&mut c).unwrap();
+            let t = c.as_slice()[c.selected().unwrap()];
+            s.accept(t.id);
+            if step >= 500 {
+                sum += -(t.p as f64).log2();
+                count += 1;
+            }
+        }
+        let mean = sum / count as f64;
+        assert!((mean - 4.0).abs() < 0.25, "mean surprise {mean}");
+    }
+}

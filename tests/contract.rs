@@ -1,0 +1,179 @@
+//! The sampler contract (DESIGN.md), checked for every registered sampler:
+//! apply is pure, clone copies state, reset equals fresh, probabilities are
+//! finite and non-negative, something survives, and bad input (NaN, inf,
+//! all -inf, empty) gives a defined result or an error, never a panic,
+//! also through the C boundary.
+
+mod common;
+
+use common::cases::{lm_logits, random_cases};
+use common::llama::LlamaSampler;
+use entropix_sampler::core::{Candidates, Sampler, TokenData};
+use entropix_sampler::ffi::into_llama_sampler;
+use entropix_sampler::samplers::registry;
+
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    tokens: Vec<(i32, u32, u32)>,
+    selected: Option<usize>,
+    ok: bool,
+}
+
+fn run(s: &mut dyn Sampler, input: &[TokenData], sorted: bool) -> Outcome {
+    let mut data = input.to_vec();
+    let mut c = Candidates::with_state(&mut data, sorted, None);
+    let ok = s.apply(&mut c).is_ok();
+    let selected = c.selected();
+    let tokens = c.as_slice().iter().map(|t| (t.id, t.logit.to_bits(), t.p.to_bits())).collect();
+    Outcome { tokens, selected, ok }
+}
+
+/// A history with repeats, so penalties and DRY have something to do.
+fn history() -> Vec<i32> {
+    [5, 9, 2, 5, 9, 2, 5, 9, 7, 1, 5, 9].to_vec()
+}
+
+fn fresh(name: &str) -> Box<dyn Sampler> {
+    registry().into_iter().find(|(n, _)| *n == name).unwrap().1
+}
+
+#[test]
+fn apply_twice_gives_the_same_result() {
+    let cases = random_cases(11, 60);
+    for (name, mut s) in registry() {
+        for t in history() {
+            s.accept(t);
+        }
+        for (i, case) in cases.iter().enumerate() {
+            let a = run(s.as_mut(), &case.tokens, case.sorted);
+            let b = run(s.as_mut(), &case.tokens, case.sorted);
+            assert_eq!(a, b, "{name}: case {i} differs between two applies");
+        }
+    }
+}
+
+#[test]
+fn clone_fed_the_same_accepts_behaves_the_same() {
+    let cases = random_cases(12, 40);
+    for (name, mut s) in registry() {
+        for t in history() {
+            s.accept(t);
+        }
+        let mut c = s.box_clone();
+        for (i, case) in cases.iter().enumerate() {
+            let a = run(s.as_mut(), &case.tokens, case.sorted);
+            let b = run(c.as_mut(), &case.tokens, case.sorted);
+            assert_eq!(a, b, "{name}: clone differs at case {i}");
+            let token = a.selected.map_or(case.tokens[0].id, |k| a.tokens[k].0);
+            s.accept(token);
+            c.accept(token);
+        }
+    }
+}
+
+#[test]
+fn reset_equals_fresh() {
+    let cases = random_cases(13, 30);
+    for (name, mut s) in registry() {
+        for t in history() {
+            s.accept(t);
+        }
+        s.reset();
+        let mut f = fresh(name);
+        for (i, case) in cases.iter().enumerate() {
+            assert_eq!(run(s.as_mut(), &case.tokens, case.sorted), run(f.as_mut(), &case.tokens, case.sorted), "{name}: case {i}");
+            s.accept(case.tokens[0].id);
+            f.accept(case.tokens[0].id);
+        }
+    }
+}
+
+#[test]
+fn probabilities_are_finite_and_something_survives() {
+    let cases = random_cases(14, 80);
+    for (name, mut s) in registry() {
+        for t in history() {
+            s.accept(t);
+        }
+        for (i, case) in cases.iter().enumerate() {
+            let mut data = case.tokens.clone();
+            let mut c = Candidates::with_state(&mut data, case.sorted, None);
+            s.apply(&mut c).unwrap_or_else(|e| panic!("{name}: case {i}: {e}"));
+            assert!(!c.is_empty(), "{name}: case {i}: nothing survived");
+            for t in c.as_slice() {
+                assert!(t.p.is_finite() && t.p >= 0.0, "{name}: case {i}: bad p {t:?}");
+            }
+            if s.selects() {
+                let k = c.selected().unwrap_or_else(|| panic!("{name}: case {i}: nothing selected"));
+                assert!(c.as_slice()[k].logit > f32::NEG_INFINITY, "{name}: selected a -inf token");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_input_never_panics() {
+    let nan_mix = vec![TokenData::new(0, f32::NAN), TokenData::new(1, 1.0), TokenData::new(2, f32::INFINITY), TokenData::new(3, -1.0)];
+    let all_neg_inf: Vec<TokenData> = (0..5).map(|i| TokenData::new(i, f32::NEG_INFINITY)).collect();
+    let all_nan: Vec<TokenData> = (0..5).map(|i| TokenData::new(i, f32::NAN)).collect();
+    let pos_inf: Vec<TokenData> = (0..5).map(|i| TokenData::new(i, if i == 3 { f32::INFINITY } else { 0.0 })).collect();
+    for (name, mut s) in registry() {
+        for input in [&nan_mix, &all_neg_inf, &all_nan, &pos_inf, &Vec::new()] {
+            let mut data = input.clone();
+            let mut c = Candidates::new(&mut data);
+            let result = s.apply(&mut c);
+            if s.selects() {
+                match result {
+                    Ok(()) => {
+                        let k = c.selected().expect("a successful terminal sampler selects");
+                        assert!(c.as_slice()[k].logit > f32::NEG_INFINITY, "{name}: selected {:?} from {input:?}", c.as_slice()[k]);
+                    }
+                    Err(_) => assert!(c.selected().is_none()),
+                }
+            }
+        }
+        // The +inf token is the only sensible choice for a selecting sampler.
+        if s.selects() && name != "mirostat" {
+            let out = run(s.as_mut(), &pos_inf, false);
+            if let Some(k) = out.selected {
+                assert_eq!(out.tokens[k].0, 3, "{name}: +inf token not chosen");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_input_through_the_c_boundary_is_contained() {
+    for (name, s) in registry() {
+        let wrapped = LlamaSampler::new(into_llama_sampler(s));
+        let nan: Vec<TokenData> = (0..4).map(|i| TokenData::new(i, f32::NAN)).collect();
+        let applied = wrapped.apply(&nan, false);
+        if wrapped.name() != "chain" && entropix_sampler::samplers::registry().iter().any(|(n, s)| *n == name && s.selects()) {
+            // llama.cpp aborts when a chain selects nothing: we always select.
+            assert!(applied.selected.is_some(), "{name}: nothing selected on all-NaN input");
+        }
+        let empty = wrapped.apply(&[], false);
+        assert!(empty.tokens.is_empty());
+        wrapped.accept(0);
+        wrapped.reset();
+        let copy = wrapped.clone_sampler();
+        let lm = lm_logits(1000, 3);
+        let (a, b) = (wrapped.apply(&lm, false), copy.apply(&lm, false));
+        assert_eq!(a.tokens, b.tokens, "{name}: C clone differs");
+    }
+}
+
+#[test]
+fn foreign_and_null_samplers_are_rejected_by_accessors() {
+    use entropix_sampler::ffi::{entropix_sampler_is_ours, entropix_sampler_state_json};
+    unsafe {
+        assert!(!entropix_sampler_is_ours(std::ptr::null()));
+        let greedy = LlamaSampler::new(entropix_sampler::sys::llama_sampler_init_greedy());
+        assert!(!entropix_sampler_is_ours(greedy.0));
+        assert!(entropix_sampler_state_json(greedy.0).is_null());
+        assert!(common::llama::last_error().contains("not an entropix sampler"));
+        let ours = LlamaSampler::new(entropix_sampler::ffi::entropix_sampler_init_greedy());
+        assert!(entropix_sampler_is_ours(ours.0));
+        assert!(!entropix_sampler_state_json(ours.0).is_null());
+    }
+}
