@@ -15,6 +15,7 @@
 pub mod core;
 pub mod default_model;
 pub mod ffi;
+pub mod llama;
 pub mod metrics;
 pub mod samplers;
 

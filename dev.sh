@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The project's two entry points, for a fresh Debian/Ubuntu machine with Rust:
+#
+#   ./dev.sh generate [CLI FLAGS]   generate text (default model, fetched once)
+#   ./dev.sh test                   run the whole test suite
+#
+# Both first install what the build needs when it is missing (cmake, a C/C++
+# compiler, libclang for bindgen) with apt-get, then call cargo. Everything
+# runs in release mode: llama.cpp is built once (a few minutes the first time).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+install_build_deps() {
+    local missing=()
+    command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+    command -v cc >/dev/null 2>&1 && command -v c++ >/dev/null 2>&1 || missing+=(build-essential)
+    if ! ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/*/libclang*.so* >/dev/null 2>&1; then
+        missing+=(libclang-dev)
+    fi
+    if ((${#missing[@]})); then
+        echo "dev.sh: installing ${missing[*]}" >&2
+        local sudo=()
+        [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+        export DEBIAN_FRONTEND=noninteractive
+        "${sudo[@]}" apt-get update -qq
+        "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+    generate)
+        install_build_deps
+        exec cargo run --release --quiet --example cli -- "$@"
+        ;;
+    test)
+        install_build_deps
+        # Fetch the default model once, before tests run in parallel.
+        cargo run --release --quiet --example cli -- fetch-model
+        exec cargo test --release "$@"
+        ;;
+    *)
+        echo "usage: ./dev.sh generate [CLI FLAGS] | ./dev.sh test [CARGO TEST ARGS]" >&2
+        exit 2
+        ;;
+esac

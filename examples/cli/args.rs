@@ -1,0 +1,205 @@
+//! Command-line flags, in llama.cpp's style.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Generates text from a GGUF model with entropix-sampler's samplers.
+///
+/// Without -m, the default model (SmolLM2-135M-Instruct, Q4_1) is fetched
+/// on first use into a cache folder and checked by sha256.
+#[derive(Debug, Parser)]
+#[command(name = "entropix-cli", version, about, long_about = None)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// GGUF model file (default: SmolLM2-135M-Instruct, downloaded once).
+    #[arg(short = 'm', long = "model", global = true)]
+    pub model: Option<PathBuf>,
+
+    /// Prompt text.
+    #[arg(short = 'p', long = "prompt")]
+    pub prompt: Option<String>,
+
+    /// Read the prompt from a file.
+    #[arg(short = 'f', long = "file", conflicts_with = "prompt")]
+    pub file: Option<PathBuf>,
+
+    /// System message for chat models.
+    #[arg(long = "system")]
+    pub system: Option<String>,
+
+    /// Raw completion: do not apply the model's chat template.
+    #[arg(long = "no-chat")]
+    pub no_chat: bool,
+
+    /// Interactive conversation: read user turns from stdin.
+    #[arg(short = 'i', long = "interactive")]
+    pub interactive: bool,
+
+    /// Tokens to generate; -1 = until end of generation or a full context.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 128, allow_negative_numbers = true)]
+    pub n_predict: i32,
+
+    /// Never stop at end-of-generation tokens (their logits are set to -inf
+    /// before the chain runs).
+    #[arg(long = "ignore-eos")]
+    pub ignore_eos: bool,
+
+    /// Context size in tokens; 0 = the model's training context.
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 2048, global = true)]
+    pub ctx_size: u32,
+
+    /// Logical batch size for prompt processing.
+    #[arg(short = 'b', long = "batch-size", default_value_t = 512, global = true)]
+    pub batch_size: u32,
+
+    /// RNG seed; 4294967295 (the default) picks a random one.
+    #[arg(short = 's', long = "seed", default_value_t = u32::MAX, global = true)]
+    pub seed: u32,
+
+    /// CPU threads (default: all cores; more only slows ggml down).
+    #[arg(short = 't', long = "threads", global = true)]
+    pub threads: Option<i32>,
+
+    /// Layers to offload to the GPU (needs a CUDA/Metal llama.cpp build).
+    #[arg(long = "n-gpu-layers", alias = "ngl", default_value_t = 0, global = true)]
+    pub n_gpu_layers: i32,
+
+    /// Flash attention: auto, on or off (attention samplers force off).
+    #[arg(long = "flash-attn", value_enum, default_value_t = FlashAttn::Auto, global = true)]
+    pub flash_attn: FlashAttn,
+
+    /// Sampler family.
+    #[arg(long = "sampler", default_value = "classic")]
+    pub sampler: String,
+
+    /// Build the classic chain from llama.cpp's own samplers instead of
+    /// entropix's (for comparison).
+    #[arg(long = "sampler-impl", value_enum, default_value_t = SamplerImpl::Entropix)]
+    pub sampler_impl: SamplerImpl,
+
+    /// Order of the classic samplers, ';'-separated names as llama.cpp's
+    /// --samplers (penalties;dry;top_n_sigma;top_k;typ_p;top_p;min_p;temperature)
+    /// or its one-letter form (e.g. "edskypmt").
+    #[arg(long = "samplers", default_value = "penalties;dry;top_n_sigma;top_k;typ_p;top_p;min_p;temperature")]
+    pub samplers: String,
+
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+
+    /// Write one JSON line per generated token to this file.
+    #[arg(long = "trace")]
+    pub trace: Option<PathBuf>,
+
+    /// Print llama.cpp's log: -v warnings and errors are shown by default;
+    /// -v adds info and debug.
+    #[arg(short = 'v', long = "verbose", global = true)]
+    pub verbose: bool,
+
+    /// Print nothing to stderr but errors.
+    #[arg(long = "quiet", global = true)]
+    pub quiet: bool,
+}
+
+/// Commands besides plain generation.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the path of the default model, fetching it if needed.
+    FetchModel,
+}
+
+/// Flash attention policy flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlashAttn {
+    Auto,
+    On,
+    Off,
+}
+
+/// Whose samplers make up the classic chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SamplerImpl {
+    /// entropix-sampler's (the default).
+    Entropix,
+    /// llama.cpp's built-in samplers.
+    Llama,
+}
+
+/// The classic sampler parameters, with llama.cpp's names and defaults.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SamplingArgs {
+    /// Temperature; <= 0 means greedy.
+    #[arg(long = "temp", default_value_t = 0.8, allow_negative_numbers = true)]
+    pub temp: f32,
+    /// Top-k; <= 0 disables.
+    #[arg(long = "top-k", default_value_t = 40, allow_negative_numbers = true)]
+    pub top_k: i32,
+    /// Top-p (nucleus); 1.0 disables.
+    #[arg(long = "top-p", default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Min-p relative to the top probability; 0 disables.
+    #[arg(long = "min-p", default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Locally typical sampling p; 1.0 disables.
+    #[arg(long = "typical", default_value_t = 1.0)]
+    pub typical: f32,
+    /// Top-n-sigma; <= 0 disables.
+    #[arg(long = "top-n-sigma", default_value_t = -1.0, allow_negative_numbers = true)]
+    pub top_n_sigma: f32,
+    /// Dynamic temperature range (entropy form); 0 disables.
+    #[arg(long = "dynatemp-range", default_value_t = 0.0)]
+    pub dynatemp_range: f32,
+    /// Dynamic temperature exponent.
+    #[arg(long = "dynatemp-exp", default_value_t = 1.0)]
+    pub dynatemp_exp: f32,
+    /// Repeat penalty; 1.0 disables.
+    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Window of the penalties in tokens; 0 disables, -1 = context size.
+    #[arg(long = "repeat-last-n", default_value_t = 64, allow_negative_numbers = true)]
+    pub repeat_last_n: i32,
+    /// Frequency penalty; 0 disables.
+    #[arg(long = "frequency-penalty", default_value_t = 0.0, allow_negative_numbers = true)]
+    pub frequency_penalty: f32,
+    /// Presence penalty; 0 disables.
+    #[arg(long = "presence-penalty", default_value_t = 0.0, allow_negative_numbers = true)]
+    pub presence_penalty: f32,
+    /// DRY multiplier; 0 disables.
+    #[arg(long = "dry-multiplier", default_value_t = 0.0)]
+    pub dry_multiplier: f32,
+    /// DRY base.
+    #[arg(long = "dry-base", default_value_t = 1.75)]
+    pub dry_base: f32,
+    /// DRY allowed length.
+    #[arg(long = "dry-allowed-length", default_value_t = 2)]
+    pub dry_allowed_length: i32,
+    /// DRY window in tokens; 0 disables, -1 = context size.
+    #[arg(long = "dry-penalty-last-n", default_value_t = -1, allow_negative_numbers = true)]
+    pub dry_penalty_last_n: i32,
+    /// DRY sequence breaker (repeatable; default: \n : " *).
+    #[arg(long = "dry-sequence-breaker")]
+    pub dry_sequence_breaker: Vec<String>,
+    /// Mirostat: 0 off, 1 mirostat, 2 mirostat 2.0.
+    #[arg(long = "mirostat", default_value_t = 0)]
+    pub mirostat: u8,
+    /// Mirostat learning rate (eta).
+    #[arg(long = "mirostat-lr", default_value_t = 0.1)]
+    pub mirostat_lr: f32,
+    /// Mirostat target entropy (tau), bits.
+    #[arg(long = "mirostat-ent", default_value_t = 5.0)]
+    pub mirostat_ent: f32,
+}
+
+/// llama.cpp spells some flags with one dash and several letters (-ngl);
+/// rewrite them to the long forms clap understands.
+pub fn normalise_llama_style(args: impl Iterator<Item = String>) -> Vec<String> {
+    args.map(|a| match a.as_str() {
+        "-ngl" => "--n-gpu-layers".to_string(),
+        "-fa" => "--flash-attn".to_string(),
+        "-sys" => "--system".to_string(),
+        _ => a,
+    })
+    .collect()
+}

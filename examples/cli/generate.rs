@@ -1,0 +1,147 @@
+//! The generation loop: decode, sample through the chain, stream text,
+//! write the trace, count time.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use entropix_sampler::core::{TokenData, TokenId};
+use entropix_sampler::llama::{Context, LlamaError, SamplerChain, Utf8Stream};
+use entropix_sampler::sys;
+
+use crate::trace::{RawView, TraceWriter};
+
+/// Time and token counts of one generation.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub n_prompt: usize,
+    pub prompt_time: Duration,
+    pub n_generated: usize,
+    pub generation_time: Duration,
+    pub sampling_time: Duration,
+    pub stopped_by_eog: bool,
+    pub context_full: bool,
+}
+
+/// Everything one generation needs.
+pub struct Generator<'c, 'm> {
+    pub ctx: &'c mut Context<'m>,
+    pub chain: &'c mut SamplerChain,
+    pub trace: Option<&'c mut TraceWriter>,
+    /// Position of the next token in the KV cache.
+    pub n_past: i32,
+    /// End-of-generation tokens to mask before sampling (`--ignore-eos`).
+    pub banned_eog: Vec<TokenId>,
+    candidates: Vec<TokenData>,
+}
+
+impl<'c, 'm> Generator<'c, 'm> {
+    pub fn new(ctx: &'c mut Context<'m>, chain: &'c mut SamplerChain, trace: Option<&'c mut TraceWriter>) -> Self {
+        Self { ctx, chain, trace, n_past: 0, banned_eog: Vec::new(), candidates: Vec::new() }
+    }
+
+    /// Decodes `prompt` after what is already in the cache, then generates up
+    /// to `n_predict` tokens (-1: until end of generation or a full
+    /// context), writing text to `out` as it comes. Returns the generated
+    /// tokens and the timings.
+    pub fn run(&mut self, prompt: &[TokenId], n_predict: i32, out: &mut dyn Write) -> Result<(Vec<TokenId>, Stats), LlamaError> {
+        let n_ctx = self.ctx.n_ctx();
+        if self.n_past as usize + prompt.len() >= n_ctx {
+            return Err(LlamaError::PromptTooLong { n_prompt: self.n_past as usize + prompt.len(), n_ctx });
+        }
+        let mut stats = Stats { n_prompt: prompt.len(), ..Stats::default() };
+        let t0 = Instant::now();
+        self.ctx.decode(prompt, self.n_past, 0, false)?;
+        self.n_past += prompt.len() as i32;
+        stats.prompt_time = t0.elapsed();
+        let model = self.ctx.model();
+
+        let mut text = Utf8Stream::default();
+        let mut generated = Vec::new();
+        let t_gen = Instant::now();
+        while n_predict < 0 || generated.len() < n_predict as usize {
+            let t_sample = Instant::now();
+            let token = self.sample_next(generated.len())?;
+            stats.sampling_time += t_sample.elapsed();
+            if model.is_eog(token) {
+                stats.stopped_by_eog = true;
+                break;
+            }
+            generated.push(token);
+            let piece = text.push(&model.token_bytes(token, false));
+            if !piece.is_empty() {
+                let _ = out.write_all(piece.as_bytes());
+                let _ = out.flush();
+            }
+            if self.n_past as usize + 1 >= n_ctx {
+                stats.context_full = true;
+                break;
+            }
+            self.ctx.decode(&[token], self.n_past, 0, false)?;
+            self.n_past += 1;
+        }
+        let rest = text.finish();
+        let _ = out.write_all(rest.as_bytes());
+        let _ = out.flush();
+        stats.generation_time = t_gen.elapsed();
+        stats.n_generated = generated.len();
+        Ok((generated, stats))
+    }
+
+    /// Applies the chain to the last logits, accepts and returns the token.
+    /// Does what llama_sampler_sample does, keeping the final candidates
+    /// for the trace.
+    fn sample_next(&mut self, step: usize) -> Result<TokenId, LlamaError> {
+        let logits = self.ctx.logits(-1);
+        self.candidates.clear();
+        self.candidates.extend(logits.iter().enumerate().map(|(id, &l)| TokenData::new(id as TokenId, l)));
+        for &t in &self.banned_eog {
+            if let Some(c) = self.candidates.get_mut(t as usize) {
+                c.logit = f32::NEG_INFINITY;
+            }
+        }
+        let raw = self.trace.is_some().then(|| RawView::new(logits));
+        let mut arr = sys::llama_token_data_array {
+            data: self.candidates.as_mut_ptr().cast(),
+            size: self.candidates.len(),
+            selected: -1,
+            sorted: false,
+        };
+        unsafe { sys::llama_sampler_apply(self.chain.as_ptr(), &mut arr) };
+        let n = arr.size;
+        let sel = usize::try_from(arr.selected).ok().filter(|&s| s < n).ok_or_else(|| LlamaError::Sampler("the sampler chain selected no token".into()))?;
+        // Samplers may point `data` elsewhere; read from where it points.
+        let final_cands: &[TokenData] = unsafe { std::slice::from_raw_parts(arr.data.cast::<TokenData>(), n) };
+        let token = final_cands[sel].id;
+        if let (Some(trace), Some(raw)) = (self.trace.as_deref_mut(), raw) {
+            trace.record(step, token, &raw, final_cands, self.chain, self.ctx.model());
+        }
+        self.chain.accept(token);
+        Ok(token)
+    }
+}
+
+/// Prints the timing summary to stderr.
+pub fn print_summary(stats: &Stats, chain: &SamplerChain) {
+    let per_s = |n: usize, d: Duration| if d.as_secs_f64() > 0.0 { n as f64 / d.as_secs_f64() } else { 0.0 };
+    eprintln!();
+    eprintln!("chain: {}", chain.names().join(" -> "));
+    eprintln!(
+        "prompt:     {:5} tokens in {:8.1} ms ({:8.1} tokens/s)",
+        stats.n_prompt,
+        stats.prompt_time.as_secs_f64() * 1e3,
+        per_s(stats.n_prompt, stats.prompt_time)
+    );
+    eprintln!(
+        "generation: {:5} tokens in {:8.1} ms ({:8.1} tokens/s)",
+        stats.n_generated,
+        stats.generation_time.as_secs_f64() * 1e3,
+        per_s(stats.n_generated, stats.generation_time)
+    );
+    let n_samples = stats.n_generated + usize::from(stats.stopped_by_eog);
+    if n_samples > 0 {
+        eprintln!("sampling:   {:8.1} µs per token", stats.sampling_time.as_secs_f64() * 1e6 / n_samples as f64);
+    }
+    if stats.context_full {
+        eprintln!("stopped: the context is full (raise -c/--ctx-size)");
+    }
+}

@@ -1,0 +1,149 @@
+//! entropix-cli: full text generation on GGUF models with entropix-sampler.
+//!
+//! `cargo run --release --example cli -- -p "Hello"`; `--help` lists flags.
+
+mod args;
+mod chain_builder;
+mod chat;
+mod generate;
+mod trace;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Parser;
+use entropix_sampler::default_model;
+use entropix_sampler::llama::{set_log_level, ChatMessage, ContextOptions, FlashAttention, LogLevel, Model, ModelOptions};
+
+use args::{Args, Command, FlashAttn};
+
+fn main() {
+    // One clear line instead of a backtrace, whatever happens.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error: {info}");
+    }));
+    let args = match Args::try_parse_from(args::normalise_llama_style(std::env::args())) {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    match std::panic::catch_unwind(|| run(args)) {
+        Ok(Ok(())) => {}
+        Ok(Err(message)) => {
+            eprintln!("error: {message}");
+            std::process::exit(1);
+        }
+        Err(_) => std::process::exit(101),
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    set_log_level(if args.verbose {
+        LogLevel::Debug
+    } else if args.quiet {
+        LogLevel::Error
+    } else {
+        LogLevel::Warn
+    });
+    if let Some(Command::FetchModel) = args.command {
+        let path = default_model::ensure_default_model(!args.quiet).map_err(|e| e.to_string())?;
+        println!("{}", path.display());
+        return Ok(());
+    }
+    let model_path = resolve_model(&args)?;
+    let model = Model::load(&model_path, &ModelOptions { n_gpu_layers: args.n_gpu_layers }).map_err(|e| e.to_string())?;
+
+    let built = chain_builder::build(&args, &model)?;
+    let mut chain = built.chain;
+    let mut options = context_options(&args);
+    if built.needs_attention {
+        if options.flash_attention != FlashAttention::Off && !args.quiet {
+            eprintln!("entropix: flash attention turned off: the `{}` sampler reads attention", args.sampler);
+        }
+        options.flash_attention = FlashAttention::Off;
+    }
+    let mut ctx = entropix_sampler::llama::Context::new(&model, &options).map_err(|e| e.to_string())?;
+    let mut trace = match &args.trace {
+        Some(p) => Some(trace::TraceWriter::create(p).map_err(|e| format!("cannot write trace file {}: {e}", p.display()))?),
+        None => None,
+    };
+
+    if args.interactive {
+        return chat::run(&args, &model, &mut ctx, &mut chain, trace.as_mut());
+    }
+
+    let prompt_text = read_prompt(&args)?;
+    let use_chat = !args.no_chat && model.chat_template().is_some();
+    let rendered = if use_chat {
+        let mut messages = Vec::new();
+        if let Some(system) = &args.system {
+            messages.push(ChatMessage { role: "system".into(), content: system.clone() });
+        }
+        messages.push(ChatMessage { role: "user".into(), content: prompt_text.clone() });
+        model.apply_chat_template(&messages, true).map_err(|e| e.to_string())?
+    } else {
+        prompt_text.clone()
+    };
+    let tokens = model.tokenize(&rendered, true, use_chat).map_err(|e| e.to_string())?;
+    if tokens.is_empty() {
+        return Err("the prompt is empty".into());
+    }
+    // Penalties and DRY see the prompt as history, as in llama.cpp's tools.
+    for &t in &tokens {
+        chain.accept(t);
+    }
+    if !use_chat {
+        print!("{prompt_text}");
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut generator = generate::Generator::new(&mut ctx, &mut chain, trace.as_mut());
+    if args.ignore_eos {
+        generator.banned_eog = (0..model.n_vocab() as i32).filter(|&t| model.is_eog(t)).collect();
+    }
+    let (_tokens, stats) = generator.run(&tokens, args.n_predict, &mut out).map_err(|e| e.to_string())?;
+    let _ = writeln!(out);
+    drop(out);
+    if let Some(t) = trace.as_mut() {
+        t.flush().map_err(|e| format!("writing the trace: {e}"))?;
+    }
+    if !args.quiet {
+        generate::print_summary(&stats, &chain);
+    }
+    Ok(())
+}
+
+fn resolve_model(args: &Args) -> Result<PathBuf, String> {
+    match &args.model {
+        Some(p) => Ok(p.clone()),
+        None => default_model::ensure_default_model(!args.quiet).map_err(|e| e.to_string()),
+    }
+}
+
+fn read_prompt(args: &Args) -> Result<String, String> {
+    match (&args.prompt, &args.file) {
+        (Some(p), _) => Ok(p.clone()),
+        (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| format!("cannot read prompt file {}: {e}", f.display())),
+        (None, None) => Err("no prompt: give -p TEXT, -f FILE or -i for a conversation".into()),
+    }
+}
+
+fn context_options(args: &Args) -> ContextOptions {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as i32);
+    ContextOptions {
+        n_ctx: args.ctx_size,
+        n_batch: args.batch_size.max(1),
+        n_ubatch: args.batch_size.max(1),
+        n_threads: args.threads.unwrap_or(cores).max(1),
+        flash_attention: match args.flash_attn {
+            FlashAttn::Auto => FlashAttention::Auto,
+            FlashAttn::On => FlashAttention::On,
+            FlashAttn::Off => FlashAttention::Off,
+        },
+        no_perf: true,
+        ..ContextOptions::default()
+    }
+}

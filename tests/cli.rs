@@ -1,0 +1,129 @@
+//! End-to-end tests of the CLI (examples/cli) on the real model.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn cli_path() -> PathBuf {
+    // .../target/release/deps/cli-<hash> -> .../target/release/examples/cli
+    let profile = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
+    profile.join("examples").join("cli")
+}
+
+/// ggml's threads spin: two llama processes at once on a small machine slow
+/// each other down many times over. Tests run the CLI one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn run(args: &[&str]) -> Output {
+    let model = common::llama::model_path();
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    Command::new(cli_path())
+        .env_remove("LD_LIBRARY_PATH")
+        .arg("-m")
+        .arg(&model)
+        .args(args)
+        .output()
+        .expect("the CLI runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_ok(o: &Output) {
+    assert!(o.status.success(), "CLI failed:\n{}\n{}", stdout(o), stderr(o));
+}
+
+#[test]
+fn same_seed_gives_identical_output() {
+    let args = ["-p", "Write a short poem about rivers.", "-n", "40", "-s", "7", "--temp", "1.0"];
+    let (a, b) = (run(&args), run(&args));
+    assert_ok(&a);
+    assert!(stdout(&a).trim().len() > 10, "too little text: {}", stdout(&a));
+    assert_eq!(a.stdout, b.stdout);
+    let other = run(&["-p", "Write a short poem about rivers.", "-n", "40", "-s", "8", "--temp", "1.0"]);
+    assert_ne!(a.stdout, other.stdout, "a different seed should change a 40-token sample");
+}
+
+#[test]
+fn greedy_chain_equals_llama_cpp_greedy_chain() {
+    for extra in [&[][..], &["--repeat-penalty", "1.3", "--repeat-last-n", "32"][..], &["--dry-multiplier", "0.8"][..]] {
+        let mut args = vec!["-p", "List three facts about the Moon.", "-n", "48", "--temp", "0"];
+        args.extend_from_slice(extra);
+        let ours = run(&args);
+        args.extend_from_slice(&["--sampler-impl", "llama"]);
+        let theirs = run(&args);
+        assert_ok(&ours);
+        assert_ok(&theirs);
+        assert_eq!(stdout(&ours), stdout(&theirs), "greedy output differs with {extra:?}");
+    }
+}
+
+#[test]
+fn n_predict_is_respected_and_trace_has_a_line_per_token() {
+    let dir = std::env::temp_dir().join(format!("entropix-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("trace.jsonl");
+    let o = run(&["-p", "Tell me a long story about a dragon.", "-n", "9", "-s", "1", "--trace", trace.to_str().unwrap()]);
+    assert_ok(&o);
+    assert!(stderr(&o).contains("generation:     9 tokens"), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("valid JSON line")).collect();
+    assert_eq!(lines.len(), 9);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["step"], i);
+        let p_model = l["p_model"].as_f64().unwrap();
+        let p_sampled = l["p_sampled"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p_model) && p_sampled > 0.0 && p_sampled <= 1.0, "{l}");
+        assert!(l["top"].as_array().unwrap().len() == 5);
+        assert!(l["token"].as_i64().is_some() && l["text"].is_string());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn end_of_generation_stops_early() {
+    let o = run(&["-p", "Reply with the single word: yes", "-n", "200", "--temp", "0"]);
+    assert_ok(&o);
+    let err = stderr(&o);
+    let n: usize = err.lines().find_map(|l| l.strip_prefix("generation:")).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(n < 200, "did not stop at end of generation: {n} tokens\n{}", stdout(&o));
+}
+
+fn assert_clean_failure(o: &Output, needle: &str) {
+    assert!(!o.status.success(), "expected failure, got success: {}", stdout(o));
+    let err = stderr(o);
+    assert!(err.contains(needle), "stderr lacks {needle:?}:\n{err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "panic output:\n{err}");
+}
+
+#[test]
+fn bad_input_gives_one_clear_error() {
+    let dir = std::env::temp_dir().join(format!("entropix-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run_model = |model: &PathBuf, extra: &[&str]| {
+        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        Command::new(cli_path()).arg("-m").arg(model).args(["-p", "hi", "-n", "4"]).args(extra).output().unwrap()
+    };
+    assert_clean_failure(&run_model(&dir.join("missing.gguf"), &[]), "cannot read model file");
+    let text = dir.join("text.gguf");
+    std::fs::write(&text, "this is not a model").unwrap();
+    assert_clean_failure(&run_model(&text, &[]), "is not a GGUF model file");
+    let truncated = dir.join("truncated.gguf");
+    let full = std::fs::read(common::llama::model_path()).unwrap();
+    std::fs::write(&truncated, &full[..full.len() / 3]).unwrap();
+    assert_clean_failure(&run_model(&truncated, &[]), "truncated, corrupt");
+
+    let long_prompt = "word ".repeat(400);
+    assert_clean_failure(&run(&["-p", &long_prompt, "-c", "64", "--no-chat"]), "use a larger -c/--ctx-size");
+    assert_clean_failure(&run(&["-p", "hi", "--temp", "NaN"]), "invalid parameter `temp`");
+    assert_clean_failure(&run(&["-p", "hi", "--top-p", "1.5"]), "invalid parameter `p`");
+    assert_clean_failure(&run(&["-p", "hi", "--sampler", "bogus"]), "unknown sampler family `bogus`");
+    assert_clean_failure(&run(&["-p", "hi", "--samplers", "top_k;wat"]), "unknown sampler `wat`");
+    let _ = std::fs::remove_dir_all(&dir);
+}
