@@ -1,6 +1,9 @@
 //! The contract every sampler follows (see DESIGN.md, "Layers").
 
+use std::sync::Arc;
+
 use super::candidates::Candidates;
+use crate::metrics::AttentionSource;
 use super::error::SampleError;
 use super::token::TokenId;
 
@@ -36,6 +39,26 @@ pub trait Sampler: Send {
     /// True for samplers that select a token (greedy, dist, mirostat, ...),
     /// false for filters that only transform the candidates.
     fn selects(&self) -> bool {
+        false
+    }
+
+    /// True for samplers that read the model's attention (and so need
+    /// flash attention off and a capture attached).
+    fn needs_attention(&self) -> bool {
+        false
+    }
+
+    /// Gives an attention-aware sampler its attention source (`None`
+    /// detaches it). Returns false for samplers that do not use attention.
+    fn set_attention_source(&mut self, _source: Option<Arc<dyn AttentionSource>>) -> bool {
+        false
+    }
+
+    /// Initialises state from the logits of every prompt position
+    /// (`logits.len() == n_positions * n_vocab`, row-major by position).
+    /// Counts as state, like `accept`. Returns false for samplers that
+    /// have no use for it.
+    fn observe_prompt_logits(&mut self, _logits: &[f32], _n_vocab: usize) -> bool {
         false
     }
 

@@ -8,6 +8,8 @@
 //! chain) frees it.
 
 mod classic;
+mod dirichlet;
+mod entropix;
 mod error;
 mod filters;
 mod mirostat;
@@ -15,6 +17,10 @@ mod penalties;
 mod plugin;
 
 pub use classic::*;
+#[allow(unused_imports)]
+pub use dirichlet::*;
+#[allow(unused_imports)]
+pub use entropix::*;
 pub use filters::*;
 pub use mirostat::*;
 pub use penalties::*;

@@ -1,7 +1,9 @@
 //! The samplers, one module per family. Pure Rust: each works on a
 //! [`crate::core::Candidates`] view and knows nothing about llama.cpp.
 
+pub mod dirichlet;
 pub mod dist;
+pub mod entropix;
 pub mod filters;
 pub mod mirostat;
 pub mod penalties;
@@ -30,5 +32,7 @@ pub fn registry() -> Vec<(&'static str, Box<dyn Sampler>)> {
     all.extend(filters::registry());
     all.extend(penalties::registry());
     all.extend(mirostat::registry());
+    all.extend(entropix::registry());
+    all.extend(dirichlet::registry());
     all
 }
