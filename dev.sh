@@ -36,7 +36,10 @@ case "$cmd" in
         ;;
     test)
         install_build_deps
-        # Fetch the default model once, before tests run in parallel.
+        # The C example links the cdylib, which `cargo test` alone does not
+        # produce; and the default model is fetched once, before tests run
+        # in parallel.
+        cargo build --release --quiet --lib
         cargo run --release --quiet --example cli -- fetch-model
         exec cargo test --release "$@"
         ;;

@@ -19,6 +19,10 @@ fn compile(source: &str, name: &str) -> PathBuf {
     let out_dir = profile.join("c-examples");
     std::fs::create_dir_all(&out_dir).unwrap();
     let exe = out_dir.join(name);
+    assert!(
+        profile.join("libentropix_sampler.so").exists() || profile.join("libentropix_sampler.dylib").exists(),
+        "the C example links libentropix_sampler, which `cargo test` does not build: run `cargo build --release --lib` first (./dev.sh test does)"
+    );
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let output = Command::new(&cc)
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-o"])
