@@ -18,6 +18,57 @@
 // Longest breaker string kept, in bytes (llama.cpp's `MAX_CHAR_LEN`).
 #define MAX_BREAKER_BYTES 40
 
+// Captures the attention rows of the tokens being sampled, for
+// attention-aware samplers. Install [`entropix_attention_eval_callback`]
+// as the context's `cb_eval` with the capture as user data
+// ([`AttentionCapture::user_data`]), with flash attention off.
+//
+// Each capture is stamped with the graph evaluation it came from: after a
+// decode in which no attention arrived (flash attention on, callback not
+// installed), [`AttentionSource::metrics`] returns `None` and never an
+// earlier step's attention; the first such step is reported once on
+// stderr.
+//
+// Batches: without [`AttentionCapture::expect_outputs`] the capture keeps
+// the last token's row of the last ubatch, which is the row being sampled
+// for one sequence decoded with `logits` on its last token. For several
+// sequences or output rows, name the batch indices that carry logits
+// before `llama_decode`; this needs a single KV stream (`n_seq_max == 1` or
+// `kv_unified == true`), where llama.cpp splits batches into ubatches in
+// order.
+typedef struct entropix_attention_capture entropix_attention_capture;
+
+// Parameters of an attention capture.
+typedef struct {
+  // Layer to capture; negative counts from the end (-1, the default, is
+  // the last layer).
+  int32_t layer;
+  // Also capture the pre-softmax scores (needed for interaction
+  // strength). Default true.
+  bool capture_scores;
+  // Scale of the raw scores; 0 (the default) derives 1/sqrt(d_head).
+  float attention_scale;
+} entropix_attention_capture_params;
+
+// The attention statistics of one step, for C (entropies in bits).
+typedef struct {
+  // Mean per-head attention entropy, bits.
+  double entropy_bits;
+  // Variance across heads of the per-head entropies, bits².
+  double head_entropy_variance_bits2;
+  // Mean per-head varentropy, bits².
+  double varentropy_bits2;
+  // Mean |a_h - mean over heads| over heads and valid cells.
+  double agreement;
+  // Mean |scaled pre-softmax score| over valid cells; NaN when the scores
+  // were not captured.
+  double interaction_strength;
+  // Number of heads.
+  uint32_t n_head;
+  // Number of valid (unmasked) KV cells.
+  uint32_t n_valid;
+} entropix_attention_metrics_out;
+
 // Parameters of [`Temperature`].
 typedef struct {
   // Temperature T (dimensionless). 1.0 disables (logits unchanged);
@@ -242,6 +293,77 @@ typedef struct {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Default capture parameters (last layer, scores on, derived scale).
+entropix_attention_capture_params entropix_attention_capture_default_params(void);
+
+// A new capture for `model` (NULL params: defaults), or NULL with a last
+// error. The caller owns it and frees it with
+// `entropix_attention_capture_free` after the context that uses it; the
+// samplers it is attached to keep their own reference.
+//
+// # Safety
+// `model` is a live model; `params` is NULL or valid.
+entropix_attention_capture *entropix_attention_capture_new(const struct llama_model *model,
+                                                           const entropix_attention_capture_params *params);
+
+// Releases the caller's reference (NULL is accepted).
+//
+// # Safety
+// `capture` is NULL or came from `entropix_attention_capture_new`, and no
+// context still uses it as callback user data.
+void entropix_attention_capture_free(entropix_attention_capture *capture);
+
+// The eval callback for `llama_context_params.cb_eval`, with the capture
+// as `cb_eval_user_data`. Needs flash attention off.
+//
+// # Safety
+// `user_data` is NULL or a live capture; `t` is a valid tensor.
+bool entropix_attention_eval_callback(struct ggml_tensor *t, bool ask, void *user_data);
+
+// Names the batch indices whose logits will be sampled in the next
+// `llama_decode` (call before every decode of a multi-output batch; needs a
+// single KV stream: n_seq_max 1 or kv_unified). n = 0 returns to the
+// default (the last token's row). Returns 0, or -1 with a last error.
+//
+// # Safety
+// `capture` is a live capture; `batch_indices` holds `n` values (NULL when 0).
+int32_t entropix_attention_capture_expect_outputs(const entropix_attention_capture *capture,
+                                                  const int32_t *batch_indices,
+                                                  size_t n);
+
+// Chooses the captured row (by batch index) that attached samplers read
+// next; -1: the last captured row. Returns 0, or -1 with a last error.
+//
+// # Safety
+// `capture` is a live capture.
+int32_t entropix_attention_capture_select_output(const entropix_attention_capture *capture,
+                                                 int32_t batch_index);
+
+// Writes the current step's attention metrics to `out`. Returns 0 when
+// fresh, 1 when no fresh attention exists for this step (flash attention
+// on, callback not installed; `out` untouched), -1 on bad arguments.
+//
+// # Safety
+// `capture` is a live capture; `out` points to writable memory.
+int32_t entropix_attention_capture_metrics(const entropix_attention_capture *capture,
+                                           entropix_attention_metrics_out *out);
+
+// Attaches `capture` to an attention-aware sampler (NULL detaches). The
+// sampler keeps its own reference. Returns 0, or -1 with a last error when
+// the sampler is not ours or does not use attention.
+//
+// # Safety
+// `smpl` is a live sampler; `capture` is NULL or a live capture.
+int32_t entropix_sampler_set_attention(struct llama_sampler *smpl,
+                                       const entropix_attention_capture *capture);
+
+// True when `smpl` is one of ours and reads attention (it then needs a
+// capture attached and flash attention off).
+//
+// # Safety
+// `smpl` is NULL or a live sampler.
+bool entropix_sampler_needs_attention(const struct llama_sampler *smpl);
 
 // Default parameters of the temperature sampler (T = 0.8).
 entropix_temperature_params entropix_temperature_default_params(void);

@@ -12,6 +12,7 @@
 //!
 //! The raw llama.cpp bindings are re-exported as [`sys`].
 
+pub mod attention;
 pub mod core;
 pub mod default_model;
 pub mod ffi;

@@ -7,6 +7,9 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
+/// One llama process at a time: ggml's threads spin.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn target_profile_dir() -> PathBuf {
     // .../target/release/deps/c_example-<hash>
     std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf()
@@ -37,6 +40,7 @@ fn compile(source: &str, name: &str) -> PathBuf {
         // them all (see build.rs).
         .args(["-Wl,--no-as-needed", "-lllama", "-lggml", "-lggml-base", "-lggml-cpu", "-Wl,--as-needed"])
         .arg(format!("-Wl,-rpath,{}:{lib_dir}", profile.display()))
+        .arg("-lm")
         .output()
         .unwrap_or_else(|e| panic!("cannot run the C compiler `{cc}`: {e}"));
     assert!(output.status.success(), "C compile failed:\n{}", String::from_utf8_lossy(&output.stderr));
@@ -45,6 +49,7 @@ fn compile(source: &str, name: &str) -> PathBuf {
 
 #[test]
 fn c_chain_mixing_llama_and_entropix_samplers_generates_text() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let exe = compile("examples/c/chain.c", "chain");
     let model = common::llama::model_path();
     // Run without cargo's library path: the rpath alone must find everything.
@@ -69,4 +74,17 @@ fn c_chain_mixing_llama_and_entropix_samplers_generates_text() {
     // Same seed, same text.
     let again = Command::new(&exe).env_remove("LD_LIBRARY_PATH").arg(&model).arg("24").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&again.stdout), stdout);
+}
+
+#[test]
+fn c_attention_capture_reports_fresh_metrics_each_step() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let exe = compile("examples/c/attention.c", "attention");
+    let model = common::llama::model_path();
+    let out = Command::new(&exe).env_remove("LD_LIBRARY_PATH").arg(&model).arg("6").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "attention failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let steps: Vec<&str> = stdout.lines().filter(|l| l.starts_with("step ")).collect();
+    assert_eq!(steps.len(), 6, "{stdout}");
+    assert!(steps[0].contains("heads=9"), "{stdout}");
 }

@@ -7,6 +7,7 @@
 //! `llama_sampler_init`, so `llama_sampler_free` (directly or through a
 //! chain) frees it.
 
+mod attention;
 mod classic;
 mod dirichlet;
 mod entropix;
@@ -16,6 +17,7 @@ mod mirostat;
 mod penalties;
 mod plugin;
 
+pub use attention::*;
 pub use classic::*;
 #[allow(unused_imports)]
 pub use dirichlet::*;

@@ -40,6 +40,9 @@ pub struct ContextOptions {
     pub cb_eval_user_data: *mut std::ffi::c_void,
     /// Turn llama.cpp's own timing off.
     pub no_perf: bool,
+    /// One KV buffer shared by all sequences (a single stream). Attention
+    /// capture with several sequences needs it.
+    pub kv_unified: bool,
 }
 
 impl Default for ContextOptions {
@@ -54,6 +57,7 @@ impl Default for ContextOptions {
             cb_eval: None,
             cb_eval_user_data: std::ptr::null_mut(),
             no_perf: false,
+            kv_unified: false,
         }
     }
 }
@@ -84,6 +88,7 @@ impl<'m> Context<'m> {
         p.cb_eval = options.cb_eval;
         p.cb_eval_user_data = options.cb_eval_user_data;
         p.no_perf = options.no_perf;
+        p.kv_unified = options.kv_unified;
         let ptr = unsafe { sys::llama_init_from_model(model.as_ptr(), p) };
         if ptr.is_null() {
             return Err(LlamaError::Context { n_ctx: options.n_ctx, hint: "out of memory, or n_ctx/n_batch/n_seq_max not supported by this model" });
