@@ -12,6 +12,34 @@
 // entropy (llama.cpp's `LLAMA_DEFAULT_SEED`).
 #define ENTROPIX_RANDOM_SEED 4294967295
 
+// `entropix_entropix_step.strategy`: no step yet.
+#define ENTROPIX_STRATEGY_NONE 0
+
+// Low entropy, low varentropy: argmax (four-mode: top-5 sample).
+#define ENTROPIX_STRATEGY_FLOWING 1
+
+// High entropy, low varentropy: token insertion or boosted temperature.
+#define ENTROPIX_STRATEGY_TREADING 2
+
+// Low entropy, high varentropy: exploring forks.
+#define ENTROPIX_STRATEGY_EXPLORING 3
+
+// High entropy, high varentropy: resampling in the mist.
+#define ENTROPIX_STRATEGY_RESAMPLING 4
+
+// Everything else: adaptive parameters.
+#define ENTROPIX_STRATEGY_ADAPTIVE 5
+
+// Return code of the `int` functions here: success.
+#define ENTROPIX_OK 0
+
+// A required pointer argument was NULL.
+#define ENTROPIX_ERR_NULL 1
+
+// The profile file could not be read or parsed, has an unknown key or
+// unit, or the sampler is not of the right kind.
+#define ENTROPIX_ERR_INVALID 2
+
 // Longest breaker tail kept, in tokens (llama.cpp's `MAX_SEQ_LEN`).
 #define MAX_BREAKER_TAIL 20
 
@@ -37,6 +65,9 @@
 // `kv_unified == true`), where llama.cpp splits batches into ubatches in
 // order.
 typedef struct entropix_attention_capture entropix_attention_capture;
+
+// The sampling parameters a strategy derived for this step.
+typedef struct Derived Derived;
 
 // Parameters of an attention capture.
 typedef struct {
@@ -89,6 +120,323 @@ typedef struct {
   // Number of candidates kept. `k <= 0` disables. Default 40.
   int32_t k;
 } entropix_top_k_params;
+
+// Parameters of [`Entropix`]: every threshold and coefficient of the
+// reference `SamplerConfig`, with defaults from the original
+// (xjdr-alt/entropix). Units: entropies in bits, varentropies in bits²,
+// everything else dimensionless. Thresholds are model-specific; load a
+// calibrated [`super::Profile`] for your model.
+typedef struct {
+  // Base temperature (dimensionless), > 0. Default 0.666.
+  float temp;
+  // Base top-p, in [0, 1]; 1 disables. Default 0.90.
+  float top_p;
+  // Base top-k; <= 0 disables top-k in every strategy. Default 27.
+  int32_t top_k;
+  // Base min-p, relative to the top probability at the step's
+  // temperature (p_i >= min_p * p_max), in [0, 1]; 0 disables min-p in
+  // every strategy (the adaptive clamp [0.01, 0.5] applies only when it
+  // is on). Default 0.03. (The reference computed min-p and never
+  // applied it; here it is applied.)
+  float min_p;
+  // Flowing needs logits entropy below this, bits. Default 0.1.
+  // Negative disables the flowing strategy.
+  float low_ent;
+  // Flowing and treading need logits varentropy below this, bits².
+  // Default 0.1. Negative disables both.
+  float low_vent;
+  // Resampling needs logits entropy above this, bits. Default 3.0.
+  // (Entropies between med_ent and high_ent with high varentropy are
+  // already exploring, so resampling effectively starts at high_ent.) A
+  // value above log2 of the vocabulary size disables resampling.
+  float med_ent;
+  // Treading needs entropy above this and exploring below it, bits.
+  // Default 5.0. (Seed 002's prose says 3.0 for treading; the
+  // reference code uses this threshold.) A value above log2 of the
+  // vocabulary size disables treading.
+  float high_ent;
+  // Exploring and resampling need logits varentropy above this, bits².
+  // Default 5.0. A huge value disables both.
+  float high_vent;
+  // Treading temperature: T = min(helv_max_temp, temp *
+  // (helv_attn_ent_offset + helv_attn_ent_coef * attn_ent)).
+  // Dimensionless multiplier of temp. Default 1.3.
+  float helv_attn_ent_offset;
+  // Per bit of attention entropy (1/bits). Default 0.2; 0 removes the
+  // attention term.
+  float helv_attn_ent_coef;
+  // Upper bound of the treading temperature (dimensionless, > 0).
+  // Default 1.5; a huge value removes the bound.
+  float helv_max_temp;
+  // Exploring temperature: T = min(lehv_max_temp, temp *
+  // (lehv_interaction_strength_offset + lehv_interaction_strength_coef *
+  // interaction)). Dimensionless multiplier of temp. Default 1.2.
+  float lehv_interaction_strength_offset;
+  // Per unit of interaction strength (dimensionless). Default 0.3; 0
+  // removes the term.
+  float lehv_interaction_strength_coef;
+  // Upper bound of the exploring temperature (dimensionless, > 0).
+  // Default 1.5; a huge value removes the bound.
+  float lehv_max_temp;
+  // Exploring top-k: max(lehv_min_top_k, int(top_k * (1 +
+  // lehv_agree_coef * (1 - agreement)))). Dimensionless. Default 0.5
+  // (a constant in the reference); 0 keeps top_k.
+  float lehv_agree_coef;
+  // Lower bound of the exploring top-k (tokens, >= 1). Default 5.
+  int32_t lehv_min_top_k;
+  // Resampling top-p: max(hehv_min_top_p, top_p - hehv_attn_ent_coef *
+  // attn_ent), per bit of attention entropy (1/bits). Default 0.2; 0
+  // keeps top_p.
+  float hehv_attn_ent_coef;
+  // Lower bound of the resampling top-p, in [0, 1]. Default 0.5; 0
+  // removes the bound.
+  float hehv_min_top_p;
+  // Resampling temperature: T = max(hehv_min_temp, temp *
+  // (hehv_attn_vent_offset + hehv_attn_vent_coef * attn_vent)); no
+  // upper bound (seed 002 shows 2.45). Dimensionless multiplier of
+  // temp. Default 2.0.
+  float hehv_attn_vent_offset;
+  // Per bit² of attention varentropy (1/bits²). Default 0.5; 0 removes
+  // the term.
+  float hehv_attn_vent_coef;
+  // Lower bound of the resampling temperature (dimensionless, > 0).
+  // Default 2.0; a tiny value removes the bound.
+  float hehv_min_temp;
+  // Number of draws the adaptive strategy scores, >= 1. Default 5 (the
+  // reference code; seed 002's prose says 12). 1 makes it a plain draw.
+  int32_t n_adaptive_samples;
+  // Adaptive temperature: T = temp * (1 + ada_temp_logits * (H + V) +
+  // ada_temp_attn * (attn_ent + attn_vent) - ada_temp_agree *
+  // agreement). Per unit of logits uncertainty H + V (the reference
+  // adds bits and bits² as plain numbers). Default 0.3; 0 removes the
+  // term.
+  float ada_temp_logits;
+  // Per unit of attention uncertainty attn_ent + attn_vent (bits plus
+  // bits²). Default 0.2; 0 removes the term.
+  float ada_temp_attn;
+  // Per unit of agreement (dimensionless). Default 0.2; 0 removes the
+  // term.
+  float ada_temp_agree;
+  // Adaptive top-p: clip(top_p * (1 + ada_top_p * attn_vent), 0.1, 1),
+  // per bit² of attention varentropy. Default 0.1; 0 keeps top_p.
+  float ada_top_p;
+  // Adaptive top-k: clip(round(top_k * (1 + ada_top_k_int * interaction
+  // - ada_top_k_agree * agreement)), 1, 100), per unit of interaction
+  // strength. Default 0.3; 0 removes the term.
+  float ada_top_k_int;
+  // Per unit of agreement, see `ada_top_k_int`. Default 0.2; 0 removes
+  // the term.
+  float ada_top_k_agree;
+  // Adaptive min-p: clip(min_p * (1 - ada_min_p * (H + V)), 0.01, 0.5),
+  // per unit of logits uncertainty H + V. Default 0.5; 0 keeps min_p
+  // (clipped).
+  float ada_min_p;
+  // Score weight w1 of (1 - logits entropy in bits), dimensionless.
+  // Default 0.1. Every weight: 0 removes its term.
+  float ada_score_logits_ent;
+  // Score weight w2 of (1 - attention entropy in bits). Default 0.2.
+  float ada_score_attn_ent;
+  // Score weight w3 of (1 - logits varentropy in bits²). Default 0.3.
+  float ada_score_logits_vent;
+  // Score weight w4 of (1 - attention varentropy in bits²). Default 0.4.
+  float ada_score_attn_vent;
+  // Score weight w5 of agreement. Default 0.5.
+  float ada_score_agree;
+  // Score weight w6 of interaction strength. Default 0.6.
+  float ada_score_int;
+  // How adaptive draws are scored: 0 = the seed's formula (constant
+  // confidence, best log-probability wins), 1 = per-candidate
+  // confidence (see [`ScoreMode`]). Default 0.
+  uint32_t score_mode;
+  // Token inserted by the treading strategy (the original used 2564,
+  // " ..." in Llama 3; resolve yours with `entropix_token_from_text`).
+  // -1 = none: treading always samples. Default -1.
+  int32_t clarifying_token_id;
+  // 0 = original, 1 = all six metrics, 2 = logits only (see
+  // [`Variant`]). Default 0.
+  uint32_t variant;
+  // Attention "varentropy": 0 = variance of the per-head attention
+  // entropies (original), 1 = true per-head varentropy (entropix-local).
+  // Both bits². Default 0.
+  uint32_t attn_varentropy_kind;
+  // Variant 1: attention entropy below this for flowing, treading and
+  // exploring, bits. Default 1.6 (a placeholder: calibrate per model).
+  float low_attn_ent;
+  // Variant 1: attention entropy above this for resampling, bits.
+  // Default 5.0 (placeholder).
+  float high_attn_ent;
+  // Variant 1: attention varentropy below this for flowing and
+  // treading, bits². Default 0.25 (placeholder).
+  float low_attn_vent;
+  // Variant 1: attention varentropy above this for exploring and
+  // resampling, bits². Default 1.5 (placeholder).
+  float high_attn_vent;
+  // Variant 1 with `select_on_agreement`: agreement below this for
+  // flowing, treading, exploring (dimensionless). Default 2.2e-3.
+  float low_agree;
+  // Variant 1 with `select_on_agreement`: agreement above this for
+  // resampling. Default 3.8e-3.
+  float high_agree;
+  // Variant 1 with `select_on_interaction`: interaction strength below
+  // this for flowing and treading, above it for exploring
+  // (dimensionless). Default 6.06.
+  float low_interaction;
+  // Variant 1 with `select_on_interaction`: above this for resampling.
+  // Default 7.0.
+  float high_interaction;
+  // Variant 1: also test agreement. Default false.
+  bool select_on_agreement;
+  // Variant 1: also test interaction strength (skipped when the capture
+  // has no pre-softmax scores). Default false.
+  bool select_on_interaction;
+  // RNG seed; 0xFFFFFFFF draws a random seed. Default 0xFFFFFFFF.
+  uint32_t seed;
+} entropix_entropix_params;
+
+// Parameters of [`FourMode`]. Same thresholds and coefficients as
+// [`super::EntropixParams`] (reference defaults); entropies in bits,
+// varentropies in bits², the rest dimensionless.
+typedef struct {
+  // Base temperature, > 0. Default 0.666.
+  float temp;
+  // Base top-p in [0, 1]; 1 disables. Default 0.90.
+  float top_p;
+  // Base top-k; <= 0 disables. Default 27.
+  int32_t top_k;
+  // Min-p relative to the top probability at the step's temperature
+  // (p_i >= min_p * p_max; the reference used an absolute p_i >= min_p),
+  // in [0, 1]; 0 disables. Default 0.03.
+  float min_p;
+  // LELV needs entropy below this, bits. Default 0.1.
+  float low_ent;
+  // LELV and HELV need varentropy below this, bits². Default 0.1.
+  float low_vent;
+  // HEHV needs entropy above this, bits. Default 3.0.
+  float med_ent;
+  // HELV needs entropy above this, LEHV below it, bits. Default 5.0.
+  float high_ent;
+  // LEHV and HEHV need varentropy above this, bits². Default 5.0.
+  float high_vent;
+  // LELV: true = argmax; false = sample with T = temp and top-k
+  // `lelv_top_k` (the reference). Default false.
+  bool lelv_argmax;
+  // LELV top-k when sampling. >= 1. Default 5.
+  int32_t lelv_top_k;
+  // HELV temperature: min(helv_max_temp, temp * (offset + coef *
+  // attn_ent)), dimensionless multiplier of temp. Default 1.3.
+  float helv_attn_ent_offset;
+  // Per bit of attention entropy. Default 0.2; 0 removes the term.
+  float helv_attn_ent_coef;
+  // Upper bound of the HELV temperature. Default 1.5.
+  float helv_max_temp;
+  // LEHV temperature: min(lehv_max_temp, temp * (offset + coef *
+  // interaction)). Default 1.2.
+  float lehv_interaction_strength_offset;
+  // Per unit of interaction strength. Default 0.3; 0 removes the term.
+  float lehv_interaction_strength_coef;
+  // Upper bound of the LEHV temperature. Default 1.5.
+  float lehv_max_temp;
+  // LEHV top-k: max(lehv_min_top_k, int(top_k * (1 + lehv_agree_coef *
+  // (1 - agreement)))). Default 0.5.
+  float lehv_agree_coef;
+  // Lower bound of the LEHV top-k. Default 5.
+  int32_t lehv_min_top_k;
+  // HEHV top-p: max(hehv_min_top_p, top_p - coef * attn_ent), per bit.
+  // Default 0.2.
+  float hehv_attn_ent_coef;
+  // Lower bound of the HEHV top-p. Default 0.5.
+  float hehv_min_top_p;
+  // HEHV temperature: max(hehv_min_temp, temp * (offset + coef *
+  // attn_vent)). Default 2.0.
+  float hehv_attn_vent_offset;
+  // Per bit² of attention varentropy. Default 0.5; 0 removes the term.
+  float hehv_attn_vent_coef;
+  // Lower bound of the HEHV temperature. Default 1.5 (the reference
+  // four-mode sampler; Entropix uses 2.0).
+  float hehv_min_temp;
+  // Adaptive temperature: clip(temp * (1 + ada_temp_logits (H + V) +
+  // ada_temp_attn (attn_ent + attn_vent) - ada_temp_agree agreement),
+  // 0.1, 2.0), per unit of H + V (bits plus bits²). Default 0.3. Every
+  // `ada_*` coefficient: 0 removes its term.
+  float ada_temp_logits;
+  // Per unit of attn_ent + attn_vent (bits plus bits²). Default 0.2.
+  float ada_temp_attn;
+  // Per unit of agreement (dimensionless). Default 0.2.
+  float ada_temp_agree;
+  // Adaptive top-p: clip(top_p (1 + ada_top_p attn_vent), 0.1, 1).
+  // Default 0.1.
+  float ada_top_p;
+  // Adaptive top-k: clip(round(top_k (1 + ada_top_k_int interaction -
+  // ada_top_k_agree agreement)), 1, 100), per unit of interaction
+  // strength. Default 0.3.
+  float ada_top_k_int;
+  // Per unit of agreement. Default 0.2.
+  float ada_top_k_agree;
+  // Adaptive min-p: clip(min_p (1 - ada_min_p (H + V)), 0.01, 0.5).
+  // Default 0.5.
+  float ada_min_p;
+  // Pause token ("..." in the reference), -1 = none. Default -1.
+  int32_t pause_token_id;
+  // Clarifying-question token ("?" in the reference), -1 = none.
+  // Default -1.
+  int32_t clarifying_token_id;
+  // Attention "varentropy": 0 = variance of per-head entropies, 1 =
+  // per-head varentropy; bits². Default 0.
+  uint32_t attn_varentropy_kind;
+  // Read attention (true) or run on the logits alone with neutral
+  // attention terms (false; `needs_attention()` is then false).
+  // Default true.
+  bool use_attention;
+  // RNG seed; 0xFFFFFFFF draws a random seed. Default 0xFFFFFFFF.
+  uint32_t seed;
+} entropix_four_mode_params;
+
+// The last step of an Entropix or four-mode sampler, as a C struct
+// (`entropix_entropix_step`), filled by `entropix_entropix_last_step`.
+// Floats that do not apply are NaN.
+typedef struct {
+  // False before the sampler's first successful apply (or after a
+  // reset); every other field is then meaningless.
+  bool valid;
+  // The strategy: 1 flowing, 2 treading, 3 exploring, 4 resampling,
+  // 5 adaptive (`ENTROPIX_STRATEGY_*`); 0 when `valid` is false.
+  uint32_t strategy;
+  // Entropy of softmax(logits), bits.
+  double entropy_bits;
+  // Varentropy of softmax(logits), bits².
+  double varentropy_bits2;
+  // Whether fresh attention arrived this step. When false the
+  // attention terms below are the neutral fallback 0.
+  bool attention_available;
+  // Whether the interaction strength (pre-softmax scores) was captured.
+  bool interaction_available;
+  // Attention entropy used, bits.
+  double attn_entropy_bits;
+  // Attention varentropy used, bits² (the statistic chosen by the
+  // params' `attn_varentropy_kind`).
+  double attn_varentropy_bits2;
+  // Head agreement used (dimensionless).
+  double agreement;
+  // Interaction strength used (dimensionless).
+  double interaction_strength;
+  // Derived temperature (0 = greedy; NaN on insertion).
+  float temperature;
+  // Derived top-k (0 = off; -1 on insertion).
+  int32_t top_k;
+  // Derived top-p (1 = off; NaN on insertion).
+  float top_p;
+  // Derived min-p, relative to the top probability (0 = off; NaN on
+  // insertion).
+  float min_p;
+  // The inserted token, or -1.
+  int32_t inserted_token;
+  // The selected token, or -1.
+  int32_t selected_token;
+  // Number of adaptive draws scored (0 outside the adaptive strategy).
+  int32_t n_samples;
+  // Score of the winning adaptive draw (NaN outside it).
+  double best_score;
+} entropix_entropix_step;
 
 // Parameters of [`TopP`].
 typedef struct {
@@ -290,6 +638,10 @@ typedef struct {
   int32_t penalty_last_n;
 } entropix_dry_params;
 
+
+
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -394,6 +746,99 @@ entropix_top_k_params entropix_top_k_default_params(void);
 // # Safety
 // `params` is NULL or points to a valid `entropix_top_k_params`.
 struct llama_sampler *entropix_sampler_init_top_k(const entropix_top_k_params *params);
+
+// Default parameters of the Entropix sampler (the reference
+// `SamplerConfig`: temp 0.666, top_p 0.90, top_k 27, min_p 0.03,
+// thresholds 0.1 / 0.1 / 3.0 / 5.0 bits(²) ..., no clarifying token,
+// variant 0, seed 0xFFFFFFFF = random).
+entropix_entropix_params entropix_entropix_default_params(void);
+
+// Entropix ("Shrek") sampler: flowing, treading (clarifying-token
+// insertion), exploring, resampling and adaptive multi-sample strategies
+// chosen from the logits entropy/varentropy and the model's attention.
+// Ends a chain (it selects a token). Its attention comes from the
+// attention capture (flash attention must be off); without it the
+// sampler runs on the logits alone (see `entropix_entropix_last_step`'s
+// `attention_available`).
+//
+// Returns a new sampler owned by the caller (free it with
+// `llama_sampler_free`, or add it to a chain, which then owns it); NULL
+// with `entropix_last_error()` on invalid params.
+//
+// # Safety
+// `params` is NULL (defaults) or points to a valid
+// `entropix_entropix_params`.
+struct llama_sampler *entropix_sampler_init_entropix(const entropix_entropix_params *params);
+
+// Default parameters of the four-mode sampler (same thresholds as
+// Entropix; HEHV temperature floor 1.5; no pause or clarifying token;
+// seed 0xFFFFFFFF = random).
+entropix_four_mode_params entropix_four_mode_default_params(void);
+
+// Entropy-based four-mode sampler (seed 001): LELV top-5 sample (or
+// argmax), HELV pause token then clarifying-question token then boosted
+// temperature, LEHV exploring, HEHV resampling, adaptive otherwise. Ends
+// a chain.
+//
+// Returns a new sampler owned by the caller (free it with
+// `llama_sampler_free`, or add it to a chain, which then owns it); NULL
+// with `entropix_last_error()` on invalid params.
+//
+// # Safety
+// `params` is NULL (defaults) or points to a valid
+// `entropix_four_mode_params`.
+struct llama_sampler *entropix_sampler_init_four_mode(const entropix_four_mode_params *params);
+
+// Loads a threshold profile (JSON, see the Rust `Profile` docs) and
+// writes its thresholds, converted to bits / bits², into `*inout`;
+// fields the profile does not name keep their values. Returns
+// `ENTROPIX_OK` (0), or `ENTROPIX_ERR_NULL` / `ENTROPIX_ERR_INVALID` with
+// `entropix_last_error()` (unreadable file, invalid JSON, unknown
+// threshold, wrong unit, invalid result); `*inout` is unchanged on error.
+// Nothing is retained: `path` and `inout` stay the caller's.
+//
+// # Safety
+// `path` is NULL or a NUL-terminated string; `inout` is NULL or points to
+// a valid, writable `entropix_entropix_params`.
+int entropix_entropix_params_load_profile(const char *path, entropix_entropix_params *inout);
+
+// As `entropix_entropix_params_load_profile`, for the four-mode sampler:
+// sets its logits thresholds (low_ent, med_ent, high_ent, low_vent,
+// high_vent); attention-selection thresholds in the profile are ignored.
+//
+// # Safety
+// `path` is NULL or a NUL-terminated string; `inout` is NULL or points to
+// a valid, writable `entropix_four_mode_params`.
+int entropix_four_mode_params_load_profile(const char *path, entropix_four_mode_params *inout);
+
+// The single token that `text` tokenizes to in `vocab` (no BOS or other
+// added special tokens; special-token text such as `<|im_end|>` is
+// recognised), e.g. to set `clarifying_token_id` from " ...". Returns -1
+// with `entropix_last_error()` when `vocab` or `text` is NULL, `text` is
+// empty, or it is not exactly one token (the error says how many, and
+// which). Nothing is retained.
+//
+// # Safety
+// `vocab` is NULL or a live `struct llama_vocab *` (from
+// `llama_model_get_vocab`); `text` is NULL or a NUL-terminated string.
+llama_token entropix_token_from_text(const struct llama_vocab *vocab, const char *text);
+
+// Writes the last step of an Entropix or four-mode sampler into `*out`:
+// strategy (`ENTROPIX_STRATEGY_*`), logits entropy (bits) and varentropy
+// (bits²), whether attention was available and the attention terms used,
+// the derived temperature / top-k / top-p / min-p, the inserted and
+// selected tokens, and the adaptive draws' count and best score.
+// `out->valid` is false before the first apply. Returns `ENTROPIX_OK`, or
+// `ENTROPIX_ERR_NULL` / `ENTROPIX_ERR_INVALID` (not an Entropix or
+// four-mode sampler of this library, e.g. a chain or llama.cpp's own)
+// with `entropix_last_error()`; `*out` is unchanged on error. The sampler
+// stays the caller's (or its chain's).
+//
+// # Safety
+// `smpl` is NULL or a live `struct llama_sampler *` not used from another
+// thread during the call; `out` is NULL or points to a writable
+// `entropix_entropix_step`.
+int entropix_entropix_last_step(const struct llama_sampler *smpl, entropix_entropix_step *out);
 
 // The last error recorded on this thread by an `entropix_` function, as a
 // NUL-terminated UTF-8 string; "" when none. The pointer stays valid until

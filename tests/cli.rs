@@ -127,3 +127,27 @@ fn bad_input_gives_one_clear_error() {
     assert_clean_failure(&run(&["-p", "hi", "--samplers", "top_k;wat"]), "unknown sampler `wat`");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn entropix_family_runs_with_attention_and_is_deterministic() {
+    let dir = std::env::temp_dir().join(format!("entropix-fam-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for family in ["entropix", "four-mode"] {
+        let trace = dir.join(format!("{family}.jsonl"));
+        let args = ["--sampler", family, "-p", "Name three colours.", "-n", "16", "-s", "3", "--trace", trace.to_str().unwrap()];
+        let a = run(&args);
+        assert_ok(&a);
+        assert!(stderr(&a).contains("flash attention turned off"), "{}", stderr(&a));
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&trace).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert!(!lines.is_empty());
+        for l in &lines {
+            let step = &l["samplers"][0]["state"]["last_step"];
+            assert_eq!(step["attention_available"], true, "{family}: {l}");
+            assert!(step["strategy"].is_string());
+        }
+        let b = run(&args);
+        assert_eq!(a.stdout, b.stdout, "{family}: same seed, different text");
+    }
+    assert_clean_failure(&run(&["--sampler", "entropix", "-p", "hi", "--clarify-token", "two words here"]), "--clarify-token");
+    let _ = std::fs::remove_dir_all(&dir);
+}

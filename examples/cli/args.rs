@@ -71,9 +71,36 @@ pub struct Args {
     #[arg(long = "flash-attn", value_enum, default_value_t = FlashAttn::Auto, global = true)]
     pub flash_attn: FlashAttn,
 
-    /// Sampler family.
+    /// Attention layer read by attention-aware samplers; negative counts
+    /// from the end (-1: the last layer).
+    #[arg(long = "attention-layer", default_value_t = -1, allow_negative_numbers = true, global = true)]
+    pub attention_layer: i32,
+
+    /// Sampler family: classic, entropix, four-mode.
     #[arg(long = "sampler", default_value = "classic")]
     pub sampler: String,
+
+    /// Threshold profile (JSON) for the entropix and four-mode samplers.
+    #[arg(long = "profile")]
+    pub profile: Option<PathBuf>,
+
+    /// Clarifying token inserted by entropix / four-mode, as text that is
+    /// exactly one token (e.g. " ...", "?").
+    #[arg(long = "clarify-token")]
+    pub clarify_token: Option<String>,
+
+    /// Pause token of the four-mode sampler, as text of one token.
+    #[arg(long = "pause-token")]
+    pub pause_token: Option<String>,
+
+    /// Entropix variant: 0 original, 1 all six metrics, 2 logits only.
+    #[arg(long = "entropix-variant", default_value_t = 0)]
+    pub entropix_variant: u32,
+
+    /// Colour each generated token by the strategy that chose it (entropix
+    /// and four-mode; ANSI colours on a terminal).
+    #[arg(long = "color")]
+    pub color: bool,
 
     /// Build the classic chain from llama.cpp's own samplers instead of
     /// entropix's (for comparison).

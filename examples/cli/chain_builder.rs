@@ -15,7 +15,7 @@ use entropix_sampler::sys;
 use crate::args::{Args, SamplerImpl};
 
 /// The sampler families `--sampler` accepts.
-pub const FAMILIES: &[&str] = &["classic"];
+pub const FAMILIES: &[&str] = &["classic", "entropix", "four-mode"];
 
 /// A chain and what the context must provide for it.
 pub struct BuiltChain {
@@ -76,10 +76,73 @@ fn parse_order(spec: &str) -> Result<Vec<Stage>, String> {
 
 /// Builds the chain for `args.sampler`.
 pub fn build(args: &Args, model: &Model) -> Result<BuiltChain, String> {
-    match args.sampler.as_str() {
-        "classic" => Ok(BuiltChain { chain: classic(args, model)?, needs_attention: false }),
-        other => Err(format!("unknown sampler family `{other}` (known: {})", FAMILIES.join(", "))),
+    let chain = match args.sampler.as_str() {
+        "classic" => classic(args, model)?,
+        "entropix" | "four-mode" => entropy_family(args, model)?,
+        other => return Err(format!("unknown sampler family `{other}` (known: {})", FAMILIES.join(", "))),
+    };
+    let needs_attention = (0..chain.len()).any(|i| unsafe { ffi::entropix_sampler_needs_attention(chain.get(i)) });
+    Ok(BuiltChain { chain, needs_attention })
+}
+
+/// Resolves a token given as text through the vocabulary (one token).
+fn token_from_text(model: &Model, text: &str, flag: &str) -> Result<i32, String> {
+    let c = CString::new(text).map_err(|_| format!("{flag}: the text contains a NUL byte"))?;
+    let id = unsafe { ffi::entropix_token_from_text(model.vocab_ptr(), c.as_ptr()) };
+    if id < 0 {
+        return Err(format!("{flag} {text:?}: {}", unsafe { std::ffi::CStr::from_ptr(ffi::entropix_last_error()) }.to_string_lossy()));
     }
+    Ok(id)
+}
+
+fn last_error() -> String {
+    unsafe { std::ffi::CStr::from_ptr(ffi::entropix_last_error()) }.to_string_lossy().into_owned()
+}
+
+/// The entropix or four-mode sampler alone: it selects, and applies its
+/// own temperature, top-k, top-p and min-p per strategy.
+fn entropy_family(args: &Args, model: &Model) -> Result<SamplerChain, String> {
+    let mut chain = SamplerChain::new(true);
+    let clarify = args.clarify_token.as_deref().map(|t| token_from_text(model, t, "--clarify-token")).transpose()?.unwrap_or(-1);
+    let profile = args.profile.as_ref().map(|p| CString::new(p.to_string_lossy().as_bytes()).map_err(|_| "--profile: NUL in path".to_string())).transpose()?;
+    if args.sampler == "entropix" {
+        let mut p = ffi::entropix_entropix_default_params();
+        if let Some(path) = &profile {
+            if unsafe { ffi::entropix_entropix_params_load_profile(path.as_ptr(), &mut p) } != 0 {
+                return Err(last_error());
+            }
+        }
+        p.seed = args.seed;
+        p.variant = args.entropix_variant;
+        p.clarifying_token_id = clarify;
+        chain.add(unsafe { ffi::entropix_sampler_init_entropix(&p) }).map_err(|e| e.to_string())?;
+    } else {
+        let mut p = ffi::entropix_four_mode_default_params();
+        if let Some(path) = &profile {
+            if unsafe { ffi::entropix_four_mode_params_load_profile(path.as_ptr(), &mut p) } != 0 {
+                return Err(last_error());
+            }
+        }
+        p.seed = args.seed;
+        p.clarifying_token_id = clarify;
+        p.pause_token_id = args.pause_token.as_deref().map(|t| token_from_text(model, t, "--pause-token")).transpose()?.unwrap_or(-1);
+        chain.add(unsafe { ffi::entropix_sampler_init_four_mode(&p) }).map_err(|e| e.to_string())?;
+    }
+    Ok(chain)
+}
+
+/// Attaches `capture` to every sampler of the chain that reads attention.
+pub fn attach_attention(chain: &SamplerChain, capture: &std::sync::Arc<entropix_sampler::attention::AttentionCapture>) -> Result<(), String> {
+    for i in 0..chain.len() {
+        let s = chain.get(i);
+        if unsafe { ffi::entropix_sampler_needs_attention(s) } {
+            let rc = unsafe { ffi::entropix_sampler_set_attention(s, std::sync::Arc::as_ptr(capture)) };
+            if rc != 0 {
+                return Err(format!("cannot attach attention: {}", unsafe { std::ffi::CStr::from_ptr(ffi::entropix_last_error()) }.to_string_lossy()));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn classic(args: &Args, model: &Model) -> Result<SamplerChain, String> {

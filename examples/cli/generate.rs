@@ -31,12 +31,14 @@ pub struct Generator<'c, 'm> {
     pub n_past: i32,
     /// End-of-generation tokens to mask before sampling (`--ignore-eos`).
     pub banned_eog: Vec<TokenId>,
+    /// Colour tokens by the strategy that chose them (`--color`).
+    pub color: bool,
     candidates: Vec<TokenData>,
 }
 
 impl<'c, 'm> Generator<'c, 'm> {
     pub fn new(ctx: &'c mut Context<'m>, chain: &'c mut SamplerChain, trace: Option<&'c mut TraceWriter>) -> Self {
-        Self { ctx, chain, trace, n_past: 0, banned_eog: Vec::new(), candidates: Vec::new() }
+        Self { ctx, chain, trace, n_past: 0, banned_eog: Vec::new(), color: false, candidates: Vec::new() }
     }
 
     /// Decodes `prompt` after what is already in the cache, then generates up
@@ -69,7 +71,15 @@ impl<'c, 'm> Generator<'c, 'm> {
             generated.push(token);
             let piece = text.push(&model.token_bytes(token, false));
             if !piece.is_empty() {
-                let _ = out.write_all(piece.as_bytes());
+                let colour = if self.color { strategy_colour(self.chain) } else { None };
+                match colour {
+                    Some(code) => {
+                        let _ = write!(out, "\x1b[{code}m{piece}\x1b[0m");
+                    }
+                    None => {
+                        let _ = out.write_all(piece.as_bytes());
+                    }
+                }
                 let _ = out.flush();
             }
             if self.n_past as usize + 1 >= n_ctx {
@@ -118,6 +128,23 @@ impl<'c, 'm> Generator<'c, 'm> {
         self.chain.accept(token);
         Ok(token)
     }
+}
+
+/// The ANSI colour of the strategy the chain's entropix-family sampler
+/// used last, if any.
+fn strategy_colour(chain: &SamplerChain) -> Option<&'static str> {
+    (0..chain.len()).find_map(|i| {
+        let s = unsafe { entropix_sampler::ffi::sampler_ref(chain.get(i)) }?;
+        let state = s.state_json();
+        let name = state["last_step"]["strategy"].as_str()?.to_owned();
+        Some(match name.as_str() {
+            "flowing" => "32",    // green
+            "treading" => "33",   // yellow
+            "exploring" => "36",  // cyan
+            "resampling" => "31", // red
+            _ => "35",            // adaptive: magenta
+        })
+    })
 }
 
 /// Prints the timing summary to stderr.

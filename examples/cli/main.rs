@@ -12,6 +12,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Parser;
+use entropix_sampler::attention::{AttentionCapture, CaptureConfig};
 use entropix_sampler::default_model;
 use entropix_sampler::llama::{set_log_level, ChatMessage, ContextOptions, FlashAttention, LogLevel, Model, ModelOptions};
 
@@ -59,11 +60,19 @@ fn run(args: Args) -> Result<(), String> {
     let built = chain_builder::build(&args, &model)?;
     let mut chain = built.chain;
     let mut options = context_options(&args);
+    // Kept alive as long as the context: the eval callback points into it.
+    let mut capture = None;
     if built.needs_attention {
         if options.flash_attention != FlashAttention::Off && !args.quiet {
             eprintln!("entropix: flash attention turned off: the `{}` sampler reads attention", args.sampler);
         }
         options.flash_attention = FlashAttention::Off;
+        let config = CaptureConfig { layer: args.attention_layer, ..CaptureConfig::default() };
+        let c = AttentionCapture::new(&model, config)?;
+        options.cb_eval = Some(entropix_sampler::ffi::entropix_attention_eval_callback);
+        options.cb_eval_user_data = c.user_data();
+        chain_builder::attach_attention(&chain, &c)?;
+        capture = Some(c);
     }
     let mut ctx = entropix_sampler::llama::Context::new(&model, &options).map_err(|e| e.to_string())?;
     let mut trace = match &args.trace {
@@ -101,6 +110,7 @@ fn run(args: Args) -> Result<(), String> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut generator = generate::Generator::new(&mut ctx, &mut chain, trace.as_mut());
+    generator.color = args.color;
     if args.ignore_eos {
         generator.banned_eog = (0..model.n_vocab() as i32).filter(|&t| model.is_eog(t)).collect();
     }
@@ -113,6 +123,8 @@ fn run(args: Args) -> Result<(), String> {
     if !args.quiet {
         generate::print_summary(&stats, &chain);
     }
+    drop(ctx);
+    drop(capture);
     Ok(())
 }
 
