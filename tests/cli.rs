@@ -151,3 +151,52 @@ fn entropix_family_runs_with_attention_and_is_deterministic() {
     assert_clean_failure(&run(&["--sampler", "entropix", "-p", "hi", "--clarify-token", "two words here"]), "--clarify-token");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn shipped_profile_spreads_strategies_over_twenty_prompts() {
+    let prompts_file = concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/calibration-prompts.txt");
+    let prompts: Vec<String> = std::fs::read_to_string(prompts_file).unwrap().lines().filter(|l| !l.trim().is_empty()).map(String::from).collect();
+    assert!(prompts.len() >= 20);
+    let dir = std::env::temp_dir().join(format!("entropix-spread-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for (i, prompt) in prompts.iter().enumerate() {
+        let trace = dir.join(format!("{i}.jsonl"));
+        let o = run(&["--sampler", "entropix", "-p", prompt, "-n", "20", "-s", "2", "--trace", trace.to_str().unwrap()]);
+        assert_ok(&o);
+        assert!(stderr(&o).contains("thresholds from profile"), "the shipped profile was not used: {}", stderr(&o));
+        for line in std::fs::read_to_string(&trace).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let strategy = v["samplers"][0]["state"]["last_step"]["strategy"].as_str().unwrap().to_string();
+            *counts.entry(strategy).or_default() += 1;
+        }
+    }
+    let total: usize = counts.values().sum();
+    assert!(total >= 20 * 5, "too few tokens: {counts:?}");
+    for (strategy, n) in &counts {
+        assert!((*n as f64) <= 0.9 * total as f64, "{strategy} took {n} of {total} tokens: {counts:?}");
+    }
+    assert!(counts.len() >= 3, "only {counts:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn calibrate_writes_a_loadable_profile() {
+    let dir = std::env::temp_dir().join(format!("entropix-cal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prompts = dir.join("prompts.txt");
+    std::fs::write(&prompts, "Why is the sky blue?\nWrite a haiku about rain.\nWhat is 2 + 2?\n").unwrap();
+    let out = dir.join("profile.json");
+    let o = run(&["calibrate", "--prompts", prompts.to_str().unwrap(), "-o", out.to_str().unwrap(), "--tokens-per-prompt", "12"]);
+    assert_ok(&o);
+    let profile = entropix_sampler::samplers::entropix::Profile::load(&out).unwrap();
+    for key in ["low_ent", "med_ent", "high_ent", "low_vent", "high_vent", "low_attn_ent", "high_interaction"] {
+        assert!(profile.get(key).unwrap().is_some(), "{key} missing");
+    }
+    assert!(profile.get("low_ent").unwrap() <= profile.get("med_ent").unwrap());
+    assert!(profile.get("med_ent").unwrap() <= profile.get("high_ent").unwrap());
+    // The CLI loads it.
+    let o = run(&["--sampler", "entropix", "--profile", out.to_str().unwrap(), "-p", "hi", "-n", "4"]);
+    assert_ok(&o);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 ///
 /// Without -m, the default model (SmolLM2-135M-Instruct, Q4_1) is fetched
 /// on first use into a cache folder and checked by sha256.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "entropix-cli", version, about, long_about = None)]
 pub struct Args {
     #[command(subcommand)]
@@ -131,10 +131,23 @@ pub struct Args {
 }
 
 /// Commands besides plain generation.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Print the path of the default model, fetching it if needed.
     FetchModel,
+    /// Run a prompt set through the model with the entropix sampler and
+    /// write a threshold profile (percentiles of every metric).
+    Calibrate {
+        /// Prompts, one per line (default: profiles/calibration-prompts.txt).
+        #[arg(long = "prompts")]
+        prompts: Option<PathBuf>,
+        /// Where to write the profile (JSON).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Tokens generated per prompt.
+        #[arg(long = "tokens-per-prompt", default_value_t = 48)]
+        tokens_per_prompt: i32,
+    },
 }
 
 /// Flash attention policy flag.

@@ -76,9 +76,18 @@ fn parse_order(spec: &str) -> Result<Vec<Stage>, String> {
 
 /// Builds the chain for `args.sampler`.
 pub fn build(args: &Args, model: &Model) -> Result<BuiltChain, String> {
+    build_with(args, model, true)
+}
+
+/// Like [`build`], ignoring shipped profiles (for calibration).
+pub fn build_without_profile(args: &Args, model: &Model) -> Result<BuiltChain, String> {
+    build_with(args, model, false)
+}
+
+fn build_with(args: &Args, model: &Model, use_shipped_profile: bool) -> Result<BuiltChain, String> {
     let chain = match args.sampler.as_str() {
         "classic" => classic(args, model)?,
-        "entropix" | "four-mode" => entropy_family(args, model)?,
+        "entropix" | "four-mode" => entropy_family(args, model, use_shipped_profile)?,
         other => return Err(format!("unknown sampler family `{other}` (known: {})", FAMILIES.join(", "))),
     };
     let needs_attention = (0..chain.len()).any(|i| unsafe { ffi::entropix_sampler_needs_attention(chain.get(i)) });
@@ -101,10 +110,16 @@ fn last_error() -> String {
 
 /// The entropix or four-mode sampler alone: it selects, and applies its
 /// own temperature, top-k, top-p and min-p per strategy.
-fn entropy_family(args: &Args, model: &Model) -> Result<SamplerChain, String> {
+fn entropy_family(args: &Args, model: &Model, use_shipped_profile: bool) -> Result<SamplerChain, String> {
     let mut chain = SamplerChain::new(true);
     let clarify = args.clarify_token.as_deref().map(|t| token_from_text(model, t, "--clarify-token")).transpose()?.unwrap_or(-1);
-    let profile = args.profile.as_ref().map(|p| CString::new(p.to_string_lossy().as_bytes()).map_err(|_| "--profile: NUL in path".to_string())).transpose()?;
+    let profile_path = args.profile.clone().or_else(|| if use_shipped_profile { shipped_profile(model) } else { None });
+    match &profile_path {
+        Some(p) if !args.quiet => eprintln!("entropix: thresholds from profile {}", p.display()),
+        None if !args.quiet => eprintln!("entropix: no threshold profile for this model: using the reference defaults (run `calibrate` to make one)"),
+        _ => {}
+    }
+    let profile = profile_path.as_ref().map(|p| CString::new(p.to_string_lossy().as_bytes()).map_err(|_| "--profile: NUL in path".to_string())).transpose()?;
     if args.sampler == "entropix" {
         let mut p = ffi::entropix_entropix_default_params();
         if let Some(path) = &profile {
@@ -129,6 +144,13 @@ fn entropy_family(args: &Args, model: &Model) -> Result<SamplerChain, String> {
         chain.add(unsafe { ffi::entropix_sampler_init_four_mode(&p) }).map_err(|e| e.to_string())?;
     }
     Ok(chain)
+}
+
+/// The profile shipped in `profiles/` for the model's file name, if any.
+fn shipped_profile(model: &Model) -> Option<std::path::PathBuf> {
+    let name = model.path().file_name()?.to_string_lossy().into_owned();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles").join(format!("{}.json", name.trim_end_matches(".gguf")));
+    path.is_file().then_some(path)
 }
 
 /// Attaches `capture` to every sampler of the chain that reads attention.

@@ -3,6 +3,7 @@
 //! `cargo run --release --example cli -- -p "Hello"`; `--help` lists flags.
 
 mod args;
+mod calibrate;
 mod chain_builder;
 mod chat;
 mod generate;
@@ -55,6 +56,9 @@ fn run(args: Args) -> Result<(), String> {
         return Ok(());
     }
     let model_path = resolve_model(&args)?;
+    if let Some(Command::Calibrate { prompts, output, tokens_per_prompt }) = &args.command {
+        return run_calibrate(&args, &model_path, prompts.as_deref(), output, *tokens_per_prompt);
+    }
     let model = Model::load(&model_path, &ModelOptions { n_gpu_layers: args.n_gpu_layers }).map_err(|e| e.to_string())?;
 
     let built = chain_builder::build(&args, &model)?;
@@ -125,6 +129,47 @@ fn run(args: Args) -> Result<(), String> {
     }
     drop(ctx);
     drop(capture);
+    Ok(())
+}
+
+fn run_calibrate(args: &Args, model_path: &std::path::Path, prompts: Option<&std::path::Path>, output: &std::path::Path, n_predict: i32) -> Result<(), String> {
+    let default_prompts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/calibration-prompts.txt");
+    let prompts_path = prompts.unwrap_or(&default_prompts);
+    let prompts: Vec<String> = std::fs::read_to_string(prompts_path)
+        .map_err(|e| format!("cannot read prompts {}: {e}", prompts_path.display()))?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    if prompts.is_empty() {
+        return Err(format!("{} holds no prompts", prompts_path.display()));
+    }
+    let model = Model::load(model_path, &ModelOptions { n_gpu_layers: args.n_gpu_layers }).map_err(|e| e.to_string())?;
+    // Calibrate with the reference defaults, never with an old profile.
+    let mut cal_args = args.clone();
+    if cal_args.sampler == "classic" {
+        cal_args.sampler = "entropix".into();
+    }
+    cal_args.profile = None;
+    let built = chain_builder::build_without_profile(&cal_args, &model)?;
+    let mut chain = built.chain;
+    let capture = AttentionCapture::new(&model, CaptureConfig { layer: args.attention_layer, ..CaptureConfig::default() })?;
+    let mut options = context_options(args);
+    options.flash_attention = FlashAttention::Off;
+    options.cb_eval = Some(entropix_sampler::ffi::entropix_attention_eval_callback);
+    options.cb_eval_user_data = capture.user_data();
+    chain_builder::attach_attention(&chain, &capture)?;
+    let mut ctx = entropix_sampler::llama::Context::new(&model, &options).map_err(|e| e.to_string())?;
+    let samples = calibrate::collect(&model, &mut ctx, &mut chain, &prompts, n_predict, args.quiet)?;
+    let name = model_path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let profile = calibrate::profile_from(&samples, &name, prompts.len())?;
+    profile.save(output).map_err(|e| e.to_string())?;
+    drop(ctx);
+    drop(capture);
+    if !args.quiet {
+        eprintln!("calibrate: wrote {} ({} tokens from {} prompts)", output.display(), samples.n_tokens, prompts.len());
+    }
     Ok(())
 }
 
