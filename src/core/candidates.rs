@@ -143,12 +143,7 @@ impl<'a> Candidates<'a> {
         if self.sorted {
             return self.data.first().filter(|t| t.logit > f32::NEG_INFINITY).map(|_| 0);
         }
-        // A vectorised max, then the first position holding it.
-        let max = super::math::max_logit(self.data);
-        if max == f32::NEG_INFINITY {
-            return None;
-        }
-        self.data.iter().position(|t| t.logit == max)
+        super::math::argmax_logit(self.data)
     }
 
     /// Sets `p` of every candidate to its softmax probability over the

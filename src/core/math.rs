@@ -45,6 +45,41 @@ pub fn max_logit(data: &[TokenData]) -> f32 {
     best
 }
 
+/// Index of the first largest logit, NaN ignored; `None` when empty or
+/// when nothing beats -inf. One pass: eight lanes keep their own maximum
+/// and its index (compare and blend, vectorisable); ties across lanes go to
+/// the smallest index, so the first maximum wins as in llama.cpp's greedy.
+pub fn argmax_logit(data: &[TokenData]) -> Option<usize> {
+    const LANES: usize = 8;
+    let mut m = [f32::NEG_INFINITY; LANES];
+    let mut idx = [usize::MAX; LANES];
+    let chunks = data.chunks_exact(LANES);
+    let tail_start = data.len() - chunks.remainder().len();
+    for (c, chunk) in chunks.enumerate() {
+        let base = c * LANES;
+        for l in 0..LANES {
+            let x = chunk[l].logit;
+            let better = x > m[l];
+            m[l] = if better { x } else { m[l] };
+            idx[l] = if better { base + l } else { idx[l] };
+        }
+    }
+    let (mut best, mut best_i) = (f32::NEG_INFINITY, usize::MAX);
+    for l in 0..LANES {
+        if m[l] > best || (m[l] == best && idx[l] < best_i) {
+            best = m[l];
+            best_i = idx[l];
+        }
+    }
+    for (k, t) in data[tail_start..].iter().enumerate() {
+        if t.logit > best {
+            best = t.logit;
+            best_i = tail_start + k;
+        }
+    }
+    (best_i != usize::MAX && best > f32::NEG_INFINITY).then_some(best_i)
+}
+
 /// Writes softmax probabilities into `p`, given the largest logit `max`.
 ///
 /// NaN and -inf logits get 0. When `max` is +inf the +inf logits share the
@@ -161,6 +196,20 @@ mod tests {
         let v: f64 = p.iter().map(|p| p * (p.ln() + h).powi(2)).sum();
         assert!((m.entropy_nats - h).abs() < 1e-9);
         assert!((m.varentropy_nats2 - v).abs() < 1e-9);
+    }
+
+    #[test]
+    fn argmax_takes_the_first_maximum() {
+        let logits: Vec<f32> = (0..37).map(|i| ((i * 7) % 11) as f32).collect();
+        let want = logits.iter().position(|&x| x == 10.0).unwrap();
+        assert_eq!(argmax_logit(&tokens(&logits)), Some(want));
+        assert_eq!(argmax_logit(&tokens(&[f32::NAN, 1.0, 3.0, 3.0])), Some(2));
+        assert_eq!(argmax_logit(&tokens(&[f32::NEG_INFINITY, f32::NAN])), None);
+        assert_eq!(argmax_logit(&[]), None);
+        let mut ties = vec![1.0f32; 20];
+        ties[13] = 2.0;
+        ties[5] = 2.0;
+        assert_eq!(argmax_logit(&tokens(&ties)), Some(5));
     }
 
     #[test]
