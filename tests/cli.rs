@@ -200,3 +200,33 @@ fn calibrate_writes_a_loadable_profile() {
     assert_ok(&o);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn interactive_mode_keeps_the_conversation() {
+    use std::io::Write;
+    let model = common::llama::model_path();
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut child = Command::new(cli_path())
+        .env_remove("LD_LIBRARY_PATH")
+        .arg("-m")
+        .arg(&model)
+        .args(["-i", "-n", "24", "--temp", "0"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"What is the capital of France?\nAnd of Italy?\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_ok(&o);
+    let err = stderr(&o);
+    let prompts: Vec<usize> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("prompt:"))
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(prompts.len(), 2, "{err}");
+    // The second turn decodes only what is new, not the whole conversation.
+    assert!(prompts[1] < prompts[0] + 10, "second turn re-decoded the history: {prompts:?}");
+    assert!(stdout(&o).contains("Paris"), "{}", stdout(&o));
+}
