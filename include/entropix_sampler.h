@@ -40,6 +40,55 @@
 // unit, or the sampler is not of the right kind.
 #define ENTROPIX_ERR_INVALID 2
 
+// Seed of the registry's instance (fixed, so contract tests and
+// benchmarks are reproducible).
+#define REGISTRY_SEED 1234
+
+// Smallest and largest alpha the fit returns. The special functions are
+// accurate over (1e-8, 1e12); targets that no finite Dirichlet matches
+// (e.g. `sum exp(t) >= 1`) would otherwise push alpha without bound over
+// successive warm-started fits.
+#define ALPHA_MIN 1e-8
+
+// See [`ALPHA_MIN`].
+#define ALPHA_MAX 1e12
+
+// Largest `support_size` accepted.
+#define MAX_SUPPORT_SIZE 65536
+
+// The profile version this crate writes and reads.
+#define PROFILE_VERSION 1
+
+// The reference's EPS: floor of probabilities in the Dirichlet statistics
+// (log-probabilities below the noise floor become ln EPS), the guard in
+// `1 / (KL + EPS)`, and the cap of surprises at `-ln EPS` = 18.42 nats.
+#define EPS 1e-8
+
+// ln EPS = -18.42 nats: the cap of surprises is `-LN_EPS`.
+#define LN_EPS -18.420680743952367
+
+// The value floored log-probabilities take in the statistics: ln EPS
+// rounded to f32 (emwa_logp is stored in f32), so that a token at the
+// floor stays exactly there under the moving average.
+#define FILL (double)(float)LN_EPS
+
+// Token ids at or above this (and negative ids) are not tracked in the
+// per-token statistics (they count as remainder, never as support).
+#define MAX_TRACKED_ID (1 << 24)
+
+// The Euler-Mascheroni constant gamma = -psi(1).
+#define EULER_GAMMA 0.5772156649015329
+
+// Width of the bins grouping remainder targets, in nats.
+#define BIN_WIDTH_NATS (1.0 / 64.0)
+
+// Lowest and highest temperature the sampler uses (the reference's
+// `MIN_TEMP` and `MAX_TEMP`); [`temp_tune`]'s result is clamped to them.
+#define MIN_TEMP 1e-4
+
+// See [`MIN_TEMP`].
+#define MAX_TEMP 1e4
+
 // Longest breaker tail kept, in tokens (llama.cpp's `MAX_SEQ_LEN`).
 #define MAX_BREAKER_TAIL 20
 
@@ -120,6 +169,182 @@ typedef struct {
   // Number of candidates kept. `k <= 0` disables. Default 40.
   int32_t k;
 } entropix_top_k_params;
+
+// Parameters of [`super::DirichletSampler`] (C: `entropix_dirichlet_params`).
+//
+// Names follow the reference (xjdr-alt/entropix `DSConfig`) where it has
+// the quantity, and seed 003 otherwise. Defaults: the reference's DSConfig
+// (the version with `noise_floor`), except the target-entropy weights (see
+// `target_*`) and the Dirichlet test's seed-only term. All values in nats
+// (entropies, cross-entropies, log-probabilities, thresholds); "std" terms
+// in nats, "varent"/"var" terms in nats².
+//
+// The state vector the outlier score and the target entropy read,
+// `state_ent`, is `[cross_ent_scaffold, cross_ent_naked, ent_scaffold,
+// ent_naked]` (EMAs, nats) and `state_std` the square roots of the
+// matching variances `[cross_var_scaffold, cross_var_naked,
+// varent_scaffold, varent_naked]`. "Naked" is the model's distribution,
+// "scaffold" the seed's Dirichlet-interpolated one.
+typedef struct {
+  // RNG seed. `0xFFFFFFFF` (llama.cpp's `LLAMA_DEFAULT_SEED`) draws a
+  // random seed at construction. Default `0xFFFFFFFF`.
+  uint32_t seed;
+  // N: the Dirichlet is fitted over the N tokens with the highest
+  // `emwa_logp` plus one lumped remainder. 1..=65536. Default 128.
+  uint32_t support_size;
+  // Log-probabilities below this (nats) enter the Dirichlet statistics
+  // as ln(1e-8) (the reference's `noise_floor`). <= 0. Default -12.
+  float noise_floor_nats;
+  // `emwa_logp` coefficient `base^(-exp_factor / KL)`: base, >= 1.
+  // Default 4.0.
+  float emwa_logp_base;
+  // `emwa_logp` coefficient: exp_factor (nats, since KL is), >= 0.
+  // Default 3.0.
+  float emwa_logp_exp_factor;
+  // EMA coefficient of `emwa_dir` (weight of the new fit), in [0, 1].
+  // Default 0.70.
+  float emwa_dir_coeff;
+  // EMA coefficient of `emwa_temp`, in [0, 1]. Default 0.70.
+  float emwa_temp_coeff;
+  // EMA coefficient of `emwa_dir_ent` (negative Dirichlet
+  // log-likelihood, nats), in [0, 1]. Default 0.70.
+  float emwa_dir_ent_coeff;
+  // EMA coefficient of the scaffold entropy (seed: `emwa_entropy`), in
+  // [0, 1]. Default 0.70.
+  float emwa_ent_scaffold_coeff;
+  // EMA coefficient of the scaffold varentropy, in [0, 1]. Default 0.70.
+  float emwa_varent_scaffold_coeff;
+  // EMA coefficient of the model's entropy, in [0, 1]. Default 0.70.
+  float emwa_ent_naked_coeff;
+  // EMA coefficient of the model's varentropy, in [0, 1]. Default 0.70.
+  float emwa_varent_naked_coeff;
+  // EMA coefficient of the entropy of the model's renormalised top
+  // `outlier_topk`, in [0, 1]. Default 0.70.
+  float emwa_topk_ent_naked_coeff;
+  // EMA coefficient of seed 003's `emwa_cross_ent`,
+  // `-ln softmax(logits / emwa_temp)[token]`, in [0, 1]. Default 0.65
+  // (the reference's cross-entropy coefficient).
+  float emwa_cross_ent_coeff;
+  // EMA coefficient of `-ln p_scaffold[token]`, in [0, 1]. Default 0.65.
+  float token_cross_ent_scaffold_coeff;
+  // EMA coefficient of `-ln p_model[token]`, in [0, 1]. Default 0.65.
+  float token_cross_ent_naked_coeff;
+  // EMA coefficient of the scaffold surprise's variance, in [0, 1].
+  // Default 0.75.
+  float token_cross_var_scaffold_coeff;
+  // EMA coefficient of the model surprise's variance, in [0, 1].
+  // Default 0.65.
+  float token_cross_var_naked_coeff;
+  // Perturbation `1 - base^(-exp_coeff / KL(sample || pre_probs))`:
+  // base, >= 1. Default 10.0.
+  float perturb_base_coeff;
+  // Perturbation exponent coefficient (nats), >= 0. Default 1.0.
+  float perturb_exp_coeff;
+  // The Dirichlet test: the sample is used when `-ln Dir(pre_probs)` <
+  // `dirichlet_mean_weight * (-ln Dir(softmax(emwa_logp)))` +
+  // `dirichlet_ent_weight * emwa_dir_ent + dirichlet_bias_nats`.
+  // Seed 003's `d`; the reference has no such term. Default 0.
+  float dirichlet_mean_weight;
+  // Seed 003's `e`, the reference's `dirichlet_threshold.weight`.
+  // Default 0.1.
+  //
+  // With the reference's 0.1 / 1.2 and the correct sign of the Dirichlet
+  // normaliser, `-ln Dir(pre_probs)` on the default model is ~1e4 nats
+  // and about its own average, so the test does not pass and the
+  // sampler draws from `pre_probs` (temperature-tuned sampling). With
+  // the test enabled (e.g. weight 1, bias 0: about half the steps), the
+  // fitted Dirichlet, which puts ~97% of its mass on the lumped
+  // remainder (emwa_logp is dominated by the noise floor), moves most
+  // of the probability to tokens outside the recent support and the
+  // text degrades (`measure_text_with_defaults` in tests/dirichlet.rs).
+  float dirichlet_ent_weight;
+  // Seed 003's `dir_ent_offset`, the reference's
+  // `dirichlet_threshold.bias` (nats). Default 1.2.
+  float dirichlet_bias_nats;
+  // Outlier score: `state_ent^T B state_std` with B row-major 4x4.
+  // Default all 1.3.
+  float outlier_bilinear[16];
+  // Outlier score: weights of `state_ent`. Default all 0.8.
+  float outlier_state_ent[4];
+  // Outlier score: weights of `state_std`. Default all 0.8.
+  float outlier_state_std[4];
+  // Outlier score: weight of this step's model entropy. Default 1.2.
+  float outlier_naked_ent;
+  // Outlier score: weight of the square root of this step's model
+  // varentropy (defined but unused in the reference). Default 1.2.
+  float outlier_naked_std;
+  // Outlier score: weight of this step's model varentropy. Default 1.2.
+  float outlier_naked_varent;
+  // Outlier score: bias (nats). The step is an outlier (seed 003's
+  // Dirichlet path) when the score is > 0. Default 0.
+  float outlier_bias;
+  // Top-k of the inlier paths (argmax and tempered top-k), >= 1.
+  // Default 6.
+  uint32_t outlier_topk;
+  // Inliers take the argmax when the top-k entropy is below
+  // `argmax_weight * emwa_topk_ent + argmax_bias_nats`. Default 0.1.
+  float argmax_weight;
+  // See `argmax_weight` (nats). Default 1.2.
+  float argmax_bias_nats;
+  // Target entropy of `pre_temp` (nats): `target_linear . state_ent +
+  // target_cross_ent_weight * emwa_cross_ent + target_inv_temp /
+  // emwa_temp + target_bias_nats`. Seed 003's form is
+  // `a * emwa_cross_ent + b * emwa_entropy + offset` (linear
+  // `[0, 0, b, 0]`); the reference's is `linear . state_ent +
+  // inv_temp / emwa_temp + bias`. Default `[0, 0, 0.35, 0]`: the seed's
+  // form with a = 0.2, b = 0.35, offset = 1.5 nats, whose fixed point
+  // (when `emwa_cross_ent` and `emwa_entropy` settle on the target) is
+  // `offset / (1 - a - b)` = 3.33 nats; best of a 27-point grid of the
+  // objective (`cross_entropy_rate`) on an English text with the default
+  // model (3.505 nats/token, vs 3.39 for the model at T = 1). The
+  // reference's defaults (`[1, 1, 1, 1]`, 8, 0) weigh the state by 4 in
+  // total, a target with no fixed point: on the default model the
+  // temperature runs to its 10-iteration limit (~57) and the text to
+  // noise (objective 10.4 nats/token). Stable settings need
+  // `sum(target_linear) + target_cross_ent_weight < 1`.
+  float target_linear[4];
+  // Seed 003's `a`. Default 0.2.
+  float target_cross_ent_weight;
+  // The reference's `linear_inv_temp` (nats times temperature).
+  // Default 0.
+  float target_inv_temp;
+  // Seed 003's `probs_ent_offset`, the reference's bias (nats).
+  // Default 1.5.
+  float target_bias_nats;
+  // temp_tune: starting temperature, > 0. Default 1.0.
+  float temp_tune_t_init;
+  // temp_tune: relative step when the gradient vanishes, > 0. Default 0.1.
+  float temp_tune_lr;
+  // temp_tune: most iterations, 1..=1000. Default 10 (seed 003).
+  uint32_t temp_tune_max_iters;
+  // temp_tune: tolerance on the entropy (nats), > 0. Default 1e-6.
+  float temp_tune_tol;
+  // temp_tune: take the Newton step when the Halley denominator is
+  // negative (false: the seed's step as written, which can cycle far
+  // from the root). Default true.
+  bool temp_tune_safeguard;
+  // fit_dirichlet: the second-order term of the update, 0 = Halley's
+  // (second-order) correction, 1 = seed 003's expression as written,
+  // 2 = none (damped Newton). See [`super::fit::FitCorrection`]; the
+  // seed's expression does not scale with the step and throws a
+  // near-converged fit off, so the default is 0.
+  uint32_t fit_correction;
+  // fit_dirichlet: `initial_lr`, > 0. Default 1.2.
+  float fit_initial_lr;
+  // fit_dirichlet: `decay_alpha`. Default 0.1.
+  float fit_decay_alpha;
+  // fit_dirichlet: `decay_beta`. Default 2.0.
+  float fit_decay_beta;
+  // fit_dirichlet: `decay_gamma`. Default 0.25.
+  float fit_decay_gamma;
+  // fit_dirichlet: `decay_nu`. Default 0.75.
+  float fit_decay_nu;
+  // fit_dirichlet: most iterations, 1..=10000. Default 140.
+  uint32_t fit_max_iters;
+  // fit_dirichlet: tolerance on the residual norm (nats), > 0.
+  // Default 1e-4.
+  float fit_tol;
+} entropix_dirichlet_params;
 
 // Parameters of [`Entropix`]: every threshold and coefficient of the
 // reference `SamplerConfig`, with defaults from the original
@@ -746,6 +971,69 @@ entropix_top_k_params entropix_top_k_default_params(void);
 // # Safety
 // `params` is NULL or points to a valid `entropix_top_k_params`.
 struct llama_sampler *entropix_sampler_init_top_k(const entropix_top_k_params *params);
+
+// Default parameters of the adaptive Dirichlet sampler, all in nats: the
+// reference DSConfig (EMA coefficients 0.70, cross-entropy coefficients
+// 0.65, emwa_logp base 4 / factor 3, perturbation base 10 / coefficient 1,
+// noise floor -12, outlier top-k 6, argmax and Dirichlet thresholds
+// weight 0.1 / bias 1.2), seed 003's target entropy
+// `0.2 emwa_cross_ent + 0.35 emwa_entropy + 1.5`, support 128 tokens
+// plus a lumped remainder, fit and temp_tune settings of seed 003, seed
+// 0xFFFFFFFF (random).
+entropix_dirichlet_params entropix_dirichlet_default_params(void);
+
+// The adaptive Dirichlet sampler (seed 003): moving averages of the
+// model's log-probabilities, a Dirichlet fitted to them, an entropy-tuned
+// temperature and Dirichlet perturbation of the tempered distribution.
+// Ends a chain (it selects a token). State moves only when the chain
+// accepts a token (`llama_sampler_accept`). Initialise it from the
+// prompt's logits with `entropix_sampler_observe_prompt_logits` (decode
+// the prompt with logits for every position); otherwise the first sampled
+// position initialises it.
+//
+// Returns a new sampler owned by the caller (free it with
+// `llama_sampler_free`, or add it to a chain, which then owns it); NULL
+// with `entropix_last_error()` on invalid params.
+//
+// # Safety
+// `params` is NULL (defaults) or points to a valid
+// `entropix_dirichlet_params`.
+struct llama_sampler *entropix_sampler_init_dirichlet(const entropix_dirichlet_params *params);
+
+// Loads a Dirichlet profile (JSON: `{"format": "entropix-dirichlet-profile",
+// "version": 1, "params": {...}, "meta": {...}}`, or a bare params object;
+// values in nats) into `*inout`: fields the profile names replace those
+// of `*inout`, the others keep their values. Returns 0, or 1 (NULL
+// `path`/`inout`) / 2 (unreadable file, invalid JSON, unknown field,
+// invalid values) with `entropix_last_error()`; `*inout` is unchanged on
+// error. Nothing is retained: `path` and `inout` stay the caller's.
+//
+// # Safety
+// `path` is NULL or a NUL-terminated string; `inout` is NULL or points to
+// a valid, writable `entropix_dirichlet_params`.
+int entropix_dirichlet_load_profile(const char *path, entropix_dirichlet_params *inout);
+
+// Initialises a sampler of this library from the logits of every prompt
+// position: `logits` holds `n_positions * n_vocab` floats, row-major by
+// position (decode the prompt with `logits[i] = true` for every token and
+// pass `llama_get_logits(ctx)`; the rows must be the prompt's positions
+// in order). Call it after decoding the prompt and before sampling.
+// Works for every sampler of this library that uses prompt logits (e.g.
+// `entropix_sampler_init_dirichlet`); `smpl` is the sampler itself, not a
+// chain holding it (use `llama_sampler_chain_get`). Returns 0, or 1 (NULL
+// `smpl`/`logits`) / 2 (not one of ours, does not use prompt logits,
+// `n_positions` or `n_vocab` not positive) with `entropix_last_error()`.
+// The logits are read during the call only; nothing is retained, and the
+// sampler stays the caller's (or its chain's).
+//
+// # Safety
+// `smpl` is NULL or a live `struct llama_sampler *` not used from another
+// thread during the call; `logits` is NULL or points to
+// `n_positions * n_vocab` readable floats.
+int entropix_sampler_observe_prompt_logits(struct llama_sampler *smpl,
+                                           const float *logits,
+                                           int32_t n_positions,
+                                           int32_t n_vocab);
 
 // Default parameters of the Entropix sampler (the reference
 // `SamplerConfig`: temp 0.666, top_p 0.90, top_k 27, min_p 0.03,
