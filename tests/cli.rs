@@ -230,3 +230,17 @@ fn interactive_mode_keeps_the_conversation() {
     assert!(prompts[1] < prompts[0] + 10, "second turn re-decoded the history: {prompts:?}");
     assert!(stdout(&o).contains("Paris"), "{}", stdout(&o));
 }
+
+#[test]
+fn dirichlet_family_is_initialised_from_the_prompt_and_deterministic() {
+    let dir = std::env::temp_dir().join(format!("entropix-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("d.jsonl");
+    let args = ["--sampler", "dirichlet", "-p", "Tell me about cats.", "-n", "12", "-s", "5", "--trace", trace.to_str().unwrap()];
+    let a = run(&args);
+    assert_ok(&a);
+    let first: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&trace).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(first["samplers"][0]["state"]["initialised"], true, "{first}");
+    assert_eq!(a.stdout, run(&args).stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+}

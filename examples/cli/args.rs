@@ -76,11 +76,12 @@ pub struct Args {
     #[arg(long = "attention-layer", default_value_t = -1, allow_negative_numbers = true, global = true)]
     pub attention_layer: i32,
 
-    /// Sampler family: classic, entropix, four-mode.
+    /// Sampler family: classic, entropix, four-mode, dirichlet.
     #[arg(long = "sampler", default_value = "classic")]
     pub sampler: String,
 
-    /// Threshold profile (JSON) for the entropix and four-mode samplers.
+    /// Profile (JSON): thresholds for entropix / four-mode, hyperparameters
+    /// for dirichlet.
     #[arg(long = "profile")]
     pub profile: Option<PathBuf>,
 

@@ -15,7 +15,7 @@ use entropix_sampler::sys;
 use crate::args::{Args, SamplerImpl};
 
 /// The sampler families `--sampler` accepts.
-pub const FAMILIES: &[&str] = &["classic", "entropix", "four-mode"];
+pub const FAMILIES: &[&str] = &["classic", "entropix", "four-mode", "dirichlet"];
 
 /// A chain and what the context must provide for it.
 pub struct BuiltChain {
@@ -88,6 +88,7 @@ fn build_with(args: &Args, model: &Model, use_shipped_profile: bool) -> Result<B
     let chain = match args.sampler.as_str() {
         "classic" => classic(args, model)?,
         "entropix" | "four-mode" => entropy_family(args, model, use_shipped_profile)?,
+        "dirichlet" => dirichlet(args)?,
         other => return Err(format!("unknown sampler family `{other}` (known: {})", FAMILIES.join(", "))),
     };
     let needs_attention = (0..chain.len()).any(|i| unsafe { ffi::entropix_sampler_needs_attention(chain.get(i)) });
@@ -143,6 +144,23 @@ fn entropy_family(args: &Args, model: &Model, use_shipped_profile: bool) -> Resu
         p.pause_token_id = args.pause_token.as_deref().map(|t| token_from_text(model, t, "--pause-token")).transpose()?.unwrap_or(-1);
         chain.add(unsafe { ffi::entropix_sampler_init_four_mode(&p) }).map_err(|e| e.to_string())?;
     }
+    Ok(chain)
+}
+
+/// The adaptive Dirichlet sampler alone (it selects); hyperparameters from
+/// `--profile` when given. It is initialised from every prompt position's
+/// logits by the generation loop.
+fn dirichlet(args: &Args) -> Result<SamplerChain, String> {
+    let mut chain = SamplerChain::new(true);
+    let mut p = ffi::entropix_dirichlet_default_params();
+    if let Some(path) = &args.profile {
+        let c = CString::new(path.to_string_lossy().as_bytes()).map_err(|_| "--profile: NUL in path".to_string())?;
+        if unsafe { ffi::entropix_dirichlet_load_profile(c.as_ptr(), &mut p) } != 0 {
+            return Err(last_error());
+        }
+    }
+    p.seed = args.seed;
+    chain.add(unsafe { ffi::entropix_sampler_init_dirichlet(&p) }).map_err(|e| e.to_string())?;
     Ok(chain)
 }
 

@@ -33,12 +33,15 @@ pub struct Generator<'c, 'm> {
     pub banned_eog: Vec<TokenId>,
     /// Colour tokens by the strategy that chose them (`--color`).
     pub color: bool,
+    /// Give the chain's samplers the logits of every prompt position
+    /// (the adaptive Dirichlet sampler initialises its state from them).
+    pub observe_prompt: bool,
     candidates: Vec<TokenData>,
 }
 
 impl<'c, 'm> Generator<'c, 'm> {
     pub fn new(ctx: &'c mut Context<'m>, chain: &'c mut SamplerChain, trace: Option<&'c mut TraceWriter>) -> Self {
-        Self { ctx, chain, trace, n_past: 0, banned_eog: Vec::new(), color: false, candidates: Vec::new() }
+        Self { ctx, chain, trace, n_past: 0, banned_eog: Vec::new(), color: false, observe_prompt: false, candidates: Vec::new() }
     }
 
     /// Decodes `prompt` after what is already in the cache, then generates up
@@ -52,7 +55,11 @@ impl<'c, 'm> Generator<'c, 'm> {
         }
         let mut stats = Stats { n_prompt: prompt.len(), ..Stats::default() };
         let t0 = Instant::now();
-        self.ctx.decode(prompt, self.n_past, 0, false)?;
+        if self.observe_prompt {
+            self.decode_prompt_observed(prompt)?;
+        } else {
+            self.ctx.decode(prompt, self.n_past, 0, false)?;
+        }
         self.n_past += prompt.len() as i32;
         stats.prompt_time = t0.elapsed();
         let model = self.ctx.model();
@@ -95,6 +102,27 @@ impl<'c, 'm> Generator<'c, 'm> {
         stats.generation_time = t_gen.elapsed();
         stats.n_generated = generated.len();
         Ok((generated, stats))
+    }
+
+    /// Decodes the prompt chunk by chunk with logits at every position
+    /// (llama.cpp keeps only the last call's outputs) and hands them all to
+    /// the samplers that want them.
+    fn decode_prompt_observed(&mut self, prompt: &[TokenId]) -> Result<(), LlamaError> {
+        let n_vocab = self.ctx.model().n_vocab();
+        let mut all = Vec::with_capacity(prompt.len() * n_vocab);
+        let step = self.ctx.n_batch();
+        for (c, chunk) in prompt.chunks(step).enumerate() {
+            self.ctx.decode(chunk, self.n_past + (c * step) as i32, 0, true)?;
+            for i in 0..chunk.len() {
+                all.extend_from_slice(self.ctx.logits(i as i32));
+            }
+        }
+        for i in 0..self.chain.len() {
+            // Samplers without a use for prompt logits answer with an error
+            // code; that is expected and ignored.
+            unsafe { entropix_sampler::ffi::entropix_sampler_observe_prompt_logits(self.chain.get(i), all.as_ptr(), prompt.len() as i32, n_vocab as i32) };
+        }
+        Ok(())
     }
 
     /// Applies the chain to the last logits, accepts and returns the token.

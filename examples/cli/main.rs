@@ -115,6 +115,7 @@ fn run(args: Args) -> Result<(), String> {
     let mut out = stdout.lock();
     let mut generator = generate::Generator::new(&mut ctx, &mut chain, trace.as_mut());
     generator.color = args.color;
+    generator.observe_prompt = args.sampler == "dirichlet";
     if args.ignore_eos {
         generator.banned_eog = (0..model.n_vocab() as i32).filter(|&t| model.is_eog(t)).collect();
     }
