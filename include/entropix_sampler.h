@@ -118,6 +118,57 @@ typedef struct entropix_attention_capture entropix_attention_capture;
 // The sampling parameters a strategy derived for this step.
 typedef struct Derived Derived;
 
+// Parameters of [`super::AlphaSampler`] (C: `entropix_alpha_params`).
+//
+// alpha is dimensionless: normalised token entropy + normalised attention
+// entropy, each in [0, 1], so alpha is in [0, 2]. Defaults are the
+// reference's (EdwardDali/alpha `SamplerConfig`, seed 000) except
+// `lookahead_k` (reference `spec_top_k` 10; 3 here, as the reference notes
+// of this project ask) and `window` (the reference's code keeps a window of
+// 1, its README 100; 100 here).
+typedef struct {
+  // Number of steps whose alpha is averaged (the current step's alpha
+  // and the alphas of the last `window - 1` accepted steps), in
+  // [1, 1000000]. `1` disables the averaging (each step uses its own
+  // alpha). Default 100.
+  uint32_t window;
+  // COLD below this (dimensionless alpha, compared with the window
+  // mean): `alpha < cold_point`. Finite. COLD is checked first, so a
+  // `cold_point` above `hot_point` makes COLD win where both hold.
+  // Default 0.6.
+  float cold_point;
+  // HOT above this: `alpha > hot_point` (and not COLD). Finite.
+  // Default 1.8.
+  float hot_point;
+  // Window of the repetition penalty: the last n accepted tokens, in
+  // [0, 1000000]. `0` disables the penalty. Default 128 (seed 000).
+  int32_t penalty_last_n;
+  // Run the COLD-state lookahead when a context is attached
+  // (`entropix_alpha_set_lookahead`). `false` disables it: COLD steps
+  // then sample with the derived parameters like the other states.
+  // Default true (it does nothing until a context is attached).
+  bool lookahead;
+  // Most candidates the lookahead decodes, in [1, 64]; each one uses one
+  // spare KV sequence (the context needs `n_seq_max >= lookahead_k + 1`).
+  // Default 3.
+  int32_t lookahead_k;
+  // The lookahead takes the best candidates while their cumulative
+  // probability (softmax at T = 1 of the penalised logits) stays
+  // `<= lookahead_p`, at least one; in (0, 1]. `1` removes the mass
+  // limit (only `lookahead_k` counts). Default 0.9.
+  float lookahead_p;
+  // Weight of the mean per-head attention entropy (bits) of a lookahead
+  // candidate in its score. Finite. Default 0.8.
+  float entropy_weight;
+  // Weight of the variance across heads of the per-head attention
+  // entropies (bits²) of a lookahead candidate in its score. Finite.
+  // Default 0.2.
+  float var_entropy_weight;
+  // RNG seed. `0xFFFFFFFF` (llama.cpp's `LLAMA_DEFAULT_SEED`) draws a
+  // random seed at construction. Default `0xFFFFFFFF`.
+  uint32_t seed;
+} entropix_alpha_params;
+
 // Parameters of an attention capture.
 typedef struct {
   // Layer to capture; negative counts from the end (-1, the default, is
@@ -870,6 +921,64 @@ typedef struct {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Default parameters of the alpha sampler: window 100, COLD below 0.6,
+// HOT above 1.8, repetition penalty over the last 128 tokens, lookahead
+// on (it runs only once a context is attached) with 3 candidates, mass
+// 0.9, weights 0.8 / 0.2, seed 0xFFFFFFFF (random).
+entropix_alpha_params entropix_alpha_default_params(void);
+
+// AlphaSampler (seed 000): alpha = normalised token entropy + normalised
+// attention entropy picks COLD / MIXED / HOT and the temperature, top-k,
+// top-p and repetition penalty; COLD steps can look one token ahead
+// (`entropix_alpha_set_lookahead`). Ends a chain (it selects a token).
+// Its attention comes from an attention capture
+// (`entropix_sampler_set_attention`, or `entropix_alpha_set_lookahead`,
+// which attaches the capture too); without one the attention half of
+// alpha is 0 (`attention_available: false` in
+// `entropix_sampler_state_json`).
+//
+// Returns a new sampler owned by the caller (free it with
+// `llama_sampler_free`, or add it to a chain, which then owns it); NULL
+// with `entropix_last_error()` on invalid params.
+//
+// # Safety
+// `params` is NULL (defaults) or points to a valid `entropix_alpha_params`.
+struct llama_sampler *entropix_sampler_init_alpha(const entropix_alpha_params *params);
+
+// Attaches the COLD-state lookahead of an alpha sampler to `ctx`, whose
+// generation runs in sequence `main_seq`, and attaches `capture` as the
+// sampler's attention source. NULL `ctx` detaches the lookahead (the
+// attention source stays). Returns 0, or -1 with `entropix_last_error()`
+// (not an alpha sampler, NULL capture, `main_seq` out of range, or
+// `n_seq_max < lookahead_k + 1`).
+//
+// Nothing changes hands: the sampler borrows `ctx` (it never frees it)
+// and keeps its own reference to `capture`. `ctx` and `capture` must
+// outlive every use of the sampler (free the sampler or its chain first),
+// and `ctx` must not be used by another thread while the sampler runs.
+//
+// Required context settings: `n_seq_max >= lookahead_k + 1` (sequences
+// other than `main_seq` are the spares and must be empty when a
+// lookahead runs), `kv_unified = true`, flash attention off
+// (`LLAMA_FLASH_ATTN_TYPE_DISABLED`), `cb_eval =
+// entropix_attention_eval_callback` with `cb_eval_user_data = capture`.
+// The next token's position is inferred from the KV cache
+// (`llama_memory_seq_pos_max(main_seq) + 1`). After a lookahead step the
+// KV cache is exactly as before, but the context has no outputs until the
+// next decode (`llama_get_logits_ith` returns NULL, or aborts in a debug
+// build of llama.cpp): `llama_sampler_sample` copies the logits before
+// the chain runs and is unaffected, but a host that reads the logits
+// again after sampling (llama.cpp's `common_sampler` does when a grammar
+// rejects the sampled token) must not enable the lookahead.
+//
+// # Safety
+// `smpl` is NULL or a live sampler; `ctx` is NULL or a live context;
+// `capture` is NULL or a live capture.
+int entropix_alpha_set_lookahead(struct llama_sampler *smpl,
+                                 struct llama_context *ctx,
+                                 const entropix_attention_capture *capture,
+                                 int32_t main_seq);
 
 // Default capture parameters (last layer, scores on, derived scale).
 entropix_attention_capture_params entropix_attention_capture_default_params(void);

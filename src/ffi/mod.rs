@@ -7,6 +7,7 @@
 //! `llama_sampler_init`, so `llama_sampler_free` (directly or through a
 //! chain) frees it.
 
+mod alpha;
 mod attention;
 mod classic;
 mod dirichlet;
@@ -17,6 +18,7 @@ mod mirostat;
 mod penalties;
 mod plugin;
 
+pub use alpha::*;
 pub use attention::*;
 pub use classic::*;
 #[allow(unused_imports)]

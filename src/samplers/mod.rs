@@ -1,6 +1,7 @@
 //! The samplers, one module per family. Pure Rust: each works on a
 //! [`crate::core::Candidates`] view and knows nothing about llama.cpp.
 
+pub mod alpha;
 pub mod dirichlet;
 pub mod dist;
 pub mod entropix;
@@ -34,5 +35,6 @@ pub fn registry() -> Vec<(&'static str, Box<dyn Sampler>)> {
     all.extend(mirostat::registry());
     all.extend(entropix::registry());
     all.extend(dirichlet::registry());
+    all.extend(alpha::registry());
     all
 }
