@@ -244,3 +244,23 @@ fn dirichlet_family_is_initialised_from_the_prompt_and_deterministic() {
     assert_eq!(a.stdout, run(&args).stdout);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn alpha_family_runs_the_cold_lookahead_and_is_deterministic() {
+    let dir = std::env::temp_dir().join(format!("entropix-alpha-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("a.jsonl");
+    // cold-point 3 makes every step COLD (alpha <= 2), so every step looks ahead.
+    let args = ["--sampler", "alpha", "--cold-point", "3", "--ignore-eos", "-p", "The capital of France is", "--no-chat", "-n", "10", "-s", "1", "--trace", trace.to_str().unwrap()];
+    let a = run(&args);
+    assert_ok(&a);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&trace).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 10);
+    let looked_ahead = lines.iter().filter(|l| l["samplers"][0]["state"]["last_step"]["candidates"].as_array().is_some_and(|c| c.len() > 1)).count();
+    assert!(looked_ahead > 0, "no lookahead step: {:?}", lines[0]);
+    for l in &lines {
+        assert_eq!(l["samplers"][0]["state"]["last_step"]["state"], "cold");
+    }
+    assert_eq!(a.stdout, run(&args).stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -76,7 +76,7 @@ pub struct Args {
     #[arg(long = "attention-layer", default_value_t = -1, allow_negative_numbers = true, global = true)]
     pub attention_layer: i32,
 
-    /// Sampler family: classic, entropix, four-mode, dirichlet.
+    /// Sampler family: classic, entropix, four-mode, dirichlet, alpha.
     #[arg(long = "sampler", default_value = "classic")]
     pub sampler: String,
 
@@ -97,6 +97,22 @@ pub struct Args {
     /// Entropix variant: 0 original, 1 all six metrics, 2 logits only.
     #[arg(long = "entropix-variant", default_value_t = 0)]
     pub entropix_variant: u32,
+
+    /// AlphaSampler: turn the COLD-state lookahead off.
+    #[arg(long = "no-lookahead")]
+    pub no_lookahead: bool,
+
+    /// AlphaSampler: alpha below this is COLD.
+    #[arg(long = "cold-point", default_value_t = 0.6)]
+    pub cold_point: f32,
+
+    /// AlphaSampler: alpha above this is HOT.
+    #[arg(long = "hot-point", default_value_t = 1.8)]
+    pub hot_point: f32,
+
+    /// AlphaSampler: candidates decoded ahead in a COLD step.
+    #[arg(long = "lookahead-k", default_value_t = 3)]
+    pub lookahead_k: u32,
 
     /// Colour each generated token by the strategy that chose it (entropix
     /// and four-mode; ANSI colours on a terminal).

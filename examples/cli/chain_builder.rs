@@ -15,13 +15,16 @@ use entropix_sampler::sys;
 use crate::args::{Args, SamplerImpl};
 
 /// The sampler families `--sampler` accepts.
-pub const FAMILIES: &[&str] = &["classic", "entropix", "four-mode", "dirichlet"];
+pub const FAMILIES: &[&str] = &["classic", "entropix", "four-mode", "dirichlet", "alpha"];
 
 /// A chain and what the context must provide for it.
 pub struct BuiltChain {
     pub chain: SamplerChain,
     /// The chain reads attention: flash attention must be off.
     pub needs_attention: bool,
+    /// The AlphaSampler's COLD lookahead: the number of candidates it
+    /// decodes ahead (the context then needs that many spare sequences).
+    pub lookahead_k: Option<u32>,
 }
 
 /// One stage of the classic chain.
@@ -89,10 +92,39 @@ fn build_with(args: &Args, model: &Model, use_shipped_profile: bool) -> Result<B
         "classic" => classic(args, model)?,
         "entropix" | "four-mode" => entropy_family(args, model, use_shipped_profile)?,
         "dirichlet" => dirichlet(args)?,
+        "alpha" => alpha(args)?,
         other => return Err(format!("unknown sampler family `{other}` (known: {})", FAMILIES.join(", "))),
     };
     let needs_attention = (0..chain.len()).any(|i| unsafe { ffi::entropix_sampler_needs_attention(chain.get(i)) });
-    Ok(BuiltChain { chain, needs_attention })
+    let lookahead_k = (args.sampler == "alpha" && !args.no_lookahead).then_some(args.lookahead_k);
+    Ok(BuiltChain { chain, needs_attention, lookahead_k })
+}
+
+/// The AlphaSampler alone (it selects). Its lookahead is attached to the
+/// context by [`attach_lookahead`] once the context exists.
+fn alpha(args: &Args) -> Result<SamplerChain, String> {
+    let mut chain = SamplerChain::new(true);
+    let mut p = ffi::entropix_alpha_default_params();
+    p.seed = args.seed;
+    p.lookahead = !args.no_lookahead;
+    p.lookahead_k = args.lookahead_k as i32;
+    p.cold_point = args.cold_point;
+    p.hot_point = args.hot_point;
+    chain.add(unsafe { ffi::entropix_sampler_init_alpha(&p) }).map_err(|e| e.to_string())?;
+    Ok(chain)
+}
+
+/// Lends the context and capture to the chain's AlphaSampler for its COLD
+/// lookahead (sequence 0 is the main sequence).
+pub fn attach_lookahead(chain: &SamplerChain, ctx: &entropix_sampler::llama::Context<'_>, capture: &std::sync::Arc<entropix_sampler::attention::AttentionCapture>) -> Result<(), String> {
+    for i in 0..chain.len() {
+        let s = chain.get(i);
+        let name = unsafe { std::ffi::CStr::from_ptr(sys::llama_sampler_name(s)) }.to_string_lossy().into_owned();
+        if name == "alpha" && unsafe { ffi::entropix_alpha_set_lookahead(s, ctx.as_ptr(), std::sync::Arc::as_ptr(capture), 0) } != 0 {
+            return Err(last_error());
+        }
+    }
+    Ok(())
 }
 
 /// Resolves a token given as text through the vocabulary (one token).

@@ -78,7 +78,15 @@ fn run(args: Args) -> Result<(), String> {
         chain_builder::attach_attention(&chain, &c)?;
         capture = Some(c);
     }
+    if let Some(k) = built.lookahead_k {
+        // Spare sequences for the candidates, one KV stream for the capture.
+        options.n_seq_max = k + 1;
+        options.kv_unified = true;
+    }
     let mut ctx = entropix_sampler::llama::Context::new(&model, &options).map_err(|e| e.to_string())?;
+    if let (Some(_), Some(c)) = (built.lookahead_k, &capture) {
+        chain_builder::attach_lookahead(&chain, &ctx, c)?;
+    }
     let mut trace = match &args.trace {
         Some(p) => Some(trace::TraceWriter::create(p).map_err(|e| format!("cannot write trace file {}: {e}", p.display()))?),
         None => None,
