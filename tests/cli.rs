@@ -264,3 +264,21 @@ fn alpha_family_runs_the_cold_lookahead_and_is_deterministic() {
     assert_eq!(a.stdout, run(&args).stdout);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn tune_writes_a_dirichlet_profile_that_does_not_get_worse() {
+    let dir = std::env::temp_dir().join(format!("entropix-tune-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prompts = dir.join("prompts.txt");
+    std::fs::write(&prompts, "Why is the sky blue?\nWrite a haiku about rain.\n").unwrap();
+    let out = dir.join("dirichlet.json");
+    let o = run(&["tune", "--prompts", prompts.to_str().unwrap(), "-o", out.to_str().unwrap(), "--tokens-per-prompt", "8", "--budget", "3", "-s", "1"]);
+    assert_ok(&o);
+    let profile: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let (start, best) = (profile["meta"]["objective_start_nats"].as_f64().unwrap(), profile["meta"]["objective_best_nats"].as_f64().unwrap());
+    assert!(best.is_finite() && best <= start, "{start} -> {best}");
+    entropix_sampler::samplers::dirichlet::load_profile(&out).unwrap();
+    let o = run(&["--sampler", "dirichlet", "--profile", out.to_str().unwrap(), "-p", "hi", "-n", "4", "-s", "1"]);
+    assert_ok(&o);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -165,6 +165,22 @@ pub enum Command {
         #[arg(long = "tokens-per-prompt", default_value_t = 48)]
         tokens_per_prompt: i32,
     },
+    /// Search the adaptive Dirichlet sampler's hyperparameters on a prompt
+    /// set (minimising the average cross-entropy rate) and write a profile.
+    Tune {
+        /// Prompts, one per line (default: profiles/calibration-prompts.txt).
+        #[arg(long = "prompts")]
+        prompts: Option<PathBuf>,
+        /// Where to write the profile (JSON).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Tokens recorded per prompt.
+        #[arg(long = "tokens-per-prompt", default_value_t = 24)]
+        tokens_per_prompt: usize,
+        /// Candidate settings evaluated.
+        #[arg(long = "budget", default_value_t = 16)]
+        budget: usize,
+    },
 }
 
 /// Flash attention policy flag.

@@ -8,6 +8,7 @@ mod chain_builder;
 mod chat;
 mod generate;
 mod trace;
+mod tune;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -58,6 +59,9 @@ fn run(args: Args) -> Result<(), String> {
     let model_path = resolve_model(&args)?;
     if let Some(Command::Calibrate { prompts, output, tokens_per_prompt }) = &args.command {
         return run_calibrate(&args, &model_path, prompts.as_deref(), output, *tokens_per_prompt);
+    }
+    if let Some(Command::Tune { prompts, output, tokens_per_prompt, budget }) = &args.command {
+        return run_tune(&args, &model_path, prompts.as_deref(), output, *tokens_per_prompt, *budget);
     }
     let model = Model::load(&model_path, &ModelOptions { n_gpu_layers: args.n_gpu_layers }).map_err(|e| e.to_string())?;
 
@@ -141,19 +145,44 @@ fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-fn run_calibrate(args: &Args, model_path: &std::path::Path, prompts: Option<&std::path::Path>, output: &std::path::Path, n_predict: i32) -> Result<(), String> {
+fn read_prompt_set(prompts: Option<&std::path::Path>) -> Result<Vec<String>, String> {
     let default_prompts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/calibration-prompts.txt");
-    let prompts_path = prompts.unwrap_or(&default_prompts);
-    let prompts: Vec<String> = std::fs::read_to_string(prompts_path)
-        .map_err(|e| format!("cannot read prompts {}: {e}", prompts_path.display()))?
+    let path = prompts.unwrap_or(&default_prompts);
+    let list: Vec<String> = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read prompts {}: {e}", path.display()))?
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .map(String::from)
         .collect();
-    if prompts.is_empty() {
-        return Err(format!("{} holds no prompts", prompts_path.display()));
+    if list.is_empty() {
+        return Err(format!("{} holds no prompts", path.display()));
     }
+    Ok(list)
+}
+
+fn run_tune(args: &Args, model_path: &std::path::Path, prompts: Option<&std::path::Path>, output: &std::path::Path, n: usize, budget: usize) -> Result<(), String> {
+    let prompts = read_prompt_set(prompts)?;
+    let model = Model::load(model_path, &ModelOptions { n_gpu_layers: args.n_gpu_layers }).map_err(|e| e.to_string())?;
+    let mut ctx = entropix_sampler::llama::Context::new(&model, &context_options(args)).map_err(|e| e.to_string())?;
+    let seed = if args.seed == u32::MAX { 1 } else { args.seed as u64 };
+    let recordings = tune::record(&model, &mut ctx, &prompts, n, seed)?;
+    drop(ctx);
+    let n_steps: usize = recordings.iter().map(|r| r.tokens.len()).sum();
+    let mut start = entropix_sampler::ffi::entropix_dirichlet_default_params();
+    if let Some(p) = &args.profile {
+        start = entropix_sampler::samplers::dirichlet::load_profile(p).map_err(|e| e.to_string())?;
+    }
+    let (best, best_value, start_value) = tune::search(start, &recordings, budget, seed, args.quiet);
+    tune::write(output, &best, best_value, start_value, n_steps, prompts.len())?;
+    if !args.quiet {
+        eprintln!("tune: {n_steps} recorded steps; cross-entropy rate {start_value:.4} -> {best_value:.4} nats; wrote {}", output.display());
+    }
+    Ok(())
+}
+
+fn run_calibrate(args: &Args, model_path: &std::path::Path, prompts: Option<&std::path::Path>, output: &std::path::Path, n_predict: i32) -> Result<(), String> {
+    let prompts = read_prompt_set(prompts)?;
     let model = Model::load(model_path, &ModelOptions { n_gpu_layers: args.n_gpu_layers }).map_err(|e| e.to_string())?;
     // Calibrate with the reference defaults, never with an old profile.
     let mut cal_args = args.clone();
