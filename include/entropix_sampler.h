@@ -30,14 +30,15 @@
 // Everything else: adaptive parameters.
 #define ENTROPIX_STRATEGY_ADAPTIVE 5
 
-// Return code of the `int` functions here: success.
+// Return code of the profile and prompt-logits `int` functions: success.
 #define ENTROPIX_OK 0
 
 // A required pointer argument was NULL.
 #define ENTROPIX_ERR_NULL 1
 
-// The profile file could not be read or parsed, has an unknown key or
-// unit, or the sampler is not of the right kind.
+// Anything else: a file that could not be read or parsed, an unknown key
+// or unit, a sampler of the wrong kind. The reason is in
+// `entropix_last_error()`.
 #define ENTROPIX_ERR_INVALID 2
 
 // Seed of the registry's instance (fixed, so contract tests and

@@ -18,18 +18,10 @@ use std::path::Path;
 use llama_cpp_sys_2::llama_sampler;
 
 use super::classic::init_from;
-use super::error::{guard, set_last_error};
+use super::error::{fail, guard, ENTROPIX_ERR_INVALID as ERR_INVALID, ENTROPIX_ERR_NULL as ERR_NULL, ENTROPIX_OK as OK};
 use super::plugin::sampler_ref;
 use crate::samplers::dirichlet::{load_profile_over, DirichletParams, DirichletSampler};
 
-const OK: c_int = 0;
-const ERR_NULL: c_int = 1;
-const ERR_INVALID: c_int = 2;
-
-fn fail(code: c_int, message: String) -> c_int {
-    set_last_error(message);
-    code
-}
 
 /// Default parameters of the adaptive Dirichlet sampler, all in nats: the
 /// reference DSConfig (EMA coefficients 0.70, cross-entropy coefficients

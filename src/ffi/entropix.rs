@@ -12,7 +12,7 @@ use std::ffi::{c_char, c_int, CStr};
 use llama_cpp_sys_2::{llama_sampler, llama_token, llama_tokenize, llama_vocab};
 
 use super::classic::init_from;
-use super::error::guard;
+use super::error::{fail, guard, ENTROPIX_ERR_INVALID, ENTROPIX_ERR_NULL, ENTROPIX_OK};
 use super::plugin::sampler_ref;
 use crate::samplers::entropix::{Entropix, EntropixParams, EntropixStep, FourMode, FourModeParams, Profile};
 
@@ -28,14 +28,6 @@ pub const ENTROPIX_STRATEGY_EXPLORING: u32 = 3;
 pub const ENTROPIX_STRATEGY_RESAMPLING: u32 = 4;
 /// Everything else: adaptive parameters.
 pub const ENTROPIX_STRATEGY_ADAPTIVE: u32 = 5;
-
-/// Return code of the `int` functions here: success.
-pub const ENTROPIX_OK: c_int = 0;
-/// A required pointer argument was NULL.
-pub const ENTROPIX_ERR_NULL: c_int = 1;
-/// The profile file could not be read or parsed, has an unknown key or
-/// unit, or the sampler is not of the right kind.
-pub const ENTROPIX_ERR_INVALID: c_int = 2;
 
 /// Default parameters of the Entropix sampler (the reference
 /// `SamplerConfig`: temp 0.666, top_p 0.90, top_k 27, min_p 0.03,
@@ -115,11 +107,11 @@ pub unsafe extern "C" fn entropix_entropix_params_load_profile(path: *const c_ch
     const F: &str = "entropix_entropix_params_load_profile";
     guard(ENTROPIX_ERR_INVALID, || {
         if inout.is_null() {
-            return Ok(null_error(format!("{F}: params pointer is NULL")));
+            return Ok(fail(ENTROPIX_ERR_NULL, format!("{F}: params pointer is NULL")));
         }
         let path = match path_arg(path, F) {
             Ok(p) => p,
-            Err(e) => return Ok(null_error(e)),
+            Err(e) => return Ok(fail(ENTROPIX_ERR_NULL, e)),
         };
         let profile = Profile::load(path).map_err(|e| format!("{F}: {e}"))?;
         let mut params = *inout;
@@ -141,11 +133,11 @@ pub unsafe extern "C" fn entropix_four_mode_params_load_profile(path: *const c_c
     const F: &str = "entropix_four_mode_params_load_profile";
     guard(ENTROPIX_ERR_INVALID, || {
         if inout.is_null() {
-            return Ok(null_error(format!("{F}: params pointer is NULL")));
+            return Ok(fail(ENTROPIX_ERR_NULL, format!("{F}: params pointer is NULL")));
         }
         let path = match path_arg(path, F) {
             Ok(p) => p,
-            Err(e) => return Ok(null_error(e)),
+            Err(e) => return Ok(fail(ENTROPIX_ERR_NULL, e)),
         };
         let profile = Profile::load(path).map_err(|e| format!("{F}: {e}"))?;
         let mut params = *inout;
@@ -153,12 +145,6 @@ pub unsafe extern "C" fn entropix_four_mode_params_load_profile(path: *const c_c
         *inout = params;
         Ok(ENTROPIX_OK)
     })
-}
-
-/// Records `message` and returns `ENTROPIX_ERR_NULL`.
-fn null_error(message: String) -> c_int {
-    super::error::set_last_error(message);
-    ENTROPIX_ERR_NULL
 }
 
 /// The single token that `text` tokenizes to in `vocab` (no BOS or other
@@ -219,7 +205,7 @@ pub unsafe extern "C" fn entropix_entropix_last_step(smpl: *const llama_sampler,
     const F: &str = "entropix_entropix_last_step";
     guard(ENTROPIX_ERR_INVALID, || {
         if out.is_null() || smpl.is_null() {
-            return Ok(null_error(format!("{F}: {} is NULL", if smpl.is_null() { "sampler" } else { "out" })));
+            return Ok(fail(ENTROPIX_ERR_NULL, format!("{F}: {} is NULL", if smpl.is_null() { "sampler" } else { "out" })));
         }
         let sampler = sampler_ref(smpl).ok_or_else(|| format!("{F}: not an entropix sampler"))?;
         if !matches!(sampler.name(), "entropix" | "four-mode") {

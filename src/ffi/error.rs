@@ -1,8 +1,23 @@
 //! The panic guard and the thread-local last error.
 
 use std::cell::RefCell;
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, c_int, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Return code of the profile and prompt-logits `int` functions: success.
+pub const ENTROPIX_OK: c_int = 0;
+/// A required pointer argument was NULL.
+pub const ENTROPIX_ERR_NULL: c_int = 1;
+/// Anything else: a file that could not be read or parsed, an unknown key
+/// or unit, a sampler of the wrong kind. The reason is in
+/// `entropix_last_error()`.
+pub const ENTROPIX_ERR_INVALID: c_int = 2;
+
+/// Records `message` as the last error and returns `code`.
+pub(crate) fn fail(code: c_int, message: impl Into<String>) -> c_int {
+    set_last_error(message);
+    code
+}
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
