@@ -56,6 +56,8 @@ struct State {
     batch_offset: usize,
     /// Scores of the current ubatch, waiting for the softmax of that ubatch.
     pending_scores: Vec<(usize, Vec<f32>)>,
+    /// Buffers of earlier rows, reused for the next copies.
+    spare: Vec<Vec<f32>>,
     rows: Vec<CapturedRow>,
     /// Row the samplers read (index into `rows`); `None`: the last.
     current: Option<usize>,
@@ -161,7 +163,7 @@ impl AttentionCapture {
         let mut s = self.lock();
         s.expected = Some(batch_indices.to_vec());
         s.batch_offset = 0;
-        s.rows.clear();
+        s.recycle_rows();
         s.current = None;
     }
 
@@ -234,19 +236,27 @@ impl AttentionCapture {
         let new_graph = s.seen_graph != Some(graph);
         if is_softmax {
             s.seen_graph = Some(graph);
+            if s.expected.is_none() && new_graph {
+                s.recycle_rows();
+            }
+        } else {
+            // Scores of an earlier ubatch that never met their softmax.
+            let stale: Vec<Vec<f32>> = s.pending_scores.drain(..).map(|(_, v)| v).collect();
+            s.spare.extend(stale);
         }
-        // Which rows of this ubatch to copy, and their batch indices.
-        let wanted: Vec<(usize, Option<usize>)> = match &s.expected {
-            Some(list) => list
-                .iter()
-                .filter(|&&b| b >= s.batch_offset && b < s.batch_offset + n_tokens)
-                .map(|&b| (b - s.batch_offset, Some(b)))
-                .collect(),
-            None => vec![(n_tokens.saturating_sub(1), None)],
-        };
-        let mut copied = Vec::with_capacity(wanted.len());
-        for &(r, b) in &wanted {
-            let mut buf = vec![0f32; n_head * n_kv];
+        let State { expected, batch_offset, spare, pending_scores, rows, .. } = s;
+        let n_wanted = expected.as_ref().map_or(1, Vec::len);
+        for w in 0..n_wanted {
+            // Which row of this ubatch, and its index in the host's batch.
+            let (r, b) = match expected.as_ref() {
+                Some(list) if (*batch_offset..*batch_offset + n_tokens).contains(&list[w]) => (list[w] - *batch_offset, Some(list[w])),
+                Some(_) => continue,
+                None => (n_tokens.saturating_sub(1), None),
+            };
+            // Buffers are recycled from earlier steps: no allocation per step
+            // once the shapes have been seen.
+            let mut buf = spare.pop().unwrap_or_default();
+            buf.resize(n_head * n_kv, 0.0);
             for h in 0..n_head {
                 let offset = r * t.nb[1] + h * t.nb[2];
                 // SAFETY: offset + n_kv floats lies inside the tensor (row r
@@ -256,25 +266,30 @@ impl AttentionCapture {
                     sys::ggml_backend_tensor_get(t, buf[h * n_kv..].as_mut_ptr().cast(), offset, n_kv * std::mem::size_of::<f32>());
                 }
             }
-            copied.push((r, b, buf));
+            if is_softmax {
+                let scores = pending_scores.iter().position(|(pr, _)| *pr == r).map(|i| pending_scores.swap_remove(i).1);
+                rows.push(CapturedRow { batch_index: b, n_kv, n_head, probs: buf, scores });
+            } else {
+                pending_scores.push((r, buf));
+            }
         }
-        if !is_softmax {
-            s.pending_scores = copied.into_iter().map(|(r, _, buf)| (r, buf)).collect();
-            return Ok(());
+        if is_softmax {
+            if expected.is_some() {
+                *batch_offset += n_tokens;
+            }
+            s.problem = None;
         }
-        if s.expected.is_none() && new_graph {
-            s.rows.clear();
-        }
-        let pending = std::mem::take(&mut s.pending_scores);
-        for (r, b, probs) in copied {
-            let scores = pending.iter().find(|(pr, _)| *pr == r).map(|(_, v)| v.clone());
-            s.rows.push(CapturedRow { batch_index: b, n_kv, n_head, probs, scores });
-        }
-        if s.expected.is_some() {
-            s.batch_offset += n_tokens;
-        }
-        s.problem = None;
         Ok(())
+    }
+}
+
+impl State {
+    /// Moves the rows' buffers to the spare pool and empties `rows`.
+    fn recycle_rows(&mut self) {
+        for row in self.rows.drain(..) {
+            self.spare.push(row.probs);
+            self.spare.extend(row.scores);
+        }
     }
 }
 

@@ -48,8 +48,9 @@ pub fn attention_metrics(probs: &[f32], n_head: usize, n_kv: usize, scores: Opti
             return None;
         }
     }
-    let valid: Vec<bool> = (0..n_kv).map(|j| (0..n_head).any(|h| probs[h * n_kv + j] > 0.0)).collect();
-    let n_valid = valid.iter().filter(|&&v| v).count();
+    // No allocation: validity is recomputed per cell where needed.
+    let valid = |j: usize| (0..n_head).any(|h| probs[h * n_kv + j] > 0.0);
+    let n_valid = (0..n_kv).filter(|&j| valid(j)).count();
     if n_valid == 0 {
         return None;
     }
@@ -81,7 +82,7 @@ pub fn attention_metrics(probs: &[f32], n_head: usize, n_kv: usize, scores: Opti
     let head_var = head_entropy.iter().map(|e| (e - mean_entropy).powi(2)).sum::<f64>() / n_head as f64;
 
     let mut agreement_sum = 0.0f64;
-    for j in (0..n_kv).filter(|&j| valid[j]) {
+    for j in (0..n_kv).filter(|&j| valid(j)) {
         let mean: f64 = (0..n_head).map(|h| probs[h * n_kv + j] as f64).sum::<f64>() / n_head as f64;
         agreement_sum += (0..n_head).map(|h| (probs[h * n_kv + j] as f64 - mean).abs()).sum::<f64>();
     }
@@ -90,7 +91,7 @@ pub fn attention_metrics(probs: &[f32], n_head: usize, n_kv: usize, scores: Opti
     let interaction_strength = scores.map(|(s, scale)| {
         let mut sum = 0.0f64;
         for h in 0..n_head {
-            for j in (0..n_kv).filter(|&j| valid[j]) {
+            for j in (0..n_kv).filter(|&j| valid(j)) {
                 sum += (s[h * n_kv + j] as f64 * scale as f64).abs();
             }
         }
