@@ -5,6 +5,7 @@
 
 pub mod candidates;
 pub mod error;
+pub mod fast_exp;
 pub mod math;
 pub mod rng;
 pub mod sampler;

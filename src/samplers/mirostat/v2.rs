@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{json_f64, update_mu, Observed};
 use crate::core::error::check_range;
+use crate::core::fast_exp::exp_nonpositive;
 use crate::core::math::{cmp_logit_desc, logit_key};
 use crate::core::sampler::require_candidates;
 use crate::core::{Candidates, ParamError, SampleError, Sampler, SeededRng, TokenId, RANDOM_SEED};
@@ -111,7 +112,8 @@ fn logit_threshold(data: &[crate::core::TokenData], max: f32, mu: f32) -> f64 {
 /// and no logit above it; NaN and -inf contribute 0. The exponentials of
 /// a block go to a small buffer first (a loop that vectorises: about 3x
 /// faster than libm's `expf` per element), then into f64 lane sums. Each
-/// term has a relative error below 2e-7 (see [`exp_nonpositive`]).
+/// term has a relative error below 2e-7 (see
+/// [`crate::core::fast_exp::exp_nonpositive`]).
 fn sum_exp_below(data: &[crate::core::TokenData], max: f32) -> f64 {
     const BLOCK: usize = 256;
     let mut buf = [0.0f32; BLOCK];
@@ -132,42 +134,6 @@ fn sum_exp_below(data: &[crate::core::TokenData], max: f32) -> f64 {
         total += lanes.iter().sum::<f64>() + tail;
     }
     total
-}
-
-/// exp(x) for x <= 0, in f32 without a libm call, so that loops over it
-/// vectorise: x = k ln 2 + r with |r| <= ln 2 / 2, exp(r) by the minimax
-/// polynomial of Cephes' `expf` (S. Moshier), times 2^k built from its
-/// bits. Relative error below 2e-7; returns 0 at or below -87 (where
-/// exp(x) < 2e-38, nothing next to the maximum's 1), for -inf and for NaN.
-#[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // 1.5 * 2^23: adding it rounds to the nearest integer (|x LOG2E| < 2^22).
-    const ROUND: f32 = 12_582_912.0;
-    // Comparisons (not f32::max) keep the loop vectorisable; NaN fails them.
-    let in_range = x > -87.0;
-    let xc = if in_range { x } else { -87.0 };
-    let shifted = xc * LOG2E + ROUND;
-    let k = shifted - ROUND;
-    let r = xc - k * LN2_HI - k * LN2_LO;
-    let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_2e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5; // Cephes' 5.0000001201e-1, rounded to f32
-    let e = p * r * r + r + 1.0;
-    // k in [-126, 0]: 2^k = bits (k + 127) << 23. The low bits of `shifted`
-    // hold k (two's complement, offset by the 0x4B40_0000 of ROUND).
-    let k_int = shifted.to_bits().wrapping_sub(0x4B40_0000) as i32;
-    let scale = f32::from_bits(((k_int + 127) as u32) << 23);
-    if in_range {
-        e * scale
-    } else {
-        0.0
-    }
 }
 
 impl Sampler for MirostatV2 {
@@ -276,20 +242,7 @@ mod tests {
     }
 
     #[test]
-    fn fast_exp_is_accurate() {
-        let mut worst = 0.0f64;
-        let mut x = 0.0f32;
-        while x > -87.0 {
-            let want = (x as f64).exp();
-            let got = exp_nonpositive(x) as f64;
-            worst = worst.max((got - want).abs() / want);
-            x -= 0.000_731;
-        }
-        assert!(worst < 2e-7, "relative error {worst}");
-        assert_eq!(exp_nonpositive(0.0), 1.0);
-        assert_eq!(exp_nonpositive(-90.0), 0.0);
-        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
-        assert_eq!(exp_nonpositive(f32::NAN), 0.0);
+    fn sum_exp_below_is_accurate() {
         let data = normal_logits(10_001, 3);
         let max = data.iter().map(|t| t.logit).fold(f32::NEG_INFINITY, f32::max);
         let want: f64 = data.iter().map(|t| ((t.logit - max) as f64).exp()).sum();
