@@ -111,7 +111,8 @@ fn flowing_takes_the_argmax_and_leaves_the_candidates() {
     assert_eq!(survivors.len(), 1000);
     let r = report(&s);
     assert_eq!(r.strategy, Strategy::Flowing);
-    assert!((r.entropy_bits - h).abs() < 1e-9 && (r.varentropy_bits2 - v).abs() < 1e-9);
+    // The metrics come from f32 exponentials (relative error < 2e-7).
+    assert!((r.entropy_bits - h).abs() < 1e-6 && (r.varentropy_bits2 - v).abs() < 1e-6);
     assert_eq!(r.derived.temperature, 0.0);
     let json = s.state_json();
     assert_eq!(json["last_step"]["strategy"], "flowing");
@@ -132,7 +133,7 @@ fn treading_inserts_the_clarifying_token_once_in_a_row() {
         let r = report(&s);
         assert_eq!(r.strategy, Strategy::Treading);
         assert_eq!((r.inserted_token, r.insertion), (Some(clarify), Some(Insertion::Clarify)));
-        assert!((r.entropy_bits - 6.0).abs() < 1e-9);
+        assert!((r.entropy_bits - 6.0).abs() < 1e-6);
     }
     assert_eq!(s.state_json()["last_step"]["inserted_token"], clarify);
     s.accept(clarify);

@@ -129,6 +129,23 @@ impl<'a> Candidates<'a> {
         self.truncate(k);
     }
 
+    /// Keeps only the candidates at `indices`, in that order, which must
+    /// be distinct, in range and in descending logit order (as a top-k
+    /// selection gives them); the view is then marked sorted and nothing is
+    /// selected. The entries are copied through `scratch`.
+    ///
+    /// # Panics
+    /// If an index is out of range (a bug in the caller).
+    pub fn keep_indices(&mut self, indices: impl Iterator<Item = usize>, scratch: &mut Vec<TokenData>) {
+        scratch.clear();
+        scratch.extend(indices.map(|i| self.data[i]));
+        let n = scratch.len();
+        self.data[..n].copy_from_slice(scratch);
+        self.sorted = true;
+        self.selected = None;
+        self.truncate(n);
+    }
+
     /// Largest logit (NaN ignored); -inf when empty or all NaN.
     pub fn max_logit(&self) -> f32 {
         if self.sorted && !self.data.is_empty() {

@@ -10,12 +10,12 @@
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` split in a short high part (exact in `k * LN2_HI` for |k| <= 126)
 /// and the rest, Cody and Waite's range reduction.
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
+pub(crate) const LN2_HI: f32 = 0.693_359_4;
+pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
 /// 1.5 * 2^23: adding it rounds to the nearest integer (|x LOG2E| < 2^22).
 const ROUND: f32 = 12_582_912.0;
 /// Below this, exp(x) < 1.7e-38 (the bottom of f32's normal range): 0.
-pub const EXP_FLOOR: f32 = -87.0;
+pub(crate) const EXP_FLOOR: f32 = -87.0;
 
 /// exp(x) for x <= 0, in f32 without a libm call: x = k ln 2 + r with
 /// |r| <= ln 2 / 2, exp(r) by the minimax polynomial of Cephes' `expf`
@@ -35,6 +35,14 @@ pub fn exp_nonpositive_fma(x: f32) -> f32 {
     exp_impl::<true>(x)
 }
 
+/// The coefficients of exp(r) = 1 + r + r^2 (c0 r^5 + ... + c5), highest
+/// degree first: the minimax polynomial of Cephes' `expf` (S. Moshier),
+/// the last one 5.0000001201e-1 rounded to f32.
+#[inline(always)]
+pub(crate) const fn cephes() -> [f32; 6] {
+    [1.987_569_1e-4, 1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5]
+}
+
 #[inline(always)]
 fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA {
@@ -52,12 +60,11 @@ fn exp_impl<const FMA: bool>(x: f32) -> f32 {
     let shifted = madd::<FMA>(xc, LOG2E, ROUND);
     let k = shifted - ROUND;
     let r = madd::<FMA>(-k, LN2_LO, madd::<FMA>(-k, LN2_HI, xc));
-    let mut p = 1.987_569_1e-4f32;
-    p = madd::<FMA>(p, r, 1.398_2e-3);
-    p = madd::<FMA>(p, r, 8.333_452e-3);
-    p = madd::<FMA>(p, r, 4.166_579_6e-2);
-    p = madd::<FMA>(p, r, 1.666_666_5e-1);
-    p = madd::<FMA>(p, r, 0.5); // Cephes' 5.0000001201e-1, rounded to f32
+    let c = cephes();
+    let mut p = c[0];
+    for &ci in &c[1..] {
+        p = madd::<FMA>(p, r, ci);
+    }
     let e = madd::<FMA>(p * r, r, r) + 1.0;
     // k in [-126, 0]: 2^k = bits (k + 127) << 23. The low bits of `shifted`
     // hold k (two's complement, offset by the 0x4B40_0000 of ROUND).

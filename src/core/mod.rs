@@ -6,6 +6,7 @@
 pub mod candidates;
 pub mod error;
 pub mod fast_exp;
+pub mod logit_scan;
 pub mod math;
 pub mod rng;
 pub mod sampler;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use crate::core::logit_scan::{scan_logits, LogitScan};
 use crate::core::math::{logit_moments, max_logit};
 use crate::core::{Candidates, TokenData, TokenId};
 use crate::metrics::{AttentionMetrics, AttentionSource};
@@ -145,6 +146,21 @@ impl LogitStats {
         // p_max = exp(max) / sum exp(logit), so ln sum exp = max - ln p_max.
         let lse = max as f64 - m.p_max.ln();
         Some(Self { entropy_bits: m.entropy_bits(), varentropy_bits2: m.varentropy_bits2(), lse, n_inf: 0 })
+    }
+
+    /// From a finished scan of `data` (the same array): its moments, or
+    /// [`LogitStats::of`] when the scan stopped at a +inf logit.
+    pub fn from_scan(scan: &LogitScan, data: &[TokenData]) -> Option<Self> {
+        if scan.max == f32::INFINITY {
+            return Self::of(data);
+        }
+        let m = scan.moments?;
+        Some(Self {
+            entropy_bits: m.entropy_nats() / std::f64::consts::LN_2,
+            varentropy_bits2: m.varentropy_nats2() / (std::f64::consts::LN_2 * std::f64::consts::LN_2),
+            lse: m.log_sum_exp(),
+            n_inf: 0,
+        })
     }
 
     /// ln p of a token with logit `raw` under softmax(logits) at T = 1,
@@ -482,12 +498,44 @@ impl EntropixStep {
 
 /// The index of token `id` in the candidates if it may be inserted: present
 /// with a logit above -inf (a token an earlier stage banned or a grammar
-/// masked is never inserted). `None` for `id < 0`.
+/// masked is never inserted). `None` for `id < 0`. O(1) when the array is
+/// in vocabulary order (llama.cpp's fresh array), a scan otherwise.
 pub(crate) fn insertable(candidates: &Candidates<'_>, id: TokenId) -> Option<usize> {
     if id < 0 {
         return None;
     }
-    candidates.as_slice().iter().position(|t| t.id == id && t.logit > f32::NEG_INFINITY)
+    let data = candidates.as_slice();
+    let at = data.get(id as usize).filter(|t| t.id == id).map(|_| id as usize);
+    at.or_else(|| data.iter().position(|t| t.id == id)).filter(|&i| data[i].logit > f32::NEG_INFINITY)
+}
+
+/// One pass over the candidates (see [`crate::core::logit_scan`]) that
+/// keeps the best `k` in `scan` and returns the step's logit statistics;
+/// `None` when no logit is finite or +inf.
+pub(crate) fn scan_step(candidates: &Candidates<'_>, k: usize, scan: &mut LogitScan) -> Option<LogitStats> {
+    scan_logits(candidates.as_slice(), k, scan);
+    LogitStats::from_scan(scan, candidates.as_slice())
+}
+
+/// How many best candidates a step must keep so that whatever strategy it
+/// takes can truncate from them: the largest top-k any strategy derives
+/// from this step's attention (top-k never depends on the logits' entropy),
+/// at least 1 for the argmax. A strategy that derives top-k 0 (off) falls
+/// back to the whole array.
+pub(crate) fn scan_depth(derive: impl Fn(Strategy) -> Derived) -> usize {
+    [Strategy::Flowing, Strategy::Treading, Strategy::Exploring, Strategy::Resampling, Strategy::Adaptive]
+        .into_iter()
+        .map(|s| derive(s).top_k.max(1) as usize)
+        .max()
+        .unwrap_or(1)
+}
+
+/// The first largest logit's index, from the scan when it has one.
+pub(crate) fn scan_argmax(candidates: &Candidates<'_>, scan: &LogitScan) -> Option<usize> {
+    match scan.best.first() {
+        Some(&(i, _)) if scan.max.is_finite() => Some(i as usize),
+        _ => candidates.argmax(),
+    }
 }
 
 /// Truncates and renormalises the candidates for `d`:
@@ -503,14 +551,24 @@ pub(crate) fn insertable(candidates: &Candidates<'_>, id: TokenId) -> Option<usi
 ///    a llama.cpp chain; the token that crosses p is kept);
 /// 6. softmax into `p`.
 ///
+/// With the step's `scan` holding the best top-k (the usual case), steps 1
+/// and 2 run on those k candidates, moved to the front, instead of the
+/// whole array: min-p keeps a top set of the logits, so top-k then min-p
+/// keeps the same set as min-p then top-k.
+///
 /// At least one candidate survives when some logit is finite or +inf.
 pub(crate) fn truncate(
     candidates: &mut Candidates<'_>,
     d: &Derived,
     scratch: &mut Vec<TokenData>,
     raw: Option<&mut Vec<(TokenId, f32)>>,
+    scan: Option<&LogitScan>,
 ) {
     let t = d.temperature;
+    if let Some(scan) = scan.filter(|s| d.top_k > 0 && s.covers(d.top_k as usize)) {
+        let n = scan.best.len().min(d.top_k as usize);
+        candidates.keep_indices(scan.best[..n].iter().map(|&(i, _)| i as usize), scratch);
+    }
     if d.min_p > 0.0 {
         let p = if t > 0.0 { d.min_p.powf(t) } else { 1.0 };
         if p > 0.0 {
@@ -534,8 +592,8 @@ pub(crate) fn truncate(
 
 /// [`truncate`], then one inverse-CDF draw with `u` (uniform in [0, 1));
 /// selects and returns the index.
-pub(crate) fn sample_one(candidates: &mut Candidates<'_>, d: &Derived, scratch: &mut Vec<TokenData>, u: f64) -> usize {
-    truncate(candidates, d, scratch, None);
+pub(crate) fn sample_one(candidates: &mut Candidates<'_>, d: &Derived, scratch: &mut Vec<TokenData>, scan: Option<&LogitScan>, u: f64) -> usize {
+    truncate(candidates, d, scratch, None, scan);
     let index = pick_by_probability(candidates, u);
     candidates.select(index);
     index
@@ -616,7 +674,7 @@ mod tests {
         let mut a = tokens(&[3.0, 2.0, 1.0, 0.0]);
         let mut c = Candidates::new(&mut a);
         let d = Derived { temperature: 2.0, top_k: 0, top_p: 1.0, min_p: 0.3 };
-        truncate(&mut c, &d, &mut Vec::new(), None);
+        truncate(&mut c, &d, &mut Vec::new(), None, None);
         let mut ids: Vec<i32> = c.as_slice().iter().map(|t| t.id).collect();
         ids.sort();
         assert_eq!(ids, vec![0, 1, 2]);
@@ -630,11 +688,55 @@ mod tests {
         let mut c = Candidates::new(&mut a);
         let d = Derived { temperature: 0.5, top_k: 2, top_p: 1.0, min_p: 0.0 };
         let mut raw = Vec::new();
-        truncate(&mut c, &d, &mut Vec::new(), Some(&mut raw));
+        truncate(&mut c, &d, &mut Vec::new(), Some(&mut raw), None);
         assert_eq!(raw, vec![(0, 3.0), (1, 2.0)]);
         assert_eq!(c.as_slice()[0].logit, 6.0);
         assert_eq!(raw_logit(&raw, 1), 2.0);
         assert_eq!(raw_logit(&raw, 3), f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn truncating_from_the_scan_keeps_the_same_survivors() {
+        let mut rng = crate::core::DrawStream::from_state(7);
+        for n in [5usize, 300, 4096, 20_000] {
+            let logits: Vec<f32> = (0..n).map(|i| if i % 97 == 3 { f32::NEG_INFINITY } else { (rng.next_normal() * 3.0) as f32 }).collect();
+            for d in [
+                Derived { temperature: 0.7, top_k: 27, top_p: 0.9, min_p: 0.05 },
+                Derived { temperature: 1.5, top_k: 40, top_p: 1.0, min_p: 0.0 },
+                Derived { temperature: 0.3, top_k: 3, top_p: 0.5, min_p: 0.3 },
+                Derived { temperature: 1.0, top_k: 60, top_p: 1.0, min_p: 0.0 },
+                Derived { temperature: 1.0, top_k: 0, top_p: 0.95, min_p: 0.1 },
+            ] {
+                let mut scan = LogitScan::default();
+                scan_logits(&tokens(&logits), 40, &mut scan);
+                let survivors = |scan: Option<&LogitScan>| {
+                    let mut a = tokens(&logits);
+                    let mut c = Candidates::new(&mut a);
+                    let mut raw = Vec::new();
+                    truncate(&mut c, &d, &mut Vec::new(), Some(&mut raw), scan);
+                    // -inf candidates (p = 0, never drawn) may or may not stay.
+                    let finite = |l: f32| l > f32::NEG_INFINITY;
+                    let mut got: Vec<(i32, u32, u32)> =
+                        c.as_slice().iter().filter(|t| finite(t.logit)).map(|t| (t.id, t.logit.to_bits(), t.p.to_bits())).collect();
+                    got.sort_unstable();
+                    raw.retain(|&(_, l)| finite(l));
+                    (got, raw)
+                };
+                assert_eq!(survivors(Some(&scan)), survivors(None), "n {n}, {d:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn insertable_finds_the_token_in_any_order() {
+        let mut a = tokens(&[0.0, 1.0, f32::NEG_INFINITY, 3.0]);
+        assert_eq!(insertable(&Candidates::new(&mut a), 1), Some(1));
+        assert_eq!(insertable(&Candidates::new(&mut a), 2), None);
+        assert_eq!(insertable(&Candidates::new(&mut a), 9), None);
+        assert_eq!(insertable(&Candidates::new(&mut a), -1), None);
+        a.reverse();
+        assert_eq!(insertable(&Candidates::new(&mut a), 1), Some(2));
+        assert_eq!(insertable(&Candidates::new(&mut a), 3), Some(0));
     }
 
     #[test]

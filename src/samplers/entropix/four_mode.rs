@@ -6,7 +6,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::common::{insertable, sample_one, trunc_i32, AttnTerms, AttnVarentropyKind, Derived, Insertion, LogitStats, StepReport, Strategy};
+use super::common::{
+    insertable, sample_one, scan_argmax, scan_depth, scan_step, trunc_i32, AttnTerms, AttnVarentropyKind, Derived, Insertion, StepReport, Strategy,
+};
+use crate::core::logit_scan::LogitScan;
 use crate::core::error::check_range;
 use crate::core::sampler::require_candidates;
 use crate::core::{Candidates, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId, RANDOM_SEED};
@@ -274,6 +277,8 @@ pub struct FourMode {
     last_token: Option<TokenId>,
     last: Option<StepReport>,
     scratch: Vec<TokenData>,
+    /// The last apply's scan (scratch).
+    scan: LogitScan,
 }
 
 impl std::fmt::Debug for FourMode {
@@ -292,7 +297,7 @@ impl FourMode {
     /// A validated four-mode sampler with no attention source.
     pub fn new(params: FourModeParams) -> Result<Self, ParamError> {
         params.validate()?;
-        Ok(Self { params, rng: SeededRng::new(params.seed), source: None, last_token: None, last: None, scratch: Vec::new() })
+        Ok(Self { params, rng: SeededRng::new(params.seed), source: None, last_token: None, last: None, scratch: Vec::new(), scan: LogitScan::default() })
     }
 
     /// The parameters.
@@ -398,9 +403,10 @@ impl Sampler for FourMode {
     fn apply(&mut self, candidates: &mut Candidates<'_>) -> Result<(), SampleError> {
         self.last = None;
         require_candidates(candidates)?;
-        let stats = LogitStats::of(candidates.as_slice()).ok_or(SampleError::NoFiniteLogits)?;
         let kind = self.params.kind();
         let attn = AttnTerms::read(self.source.as_ref(), self.params.use_attention, kind);
+        let depth = scan_depth(|s| self.derive(s, 0.0, 0.0, &attn));
+        let stats = scan_step(candidates, depth, &mut self.scan).ok_or(SampleError::NoFiniteLogits)?;
         let (h, v) = (stats.entropy_bits, stats.varentropy_bits2);
         let strategy = self.choose(h, v);
         let mut report = StepReport::new(strategy, &stats, &attn, kind);
@@ -412,12 +418,12 @@ impl Sampler for FourMode {
             report.inserted_token = Some(id);
             report.insertion = Some(what);
         } else if strategy == Strategy::Flowing && self.params.lelv_argmax {
-            let best = candidates.argmax().ok_or(SampleError::NoFiniteLogits)?;
+            let best = scan_argmax(candidates, &self.scan).ok_or(SampleError::NoFiniteLogits)?;
             candidates.select(best);
             report.derived = Derived::GREEDY;
         } else {
             let d = self.derive(strategy, h, v, &attn);
-            sample_one(candidates, &d, &mut self.scratch, u);
+            sample_one(candidates, &d, &mut self.scratch, Some(&self.scan), u);
             report.derived = d;
         }
         report.selected_token = candidates.selected_token();

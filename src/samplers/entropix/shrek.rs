@@ -7,10 +7,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::common::{
-    best_index, insertable, raw_logit, round_i32, sample_one, trunc_i32, truncate, AttnTerms, AttnVarentropyKind, Derived, LogitStats,
+    best_index, insertable, raw_logit, round_i32, sample_one, scan_argmax, scan_depth, scan_step, trunc_i32, truncate, AttnTerms, AttnVarentropyKind, Derived,
     ScoredSample, Insertion, StepReport, Strategy,
 };
 use crate::core::error::check_range;
+use crate::core::logit_scan::LogitScan;
 use crate::core::sampler::require_candidates;
 use crate::core::{Candidates, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId, RANDOM_SEED};
 use crate::metrics::AttentionSource;
@@ -486,6 +487,8 @@ pub struct Entropix {
     last: Option<StepReport>,
     scratch: Vec<TokenData>,
     raw: Vec<(TokenId, f32)>,
+    /// The last apply's scan (scratch).
+    scan: LogitScan,
 }
 
 impl std::fmt::Debug for Entropix {
@@ -512,6 +515,7 @@ impl Entropix {
             last: None,
             scratch: Vec::new(),
             raw: Vec::new(),
+            scan: LogitScan::default(),
         })
     }
 
@@ -640,16 +644,17 @@ impl Sampler for Entropix {
     fn apply(&mut self, candidates: &mut Candidates<'_>) -> Result<(), SampleError> {
         self.last = None;
         require_candidates(candidates)?;
-        let stats = LogitStats::of(candidates.as_slice()).ok_or(SampleError::NoFiniteLogits)?;
         let kind = self.params.kind();
         let attn = AttnTerms::read(self.source.as_ref(), self.uses_attention(), kind);
+        let depth = scan_depth(|s| self.derive(s, 0.0, 0.0, &attn));
+        let stats = scan_step(candidates, depth, &mut self.scan).ok_or(SampleError::NoFiniteLogits)?;
         let (h, v) = (stats.entropy_bits, stats.varentropy_bits2);
         let strategy = self.choose(h, v, &attn);
         let mut report = StepReport::new(strategy, &stats, &attn, kind);
         let mut draws = self.rng.stream();
         match strategy {
             Strategy::Flowing => {
-                let best = candidates.argmax().ok_or(SampleError::NoFiniteLogits)?;
+                let best = scan_argmax(candidates, &self.scan).ok_or(SampleError::NoFiniteLogits)?;
                 candidates.select(best);
                 report.derived = Derived::GREEDY;
             }
@@ -665,19 +670,19 @@ impl Sampler for Entropix {
                     }
                     None => {
                         let d = self.derive(strategy, h, v, &attn);
-                        sample_one(candidates, &d, &mut self.scratch, draws.next_f64());
+                        sample_one(candidates, &d, &mut self.scratch, Some(&self.scan), draws.next_f64());
                         report.derived = d;
                     }
                 }
             }
             Strategy::Exploring | Strategy::Resampling => {
                 let d = self.derive(strategy, h, v, &attn);
-                sample_one(candidates, &d, &mut self.scratch, draws.next_f64());
+                sample_one(candidates, &d, &mut self.scratch, Some(&self.scan), draws.next_f64());
                 report.derived = d;
             }
             Strategy::Adaptive => {
                 let d = self.derive(strategy, h, v, &attn);
-                truncate(candidates, &d, &mut self.scratch, Some(&mut self.raw));
+                truncate(candidates, &d, &mut self.scratch, Some(&mut self.raw), Some(&self.scan));
                 let mut picks = Vec::with_capacity(self.params.n_adaptive_samples as usize);
                 for _ in 0..self.params.n_adaptive_samples {
                     let index = pick_by_probability(candidates, draws.next_f64());

@@ -1,0 +1,495 @@
+//! One pass over a candidate array that gives what an adaptive sampler
+//! needs before it chooses a strategy: the largest logit, the softmax
+//! moments at T = 1 (hence entropy and varentropy) and the `k` best
+//! candidates.
+//!
+//! Entropy needs `exp` of every logit; everything a strategy does after
+//! that (argmax, min-p, top-k, top-p, temperature, the draw) only needs the
+//! few best candidates. Doing both in the same pass reads the array once:
+//! the logits of a chunk of [`CHUNK`] candidates are copied to a contiguous
+//! buffer (stride 12 bytes to 4, and NaN to -inf), whose maximum updates
+//! the running maximum, whose blocks that beat the k-th best so far feed a
+//! small selection buffer, and whose exponentials (relative to the running
+//! maximum, [`crate::core::fast_exp`]) go into f32 lane sums that are
+//! added to f64 totals once per chunk. When the running maximum rises, the
+//! totals are moved to the new reference exactly (see [`Moments::rebase`]).
+//! On x86-64 with AVX2 and FMA the kernel is compiled for them and chosen
+//! at run time; elsewhere the same code compiles for the baseline.
+
+use super::fast_exp::{exp_nonpositive, exp_nonpositive_fma, EXP_FLOOR};
+use super::token::TokenData;
+
+/// Candidates per chunk: the buffer (1 KiB) stays in L1.
+pub(crate) const CHUNK: usize = 256;
+/// Candidates per top-k mask: bit j of a block's mask says whether
+/// candidate j beat the k-th best so far when the chunk was gathered.
+const BLOCK: usize = 16;
+/// Masks per chunk.
+const BLOCKS: usize = CHUNK / BLOCK;
+/// f32 lanes of the moment sums.
+const LANES: usize = 8;
+
+/// Sums S0 = sum e^z, S1 = sum e^z z, S2 = sum e^z z^2 with
+/// z = logit - `reference` (nats), over the logits above -inf.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Moments {
+    /// The logit the exponents are relative to (the largest logit once the
+    /// scan is over); -inf before any finite logit.
+    pub reference: f32,
+    /// sum e^z (dimensionless, >= 1 once `reference` is the maximum).
+    pub s0: f64,
+    /// sum e^z z (nats, <= 0).
+    pub s1: f64,
+    /// sum e^z z^2 (nats², >= 0).
+    pub s2: f64,
+}
+
+impl Moments {
+    const EMPTY: Moments = Moments { reference: f32::NEG_INFINITY, s0: 0.0, s1: 0.0, s2: 0.0 };
+
+    /// Moves the sums to a higher reference r' = r + d (d > 0): every z
+    /// becomes z - d, so S0' = e^-d S0, S1' = e^-d (S1 - d S0) and
+    /// S2' = e^-d (S2 - 2 d S1 + d^2 S0). Every term is of one sign (z <= 0),
+    /// so nothing cancels.
+    fn rebase(&mut self, reference: f32) {
+        if self.reference > f32::NEG_INFINITY {
+            let d = reference as f64 - self.reference as f64;
+            let scale = (-d).exp();
+            let (s0, s1, s2) = (self.s0, self.s1, self.s2);
+            self.s0 = scale * s0;
+            self.s1 = scale * (s1 - d * s0);
+            self.s2 = scale * (s2 - 2.0 * d * s1 + d * d * s0);
+        }
+        self.reference = reference;
+    }
+
+    /// Entropy H = ln S0 - S1/S0 of softmax(logits), in nats (>= 0).
+    pub fn entropy_nats(&self) -> f64 {
+        (self.s0.ln() - self.s1 / self.s0).max(0.0)
+    }
+
+    /// Varentropy V = S2/S0 - (S1/S0)^2 of softmax(logits), in nats² (>= 0).
+    pub fn varentropy_nats2(&self) -> f64 {
+        let mean = self.s1 / self.s0;
+        (self.s2 / self.s0 - mean * mean).max(0.0)
+    }
+
+    /// ln sum exp(logit) over the finite logits, nats.
+    pub fn log_sum_exp(&self) -> f64 {
+        self.reference as f64 + self.s0.ln()
+    }
+}
+
+/// What one pass found. Reused between steps: [`scan_logits`] clears it.
+#[derive(Debug, Clone, Default)]
+pub struct LogitScan {
+    /// Largest logit, NaN ignored: -inf when nothing is above -inf, +inf
+    /// when some logit is +inf (the scan then stops early: `moments` and
+    /// `best` are incomplete, use the slow paths).
+    pub max: f32,
+    /// Softmax moments relative to `max` (valid when `max` is finite).
+    pub moments: Option<Moments>,
+    /// The best candidates as (index in the array, logit), by logit
+    /// descending then index ascending (so `best[0]` is the first argmax),
+    /// at most `k` of them, never -inf or NaN.
+    pub best: Vec<(u32, f32)>,
+    /// The `k` the scan was asked for.
+    pub k: usize,
+}
+
+impl LogitScan {
+    /// Whether `best` holds the top `n` candidates of the array (in the
+    /// order above), i.e. whether a top-n or any filter that keeps a
+    /// subset of them can be computed from `best` alone: true when
+    /// `n <= k`, or when `best` is shorter than `k` (then it holds every
+    /// logit above -inf).
+    pub fn covers(&self, n: usize) -> bool {
+        self.max != f32::INFINITY && (n <= self.k || self.best.len() < self.k)
+    }
+}
+
+/// Scans `data` once into `out` (see the module docs), keeping the `k`
+/// best candidates (`k == 0`: none). Arrays longer than `u32::MAX` are out
+/// of contract.
+pub fn scan_logits(data: &[TokenData], k: usize, out: &mut LogitScan) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            unsafe { avx512::scan(data, k, out) };
+            return;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            unsafe { scan_avx2_fma(data, k, out) };
+            return;
+        }
+    }
+    scan_body::<Portable<false>>(data, k, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scan_avx2_fma(data: &[TokenData], k: usize, out: &mut LogitScan) {
+    scan_body::<Portable<true>>(data, k, out);
+}
+
+/// The two per-chunk kernels of the scan.
+trait ChunkKernel {
+    /// Copies the chunk's logits into `buf` (NaN as -inf; the rest of
+    /// `buf` -inf), sets bit j of `above[b]` when `buf[16 b + j] >
+    /// threshold`, and returns the maximum.
+    fn gather(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> f32;
+    /// (S0, S1, S2) of `buf` relative to `reference` (>= every value).
+    fn moments(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64);
+}
+
+#[inline(always)]
+fn scan_body<K: ChunkKernel>(data: &[TokenData], k: usize, out: &mut LogitScan) {
+    out.k = k;
+    out.best.clear();
+    out.moments = None;
+    let mut buf = [f32::NEG_INFINITY; CHUNK];
+    let mut above = [0u16; BLOCKS];
+    let mut moments = Moments::EMPTY;
+    let mut top = TopBuffer { k, threshold: f32::NEG_INFINITY };
+    for (c, chunk) in data.chunks(CHUNK).enumerate() {
+        let chunk_max = K::gather(chunk, &mut buf, top.threshold, &mut above);
+        if chunk_max == f32::INFINITY {
+            out.max = f32::INFINITY;
+            return;
+        }
+        if k > 0 && chunk_max > top.threshold {
+            top.collect(&buf, &above, c * CHUNK, &mut out.best);
+        }
+        if chunk_max > moments.reference {
+            moments.rebase(chunk_max);
+        }
+        // A chunk entirely below the floor adds less than 256 * 1.7e-38.
+        if chunk_max - moments.reference > EXP_FLOOR {
+            let (s0, s1, s2) = K::moments(&buf, moments.reference);
+            moments.s0 += s0;
+            moments.s1 += s1;
+            moments.s2 += s2;
+        }
+    }
+    top.finish(&mut out.best);
+    out.max = moments.reference;
+    if moments.reference > f32::NEG_INFINITY {
+        out.moments = Some(moments);
+    }
+}
+
+/// Plain Rust the compiler vectorises (with fused multiply-adds when
+/// `FMA`, for callers compiled with that feature).
+struct Portable<const FMA: bool>;
+
+impl<const FMA: bool> ChunkKernel for Portable<FMA> {
+    #[inline(always)]
+    fn gather(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> f32 {
+        let mut lanes = [f32::NEG_INFINITY; LANES];
+        if chunk.len() == CHUNK {
+            for (dst, src) in buf.chunks_exact_mut(LANES).zip(chunk.chunks_exact(LANES)) {
+                for l in 0..LANES {
+                    let x = src[l].logit;
+                    // `x == x` is false only for NaN.
+                    let x = if x == x { x } else { f32::NEG_INFINITY };
+                    dst[l] = x;
+                    lanes[l] = if x > lanes[l] { x } else { lanes[l] };
+                }
+            }
+        } else {
+            buf.fill(f32::NEG_INFINITY);
+            for (dst, src) in buf.iter_mut().zip(chunk) {
+                let x = src.logit;
+                *dst = if x == x { x } else { f32::NEG_INFINITY };
+                lanes[0] = if *dst > lanes[0] { *dst } else { lanes[0] };
+            }
+        }
+        for (mask, block) in above.iter_mut().zip(buf.chunks_exact(BLOCK)) {
+            *mask = block.iter().enumerate().fold(0u16, |m, (j, &x)| m | (u16::from(x > threshold) << j));
+        }
+        lanes.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+    }
+
+    /// Two simple loops: the terms into three buffers, then f32 lane sums
+    /// (each lane adds 32 terms below 1, so the sums keep about 7 digits
+    /// before they go to f64).
+    #[inline(always)]
+    fn moments(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
+        let mut e = [0.0f32; CHUNK];
+        let mut ez = [0.0f32; CHUNK];
+        let mut ezz = [0.0f32; CHUNK];
+        for i in 0..CHUNK {
+            let z = buf[i] - reference;
+            // -inf logits: z = -inf, e = 0, and the clamped z keeps e z finite.
+            let zc = if z > EXP_FLOOR { z } else { EXP_FLOOR };
+            let ei = if FMA { exp_nonpositive_fma(z) } else { exp_nonpositive(z) };
+            e[i] = ei;
+            ez[i] = ei * zc;
+            ezz[i] = ei * zc * zc;
+        }
+        (lane_sum(&e), lane_sum(&ez), lane_sum(&ezz))
+    }
+}
+
+/// Sum of a chunk in f32 lanes, then f64.
+#[inline(always)]
+fn lane_sum(x: &[f32; CHUNK]) -> f64 {
+    let mut lanes = [0.0f32; LANES];
+    for block in x.chunks_exact(LANES) {
+        for l in 0..LANES {
+            lanes[l] += block[l];
+        }
+    }
+    lanes.iter().map(|&x| x as f64).sum()
+}
+
+/// The AVX-512 kernels, written with intrinsics: 16 logits per register,
+/// pulled out of the 12-byte `TokenData` records with two permutes, and the
+/// exponential of [`crate::core::fast_exp`] (same reduction and polynomial)
+/// with the 2^k scaling done by `vscalefps`.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK};
+    use crate::core::fast_exp::{cephes, EXP_FLOOR, LN2_HI, LN2_LO};
+    use crate::core::token::TokenData;
+
+    const _: () = assert!(std::mem::size_of::<TokenData>() == 12 && std::mem::offset_of!(TokenData, logit) == 4);
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn scan(data: &[TokenData], k: usize, out: &mut LogitScan) {
+        scan_body::<Avx512>(data, k, out);
+    }
+
+    struct Avx512;
+
+    /// Float offsets of the 16 logits of 16 records (48 floats), first from
+    /// the first 32 floats, then the last five from the third register.
+    const FIRST: [i32; 16] = [1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 31, 0, 0, 0, 0, 0];
+    const SECOND: [i32; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 16 + 2, 16 + 5, 16 + 8, 16 + 11, 16 + 14];
+
+    impl ChunkKernel for Avx512 {
+        #[inline(always)]
+        fn gather(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> f32 {
+            if chunk.len() != CHUNK {
+                return super::Portable::<true>::gather(chunk, buf, threshold, above);
+            }
+            // SAFETY: only called from `scan` (AVX-512F enabled); every load
+            // reads 16 floats inside the chunk (16 records = 48 floats) and
+            // every store writes 16 floats inside `buf`.
+            unsafe {
+                let first = _mm512_loadu_si512(FIRST.as_ptr().cast());
+                let second = _mm512_loadu_si512(SECOND.as_ptr().cast());
+                let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+                let t = _mm512_set1_ps(threshold);
+                let mut max = neg_inf;
+                let src = chunk.as_ptr().cast::<f32>();
+                for v in 0..CHUNK / 16 {
+                    let p = src.add(48 * v);
+                    let a = _mm512_loadu_ps(p);
+                    let b = _mm512_loadu_ps(p.add(16));
+                    let c = _mm512_loadu_ps(p.add(32));
+                    let x = _mm512_permutex2var_ps(_mm512_permutex2var_ps(a, first, b), second, c);
+                    // vmaxps returns its second operand when either is NaN.
+                    let x = _mm512_max_ps(x, neg_inf);
+                    max = _mm512_max_ps(max, x);
+                    above[v] = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, t);
+                    _mm512_storeu_ps(buf.as_mut_ptr().add(16 * v), x);
+                }
+                _mm512_reduce_max_ps(max)
+            }
+        }
+
+        #[inline(always)]
+        fn moments(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
+            // SAFETY: AVX-512F is enabled (see `gather`); loads stay in `buf`.
+            unsafe {
+                let r = _mm512_set1_ps(reference);
+                let floor = _mm512_set1_ps(EXP_FLOOR);
+                let log2e = _mm512_set1_ps(std::f32::consts::LOG2_E);
+                let (ln2_hi, ln2_lo) = (_mm512_set1_ps(LN2_HI), _mm512_set1_ps(LN2_LO));
+                let c = cephes().map(|c| _mm512_set1_ps(c));
+                let one = _mm512_set1_ps(1.0);
+                let (mut s0, mut s1, mut s2) = (_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps());
+                for v in 0..CHUNK / 16 {
+                    let z = _mm512_sub_ps(_mm512_loadu_ps(buf.as_ptr().add(16 * v)), r);
+                    let in_range = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(z, floor);
+                    let zc = _mm512_max_ps(z, floor);
+                    let kf = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(zc, log2e));
+                    let x = _mm512_fnmadd_ps(kf, ln2_lo, _mm512_fnmadd_ps(kf, ln2_hi, zc));
+                    let mut p = _mm512_fmadd_ps(c[0], x, c[1]);
+                    p = _mm512_fmadd_ps(p, x, c[2]);
+                    p = _mm512_fmadd_ps(p, x, c[3]);
+                    p = _mm512_fmadd_ps(p, x, c[4]);
+                    p = _mm512_fmadd_ps(p, x, c[5]);
+                    let e = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, x), x, x), one);
+                    let e = _mm512_maskz_mov_ps(in_range, _mm512_scalef_ps(e, kf));
+                    let ez = _mm512_mul_ps(e, zc);
+                    s0 = _mm512_add_ps(s0, e);
+                    s1 = _mm512_add_ps(s1, ez);
+                    s2 = _mm512_fmadd_ps(ez, zc, s2);
+                }
+                (_mm512_reduce_add_ps(s0) as f64, _mm512_reduce_add_ps(s1) as f64, _mm512_reduce_add_ps(s2) as f64)
+            }
+        }
+    }
+}
+
+/// The running selection of the k best candidates.
+struct TopBuffer {
+    k: usize,
+    /// The k-th best logit once k were kept; -inf before. Only logits
+    /// strictly above it enter, so among equal logits the earlier index
+    /// stays.
+    threshold: f32,
+}
+
+impl TopBuffer {
+    /// Appends the chunk's candidates that beat the threshold (`above`
+    /// marks those above an older, lower or equal threshold: each is
+    /// checked again); when the buffer reaches 4k, keeps the best k and
+    /// raises the threshold.
+    #[inline(always)]
+    fn collect(&mut self, buf: &[f32; CHUNK], above: &[u16; BLOCKS], base: usize, best: &mut Vec<(u32, f32)>) {
+        for (b, &mask) in above.iter().enumerate() {
+            let mut bits = mask;
+            while bits != 0 {
+                let i = b * BLOCK + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let x = buf[i];
+                if x > self.threshold {
+                    best.push(((base + i) as u32, x));
+                    if best.len() >= 4 * self.k {
+                        self.shrink(best);
+                    }
+                }
+            }
+        }
+    }
+
+    fn shrink(&mut self, best: &mut Vec<(u32, f32)>) {
+        let k = self.k;
+        best.select_nth_unstable_by(k - 1, cmp_best);
+        best.truncate(k);
+        self.threshold = best.iter().fold(f32::INFINITY, |m, &(_, x)| if x < m { x } else { m });
+    }
+
+    fn finish(&mut self, best: &mut Vec<(u32, f32)>) {
+        if best.len() > self.k {
+            self.shrink(best);
+        }
+        best.sort_unstable_by(cmp_best);
+    }
+}
+
+/// Logit descending, then index ascending (no NaN reaches the buffer).
+fn cmp_best(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(&b.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(logits: &[f32]) -> Vec<TokenData> {
+        logits.iter().enumerate().map(|(i, &l)| TokenData::new(i as i32, l)).collect()
+    }
+
+    /// Exact moments and top-k by sorting, in f64.
+    fn reference(logits: &[f32], k: usize) -> (f32, f64, f64, Vec<(u32, f32)>) {
+        let max = logits.iter().copied().filter(|x| !x.is_nan()).fold(f32::NEG_INFINITY, f32::max);
+        let z: Vec<f64> = logits.iter().filter(|x| **x > f32::NEG_INFINITY).map(|&x| x as f64 - max as f64).collect();
+        let s0: f64 = z.iter().map(|z| z.exp()).sum();
+        let p: Vec<f64> = z.iter().map(|z| z.exp() / s0).collect();
+        let h: f64 = -p.iter().filter(|&&p| p > 0.0).map(|p| p * p.ln()).sum::<f64>();
+        let v: f64 = p.iter().filter(|&&p| p > 0.0).map(|p| p * (p.ln() + h).powi(2)).sum();
+        let mut all: Vec<(u32, f32)> = logits.iter().enumerate().filter(|(_, x)| **x > f32::NEG_INFINITY).map(|(i, &x)| (i as u32, x)).collect();
+        all.sort_by(cmp_best);
+        all.truncate(k);
+        (max, h, v, all)
+    }
+
+    fn pseudo_normal(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut rng = crate::core::DrawStream::from_state(seed);
+        (0..n).map(|_| (rng.next_normal() as f32) * scale).collect()
+    }
+
+    fn check(logits: &[f32], k: usize) {
+        let mut out = LogitScan::default();
+        scan_logits(&tokens(logits), k, &mut out);
+        let mut portable = LogitScan::default();
+        scan_body::<Portable<false>>(&tokens(logits), k, &mut portable);
+        let (max, h, v, best) = reference(logits, k);
+        for got in [&out, &portable] {
+            assert_eq!(got.max, max);
+            assert_eq!(got.best, best, "k = {k}, n = {}", logits.len());
+            let m = got.moments.unwrap();
+            assert!((m.entropy_nats() - h).abs() < 1e-5 * (1.0 + h), "H {} vs {h}", m.entropy_nats());
+            assert!((m.varentropy_nats2() - v).abs() < 1e-5 * (1.0 + v), "V {} vs {v}", m.varentropy_nats2());
+        }
+    }
+
+    #[test]
+    fn matches_exact_moments_and_sorted_top_k() {
+        for (n, scale) in [(1, 1.0), (7, 2.0), (255, 3.0), (256, 3.0), (257, 0.5), (5000, 3.0), (49_152, 4.0), (100_003, 10.0)] {
+            let logits = pseudo_normal(n, n as u64, scale);
+            for k in [0, 1, 27, 128] {
+                check(&logits, k);
+            }
+        }
+    }
+
+    #[test]
+    fn rising_maximum_rebases_exactly() {
+        // Ascending logits: the maximum rises in every chunk.
+        let logits: Vec<f32> = (0..3000).map(|i| i as f32 * 0.01).collect();
+        check(&logits, 40);
+        // One huge peak after many low chunks, and far-away low chunks.
+        let mut logits = vec![-50.0f32; 4000];
+        logits[3999] = 60.0;
+        logits[10] = -200.0;
+        check(&logits, 3);
+    }
+
+    #[test]
+    fn ties_keep_the_earliest_indices() {
+        let logits = vec![1.0f32; 1000];
+        let mut out = LogitScan::default();
+        scan_logits(&tokens(&logits), 5, &mut out);
+        assert_eq!(out.best.iter().map(|b| b.0).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        let m = out.moments.unwrap();
+        assert!((m.entropy_nats() - 1000f64.ln()).abs() < 1e-6);
+        assert!(m.varentropy_nats2() < 1e-9);
+    }
+
+    #[test]
+    fn nan_and_infinities() {
+        let mut logits = pseudo_normal(600, 9, 1.0);
+        logits[3] = f32::NAN;
+        logits[300] = f32::NEG_INFINITY;
+        check(&logits, 10);
+        let mut out = LogitScan::default();
+        scan_logits(&tokens(&[f32::NAN, f32::NEG_INFINITY]), 4, &mut out);
+        assert_eq!(out.max, f32::NEG_INFINITY);
+        assert!(out.moments.is_none() && out.best.is_empty());
+        logits[500] = f32::INFINITY;
+        scan_logits(&tokens(&logits), 4, &mut out);
+        assert_eq!(out.max, f32::INFINITY);
+        assert!(!out.covers(1));
+        scan_logits(&[], 4, &mut out);
+        assert_eq!(out.max, f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn covers_small_arrays_entirely() {
+        let mut out = LogitScan::default();
+        scan_logits(&tokens(&[1.0, f32::NEG_INFINITY, 3.0]), 8, &mut out);
+        assert_eq!(out.best, vec![(2, 3.0), (0, 1.0)]);
+        assert!(out.covers(1000));
+        scan_logits(&tokens(&pseudo_normal(100, 1, 1.0)), 8, &mut out);
+        assert!(out.covers(8) && !out.covers(9));
+    }
+}
