@@ -327,7 +327,11 @@ fn main() {
     // The adaptive samplers against llama.cpp's default chain.
     if wants("default-chain") {
         println!("\n## Adaptive samplers vs llama.cpp's default chain (top-k 40, top-p 0.95, min-p 0.05, temp 0.8, dist)\n");
-        println!("Ours alone (metrics, strategy, sampling; no attention attached, so attention terms are neutral) vs llama.cpp's chain.\n");
+        println!(
+            "Ours alone (metrics, strategy, sampling; no attention attached, so attention terms are neutral) vs llama.cpp's chain. \
+             Entropix/four-mode scan kernel: {} (set ENTROPIX_SIMD=avx512|avx2|portable to choose).\n",
+            entropix_sampler::core::logit_scan::ScanKernel::active().name()
+        );
         println!("| sampler | n_vocab | ours µs | llama.cpp chain µs | ours / chain | iters |");
         println!("|---|---:|---:|---:|---:|---:|");
         for name in ["entropix", "four-mode", "dirichlet"] {

@@ -13,10 +13,11 @@
 //! maximum, [`crate::core::fast_exp`]) go into f32 lane sums that are
 //! added to f64 totals once per chunk. When the running maximum rises, the
 //! totals are moved to the new reference exactly (see [`Moments::rebase`]).
-//! On x86-64 with AVX2 and FMA the kernel is compiled for them and chosen
-//! at run time; elsewhere the same code compiles for the baseline.
+//! On x86-64 the kernels are written with AVX-512 or AVX2 + FMA intrinsics
+//! and chosen at run time ([`ScanKernel`]); elsewhere plain Rust compiles
+//! for the baseline.
 
-use super::fast_exp::{exp_nonpositive, exp_nonpositive_fma, EXP_FLOOR};
+use super::fast_exp::{exp_nonpositive, EXP_FLOOR};
 use super::token::TokenData;
 
 /// Candidates per chunk: the buffer (1 KiB) stays in L1.
@@ -109,29 +110,86 @@ impl LogitScan {
 }
 
 /// Scans `data` once into `out` (see the module docs), keeping the `k`
-/// best candidates (`k == 0`: none). Arrays longer than `u32::MAX` are out
-/// of contract.
+/// best candidates (`k == 0`: none), with the kernel [`ScanKernel::active`]
+/// picks. Arrays longer than `u32::MAX` are out of contract.
 pub fn scan_logits(data: &[TokenData], k: usize, out: &mut LogitScan) {
+    scan_logits_with(ScanKernel::active(), data, k, out);
+}
+
+/// The instruction sets the scan can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanKernel {
+    /// x86-64 AVX-512F intrinsics (16 lanes).
+    Avx512,
+    /// x86-64 AVX2 and FMA intrinsics (8 lanes).
+    Avx2,
+    /// Plain Rust for the target's baseline (SSE2 on x86-64).
+    Portable,
+}
+
+impl ScanKernel {
+    /// Every kernel this CPU can run, fastest first.
+    pub fn available() -> Vec<ScanKernel> {
+        let mut v = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                v.push(ScanKernel::Avx512);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                v.push(ScanKernel::Avx2);
+            }
+        }
+        v.push(ScanKernel::Portable);
+        v
+    }
+
+    /// The kernel [`scan_logits`] uses: the fastest available, unless the
+    /// environment variable `ENTROPIX_SIMD` names another available one
+    /// (`avx512`, `avx2` or `portable`; for benchmarks and tests). Decided
+    /// once per process.
+    pub fn active() -> ScanKernel {
+        static ACTIVE: std::sync::OnceLock<ScanKernel> = std::sync::OnceLock::new();
+        *ACTIVE.get_or_init(|| {
+            let available = Self::available();
+            let wanted = std::env::var("ENTROPIX_SIMD").ok().and_then(|v| Self::from_name(&v));
+            wanted.filter(|k| available.contains(k)).unwrap_or(available[0])
+        })
+    }
+
+    /// `"avx512"`, `"avx2"` or `"portable"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScanKernel::Avx512 => "avx512",
+            ScanKernel::Avx2 => "avx2",
+            ScanKernel::Portable => "portable",
+        }
+    }
+
+    /// Inverse of [`ScanKernel::name`].
+    pub fn from_name(name: &str) -> Option<ScanKernel> {
+        [ScanKernel::Avx512, ScanKernel::Avx2, ScanKernel::Portable].into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// [`scan_logits`] with a given kernel; one this CPU cannot run (not in
+/// [`ScanKernel::available`]) falls back to [`ScanKernel::Portable`].
+pub fn scan_logits_with(kernel: ScanKernel, data: &[TokenData], k: usize, out: &mut LogitScan) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if kernel == ScanKernel::Avx512 && std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has the features the function is compiled for.
             unsafe { avx512::scan(data, k, out) };
             return;
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if kernel == ScanKernel::Avx2 && std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: as above.
-            unsafe { scan_avx2_fma(data, k, out) };
+            unsafe { avx2::scan(data, k, out) };
             return;
         }
     }
-    scan_body::<Portable<false>>(data, k, out);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn scan_avx2_fma(data: &[TokenData], k: usize, out: &mut LogitScan) {
-    scan_body::<Portable<true>>(data, k, out);
+    let _ = kernel;
+    scan_body::<Portable>(data, k, out);
 }
 
 /// The two per-chunk kernels of the scan.
@@ -180,11 +238,10 @@ fn scan_body<K: ChunkKernel>(data: &[TokenData], k: usize, out: &mut LogitScan) 
     }
 }
 
-/// Plain Rust the compiler vectorises (with fused multiply-adds when
-/// `FMA`, for callers compiled with that feature).
-struct Portable<const FMA: bool>;
+/// Plain Rust the compiler vectorises for the baseline instruction set.
+struct Portable;
 
-impl<const FMA: bool> ChunkKernel for Portable<FMA> {
+impl ChunkKernel for Portable {
     #[inline(always)]
     fn gather(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> f32 {
         let mut lanes = [f32::NEG_INFINITY; LANES];
@@ -224,7 +281,7 @@ impl<const FMA: bool> ChunkKernel for Portable<FMA> {
             let z = buf[i] - reference;
             // -inf logits: z = -inf, e = 0, and the clamped z keeps e z finite.
             let zc = if z > EXP_FLOOR { z } else { EXP_FLOOR };
-            let ei = if FMA { exp_nonpositive_fma(z) } else { exp_nonpositive(z) };
+            let ei = exp_nonpositive(z);
             e[i] = ei;
             ez[i] = ei * zc;
             ezz[i] = ei * zc * zc;
@@ -275,7 +332,7 @@ mod avx512 {
         #[inline(always)]
         fn gather(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> f32 {
             if chunk.len() != CHUNK {
-                return super::Portable::<true>::gather(chunk, buf, threshold, above);
+                return super::Portable::gather(chunk, buf, threshold, above);
             }
             // SAFETY: only called from `scan` (AVX-512F enabled); every load
             // reads 16 floats inside the chunk (16 records = 48 floats) and
@@ -333,6 +390,111 @@ mod avx512 {
                     s2 = _mm512_fmadd_ps(ez, zc, s2);
                 }
                 (_mm512_reduce_add_ps(s0) as f64, _mm512_reduce_add_ps(s1) as f64, _mm512_reduce_add_ps(s2) as f64)
+            }
+        }
+    }
+}
+
+/// The AVX2 + FMA kernels, written with intrinsics: 8 logits per register,
+/// pulled out of the 12-byte records with three permutes and two blends,
+/// and the exponential of [`crate::core::fast_exp`] with 2^k built from
+/// its bits.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK};
+    use crate::core::fast_exp::{cephes, EXP_FLOOR, LN2_HI, LN2_LO};
+    use crate::core::token::TokenData;
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn scan(data: &[TokenData], k: usize, out: &mut LogitScan) {
+        scan_body::<Avx2>(data, k, out);
+    }
+
+    struct Avx2;
+
+    /// For 8 records (24 floats in three registers) the logits sit at
+    /// float 1, 4, 7 of the first, 2, 5 of the second and 0, 3, 6 of the
+    /// third register: one index vector serves all three permutes.
+    const PICK: [i32; 8] = [1, 4, 7, 2, 5, 0, 3, 6];
+
+    impl ChunkKernel for Avx2 {
+        #[inline(always)]
+        fn gather(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> f32 {
+            if chunk.len() != CHUNK {
+                return super::Portable::gather(chunk, buf, threshold, above);
+            }
+            // SAFETY: only called from `scan` (AVX2 and FMA enabled); every
+            // load reads 8 floats inside the chunk (8 records = 24 floats)
+            // and every store writes 8 floats inside `buf`.
+            unsafe {
+                let pick = _mm256_loadu_si256(PICK.as_ptr().cast());
+                let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
+                let t = _mm256_set1_ps(threshold);
+                let mut max = neg_inf;
+                let src = chunk.as_ptr().cast::<f32>();
+                for v in 0..CHUNK / 8 {
+                    let p = src.add(24 * v);
+                    let a = _mm256_permutevar8x32_ps(_mm256_loadu_ps(p), pick);
+                    let b = _mm256_permutevar8x32_ps(_mm256_loadu_ps(p.add(8)), pick);
+                    let c = _mm256_permutevar8x32_ps(_mm256_loadu_ps(p.add(16)), pick);
+                    let x = _mm256_blend_ps::<0b1110_0000>(_mm256_blend_ps::<0b0001_1000>(a, b), c);
+                    // vmaxps returns its second operand when either is NaN.
+                    let x = _mm256_max_ps(x, neg_inf);
+                    max = _mm256_max_ps(max, x);
+                    let bits = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, t)) as u16;
+                    if v % 2 == 0 {
+                        above[v / 2] = bits;
+                    } else {
+                        above[v / 2] |= bits << 8;
+                    }
+                    _mm256_storeu_ps(buf.as_mut_ptr().add(8 * v), x);
+                }
+                let mut lanes = [0.0f32; 8];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), max);
+                lanes.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+            }
+        }
+
+        #[inline(always)]
+        fn moments(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
+            // SAFETY: AVX2 and FMA are enabled (see `gather`); loads stay in `buf`.
+            unsafe {
+                let r = _mm256_set1_ps(reference);
+                let floor = _mm256_set1_ps(EXP_FLOOR);
+                let log2e = _mm256_set1_ps(std::f32::consts::LOG2_E);
+                let (ln2_hi, ln2_lo) = (_mm256_set1_ps(LN2_HI), _mm256_set1_ps(LN2_LO));
+                let c = cephes().map(|c| _mm256_set1_ps(c));
+                let one = _mm256_set1_ps(1.0);
+                let bias = _mm256_set1_epi32(127);
+                let (mut s0, mut s1, mut s2) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+                for v in 0..CHUNK / 8 {
+                    let z = _mm256_sub_ps(_mm256_loadu_ps(buf.as_ptr().add(8 * v)), r);
+                    let in_range = _mm256_cmp_ps::<_CMP_GT_OQ>(z, floor);
+                    let zc = _mm256_max_ps(z, floor);
+                    let kf = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(zc, log2e));
+                    let x = _mm256_fnmadd_ps(kf, ln2_lo, _mm256_fnmadd_ps(kf, ln2_hi, zc));
+                    let mut p = _mm256_fmadd_ps(c[0], x, c[1]);
+                    p = _mm256_fmadd_ps(p, x, c[2]);
+                    p = _mm256_fmadd_ps(p, x, c[3]);
+                    p = _mm256_fmadd_ps(p, x, c[4]);
+                    p = _mm256_fmadd_ps(p, x, c[5]);
+                    let e = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, x), x, x), one);
+                    // k in [-126, 0]: 2^k has the bits (k + 127) << 23.
+                    let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(kf), bias)));
+                    let e = _mm256_and_ps(_mm256_mul_ps(e, scale), in_range);
+                    let ez = _mm256_mul_ps(e, zc);
+                    s0 = _mm256_add_ps(s0, e);
+                    s1 = _mm256_add_ps(s1, ez);
+                    s2 = _mm256_fmadd_ps(ez, zc, s2);
+                }
+                let mut lanes = [[0.0f32; 8]; 3];
+                _mm256_storeu_ps(lanes[0].as_mut_ptr(), s0);
+                _mm256_storeu_ps(lanes[1].as_mut_ptr(), s1);
+                _mm256_storeu_ps(lanes[2].as_mut_ptr(), s2);
+                let [s0, s1, s2] = lanes.map(|l| l.iter().map(|&x| x as f64).sum::<f64>());
+                (s0, s1, s2)
             }
         }
     }
@@ -418,17 +580,15 @@ mod tests {
     }
 
     fn check(logits: &[f32], k: usize) {
-        let mut out = LogitScan::default();
-        scan_logits(&tokens(logits), k, &mut out);
-        let mut portable = LogitScan::default();
-        scan_body::<Portable<false>>(&tokens(logits), k, &mut portable);
         let (max, h, v, best) = reference(logits, k);
-        for got in [&out, &portable] {
+        for kernel in ScanKernel::available() {
+            let mut got = LogitScan::default();
+            scan_logits_with(kernel, &tokens(logits), k, &mut got);
             assert_eq!(got.max, max);
-            assert_eq!(got.best, best, "k = {k}, n = {}", logits.len());
+            assert_eq!(got.best, best, "{kernel:?}, k = {k}, n = {}", logits.len());
             let m = got.moments.unwrap();
-            assert!((m.entropy_nats() - h).abs() < 1e-5 * (1.0 + h), "H {} vs {h}", m.entropy_nats());
-            assert!((m.varentropy_nats2() - v).abs() < 1e-5 * (1.0 + v), "V {} vs {v}", m.varentropy_nats2());
+            assert!((m.entropy_nats() - h).abs() < 1e-5 * (1.0 + h), "{kernel:?} H {} vs {h}", m.entropy_nats());
+            assert!((m.varentropy_nats2() - v).abs() < 1e-5 * (1.0 + v), "{kernel:?} V {} vs {v}", m.varentropy_nats2());
         }
     }
 
