@@ -467,13 +467,16 @@ mod avx2 {
                 let (ln2_hi, ln2_lo) = (_mm256_set1_ps(LN2_HI), _mm256_set1_ps(LN2_LO));
                 let c = cephes().map(|c| _mm256_set1_ps(c));
                 let one = _mm256_set1_ps(1.0);
-                let bias = _mm256_set1_epi32(127);
+                let round = _mm256_set1_ps(12_582_912.0);
                 let (mut s0, mut s1, mut s2) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
                 for v in 0..CHUNK / 8 {
                     let z = _mm256_sub_ps(_mm256_loadu_ps(buf.as_ptr().add(8 * v)), r);
                     let in_range = _mm256_cmp_ps::<_CMP_GT_OQ>(z, floor);
                     let zc = _mm256_max_ps(z, floor);
-                    let kf = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(zc, log2e));
+                    // Adding 1.5 * 2^23 rounds to an integer k, whose bits
+                    // are then the low bits of `shifted`.
+                    let shifted = _mm256_fmadd_ps(zc, log2e, round);
+                    let kf = _mm256_sub_ps(shifted, round);
                     let x = _mm256_fnmadd_ps(kf, ln2_lo, _mm256_fnmadd_ps(kf, ln2_hi, zc));
                     let mut p = _mm256_fmadd_ps(c[0], x, c[1]);
                     p = _mm256_fmadd_ps(p, x, c[2]);
@@ -481,9 +484,10 @@ mod avx2 {
                     p = _mm256_fmadd_ps(p, x, c[4]);
                     p = _mm256_fmadd_ps(p, x, c[5]);
                     let e = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, x), x, x), one);
-                    // k in [-126, 0]: 2^k has the bits (k + 127) << 23.
-                    let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(kf), bias)));
-                    let e = _mm256_and_ps(_mm256_mul_ps(e, scale), in_range);
+                    // Times 2^k, k in [-126, 0]: k added to the exponent
+                    // field (k << 23 is `shifted`'s bits << 23).
+                    let e = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(e), _mm256_slli_epi32::<23>(_mm256_castps_si256(shifted))));
+                    let e = _mm256_and_ps(e, in_range);
                     let ez = _mm256_mul_ps(e, zc);
                     s0 = _mm256_add_ps(s0, e);
                     s1 = _mm256_add_ps(s1, ez);
