@@ -7,6 +7,7 @@
 //! - [`mod@temp_tune`]: seed 003's temperature search for a target entropy;
 //! - [`support`]: the top-N support with a lumped remainder that keeps the
 //!   fit cheap;
+//! - [`kernels`]: the vectorised full-vocabulary passes (f32 exp, f64 sums);
 //! - [`gamma`]: Marsaglia-Tsang Gamma variates, Dirichlet draws and density;
 //! - [`sampler`]: the state machine, [`DirichletSampler`];
 //! - [`params`]: [`DirichletParams`], all hyperparameters;
@@ -15,6 +16,7 @@
 
 pub mod fit;
 pub mod gamma;
+pub mod kernels;
 pub mod params;
 pub mod profile;
 pub mod sampler;

@@ -100,6 +100,12 @@ fn moments(logits: &[f64], max: f64, t: f64, probs: Option<&mut Vec<f64>>) -> (f
             term(l);
         }),
     }
+    central(s0, s1, s2, s3, inv_t)
+}
+
+/// `(H, dH/dT, the seed's H'', s0)` from the raw moments `s_k = sum e w^k`
+/// of `w = (l - max) / T` under `e = exp(w)`.
+fn central(s0: f64, s1: f64, s2: f64, s3: f64, inv_t: f64) -> (f64, f64, f64, f64) {
     let (m1, m2, m3) = (s1 / s0, s2 / s0, s3 / s0);
     let ln_z = s0.ln();
     // mu1 = E[ln p] = m1 - ln Z; central moments of ln p equal those of w.
@@ -126,20 +132,58 @@ pub fn temp_tune(logits: &[f64], target_entropy_nats: f64, config: &TempTuneConf
 /// (0 for -inf entries) at no extra pass when the last evaluation was at
 /// the final temperature.
 pub fn temp_tune_with_probs(logits: &[f64], target_entropy_nats: f64, config: &TempTuneConfig, mut probs: Option<&mut Vec<f64>>) -> TempTuneResult {
-    let mut t = config.t_init;
     let Some(max) = max_finite(logits) else {
         if let Some(p) = probs {
             p.clear();
             p.resize(logits.len(), 0.0);
         }
-        return TempTuneResult { temperature: t.clamp(MIN_TEMP, MAX_TEMP), iterations: 0, converged: false, entropy_nats: f64::NAN, varentropy_nats2: f64::NAN };
+        return not_finite(config.t_init);
     };
+    let (r, s0) = tune(|t| moments(logits, max, t, probs.as_deref_mut()), config.t_init, target_entropy_nats, config);
+    if let Some(p) = probs {
+        let inv = 1.0 / s0;
+        p.iter_mut().for_each(|q| *q *= inv);
+    }
+    r
+}
+
+/// [`temp_tune`] on f32 logits (`-inf` for excluded tokens; `max` their
+/// largest finite value) from `t_init` instead of `config.t_init`, with the
+/// vectorised moments of [`super::kernels::moments`] (f32 exponentials,
+/// f64 sums: entropies within about 1e-7 relative of the f64 evaluation).
+/// Also returns the normaliser `sum exp((x - max) / T)` at the result.
+/// The sampler warm-starts it from the previous step's temperature: the
+/// iteration converges to the same root (to `config.tol`) in fewer
+/// passes over the vocabulary.
+pub fn temp_tune_f32(xs: &[f32], max: f32, target_entropy_nats: f64, config: &TempTuneConfig, t_init: f64) -> (TempTuneResult, f64) {
+    if !max.is_finite() {
+        return (not_finite(t_init), f64::NAN);
+    }
+    tune(|t| moments_f32(xs, max, t), t_init, target_entropy_nats, config)
+}
+
+fn not_finite(t: f64) -> TempTuneResult {
+    TempTuneResult { temperature: t.clamp(MIN_TEMP, MAX_TEMP), iterations: 0, converged: false, entropy_nats: f64::NAN, varentropy_nats2: f64::NAN }
+}
+
+/// [`moments`] through the vectorised kernel.
+fn moments_f32(xs: &[f32], max: f32, t: f64) -> (f64, f64, f64, f64) {
+    let inv_t = 1.0 / t;
+    let [s0, s1, s2, s3, _] = super::kernels::moments(xs, None, max, inv_t as f32);
+    central(s0, s1, s2, s3, inv_t)
+}
+
+/// The seed's loop (see [`temp_tune`]) over an evaluation `eval(T) ->
+/// (H, dH/dT, the seed's H'', normaliser)`; returns the result and the
+/// normaliser at the final temperature.
+fn tune(mut eval: impl FnMut(f64) -> (f64, f64, f64, f64), t_init: f64, target_entropy_nats: f64, config: &TempTuneConfig) -> (TempTuneResult, f64) {
+    let mut t = t_init;
     let mut iterations = 0;
     let mut converged = false;
     // The last evaluation: (T, H, dH/dT, normaliser).
     let mut last: Option<(f64, f64, f64, f64)> = None;
     for _ in 0..config.max_iters {
-        let (ent, grad, hess, s0) = moments(logits, max, t, probs.as_deref_mut());
+        let (ent, grad, hess, s0) = eval(t);
         last = Some((t, ent, grad, s0));
         let error = ent - target_entropy_nats;
         if error.abs() < config.tol {
@@ -175,18 +219,14 @@ pub fn temp_tune_with_probs(logits: &[f64], target_entropy_nats: f64, config: &T
     let (h, g, s0) = match last {
         Some((lt, h, g, s0)) if lt == temperature => (h, g, s0),
         _ => {
-            let (h, g, _, s0) = moments(logits, max, temperature, probs.as_deref_mut());
+            let (h, g, _, s0) = eval(temperature);
             (h, g, s0)
         }
     };
-    if let Some(p) = probs {
-        let inv = 1.0 / s0;
-        p.iter_mut().for_each(|q| *q *= inv);
-    }
     if (h - target_entropy_nats).abs() < config.tol {
         converged = true;
     }
-    TempTuneResult { temperature, iterations, converged, entropy_nats: h, varentropy_nats2: g * temperature }
+    (TempTuneResult { temperature, iterations, converged, entropy_nats: h, varentropy_nats2: g * temperature }, s0)
 }
 
 #[cfg(test)]
