@@ -168,7 +168,18 @@ impl TailModel {
         // The worst kept candidate once `n` are kept; anything not better
         // than it cannot be in the top n.
         let mut threshold: Option<(f32, u32)> = None;
+        // Entries exactly at the fill value (most of the vocabulary: every
+        // token never seen above the noise floor) are only counted here and
+        // added to their bin at the end, once a kept candidate at least as
+        // good exists (ids only grow, so an equal value never beats it).
+        let fill32 = floor_fill as f32;
+        let fill_exact = fill32 as f64 == floor_fill;
+        let mut n_fill = 0usize;
         for (id, &t) in emwa.iter().enumerate() {
+            if fill_exact && t == fill32 && threshold.is_some_and(|th| th.0 >= fill32) {
+                n_fill += 1;
+                continue;
+            }
             let b = (((t as f64 - lo) * inv_w) as usize).min(n_bins - 1);
             self.count[b] += 1;
             self.sum[b] += t as f64;
@@ -181,6 +192,11 @@ impl TailModel {
                     threshold = Some(scratch[n - 1]);
                 }
             }
+        }
+        if n_fill > 0 {
+            let b = (((floor_fill - lo) * inv_w) as usize).min(n_bins - 1);
+            self.count[b] += n_fill as u32;
+            self.sum[b] += n_fill as f64 * floor_fill;
         }
         if scratch.len() > n {
             scratch.select_nth_unstable_by(n - 1, cmp);
@@ -461,19 +477,23 @@ mod tests {
     fn one_pass_build_matches_select_then_build() {
         let mut d = crate::core::DrawStream::from_state(3);
         // Many ties at the fill value, as the sampler's emwa_logp has.
+        // The second fill is exact in f32 (the sampler's): its entries take
+        // the counted fast path.
+        for fill in [-18.420680743952367, -18.420_681f32 as f64] {
         let emwa: Vec<f32> = (0..5000).map(|i| if i % 3 == 0 { (-18.42 + d.next_f64() * 17.0) as f32 } else { -18.420_681 }).collect();
         for n in [1usize, 5, 128, 1666, 1667, 1700, 4999] {
             let (mut a, mut b) = (TailModel::default(), TailModel::default());
             let (mut sa, mut sb) = (Vec::new(), Vec::new());
             select_support(&emwa, n, &mut Vec::new(), &mut sa);
-            a.build(&emwa, &sa, -18.420680743952367);
-            b.build_with_support(&emwa, n, -18.420680743952367, &mut Vec::new(), &mut sb);
+            a.build(&emwa, &sa, fill);
+            b.build_with_support(&emwa, n, fill, &mut Vec::new(), &mut sb);
             assert_eq!(sa, sb, "n = {n}");
             assert_eq!(a.n_tokens(), b.n_tokens());
             for s in [10.0, 1e3, 1e5] {
                 let (x, y) = (a.alpha_sum(s), b.alpha_sum(s));
                 assert!(((x - y) / x).abs() < 1e-9, "n = {n}: {x} vs {y}");
             }
+        }
         }
     }
 
