@@ -582,8 +582,15 @@ impl DirichletSampler {
         let old_at = |id: Option<usize>| id.and_then(|i| old.get(i)).map_or(FILL, |&v| v as f64);
         if ident {
             let m = n.min(vocab);
-            new.extend(xs[..m].iter().zip(old.iter().copied().chain(std::iter::repeat(FILL as f32))).map(|(&x, b)| ema_toward(b as f64, floored(x as f64 - lse_naked, floor), c_logp) as f32));
-            new.extend(old.iter().skip(m).map(|&b| ema_toward(b as f64, FILL, c_logp) as f32));
+            let k = m.min(old.len());
+            new.resize(vocab, FILL as f32);
+            ema_logp_block(&xs[..k], &old[..k], &mut new[..k], lse_naked, floor, c_logp);
+            for (out, &x) in new[k..m].iter_mut().zip(&xs[k..m]) {
+                *out = ema_toward(FILL, floored(x as f64 - lse_naked, floor), c_logp) as f32;
+            }
+            for (out, &b) in new[m..].iter_mut().zip(&old[m.min(old.len())..]) {
+                *out = ema_toward(b as f64, FILL, c_logp) as f32;
+            }
         } else {
             new.extend(old.iter().map(|&b| ema_toward(b as f64, FILL, c_logp) as f32));
             new.resize(vocab, FILL as f32);
@@ -812,6 +819,19 @@ fn old_remainder_tail(old: &[TokenId], new: &[TokenId], tail_alpha: &dyn Fn(Toke
     rem.max(0.0)
 }
 
+/// `out[i] = ema_toward(old[i], floored(x[i] - lse, floor), c)` as f32: the
+/// emwa_logp update of tokens 0..n, as a plain map loop (vectorised).
+fn ema_logp_block(x: &[f32], old: &[f32], out: &mut [f32], lse: f64, floor: f64, c: f64) {
+    let n = x.len().min(old.len()).min(out.len());
+    let (x, old, out) = (&x[..n], &old[..n], &mut out[..n]);
+    for i in 0..n {
+        let lp = x[i] as f64 - lse;
+        let f = if lp >= floor { lp } else { FILL };
+        let b = old[i] as f64;
+        out[i] = (b + c * (f - b)) as f32;
+    }
+}
+
 /// `Some(id)` for ids the per-token statistics track.
 #[inline]
 fn tracked(id: TokenId) -> Option<usize> {
@@ -992,21 +1012,32 @@ fn topk_entropy(vals: &mut [f64]) -> f64 {
 /// are exactly 0..n (then `ids` is left empty). Returns the largest entry
 /// of `xs`, or `None` when nothing is finite.
 fn scan_logits(cands: &[TokenData], xs: &mut Vec<f32>, ids: &mut Vec<TokenId>) -> Option<f32> {
+    let n = cands.len();
     xs.clear();
+    xs.resize(n, 0.0);
     ids.clear();
-    let mut ident = cands.len() <= MAX_TRACKED_ID;
-    let mut max = f32::NEG_INFINITY;
-    xs.extend(cands.iter().enumerate().map(|(i, t)| {
-        ident &= t.id as usize == i && t.id >= 0;
+    // Plain lane loops (no early exit, no iterator chains) so that the
+    // compiler vectorises them: lane maxima, and the OR of id ^ index
+    // (0 exactly when the ids are 0..n).
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut id_diff = 0u32;
+    let n_full = n / 8 * 8;
+    for (c, (chunk, out)) in cands[..n_full].chunks_exact(8).zip(xs[..n_full].chunks_exact_mut(8)).enumerate() {
+        for j in 0..8 {
+            let l = chunk[j].logit;
+            lanes[j] = if l > lanes[j] { l } else { lanes[j] };
+            out[j] = if l > f32::NEG_INFINITY { l } else { f32::NEG_INFINITY };
+            id_diff |= (chunk[j].id as u32) ^ ((c * 8 + j) as u32);
+        }
+    }
+    let mut max = lanes.iter().copied().fold(f32::NEG_INFINITY, |m, l| if l > m { l } else { m });
+    for (i, (t, out)) in cands[n_full..].iter().zip(&mut xs[n_full..]).enumerate() {
         let l = t.logit;
         max = if l > max { l } else { max };
-        if l > f32::NEG_INFINITY {
-            l
-        } else {
-            f32::NEG_INFINITY
-        }
-    }));
-    if !ident {
+        *out = if l > f32::NEG_INFINITY { l } else { f32::NEG_INFINITY };
+        id_diff |= (t.id as u32) ^ ((n_full + i) as u32);
+    }
+    if id_diff != 0 || n > MAX_TRACKED_ID {
         ids.extend(cands.iter().map(|t| t.id));
     }
     if max == f32::INFINITY {

@@ -138,7 +138,7 @@ impl TailModel {
     pub fn build_with_support(&mut self, emwa: &[f32], n: usize, floor_fill: f64, scratch: &mut Vec<(f32, u32)>, support: &mut Vec<TokenId>) {
         let v = emwa.len();
         let lo = floor_fill - BIN_WIDTH_NATS;
-        if n == 0 || n >= v || emwa.iter().any(|&t| t.is_nan() || (t as f64) < floor_fill - 1e-5 || t > 0.0) {
+        if n == 0 || n >= v || !all_in_range(emwa, floor_fill) {
             let mut idx = Vec::new();
             select_support(emwa, n, &mut idx, support);
             self.build(emwa, support, floor_fill);
@@ -374,6 +374,25 @@ impl TailModel {
         }
         (a, a1, a2)
     }
+}
+
+/// Whether every entry is in `[floor_fill - 1e-5, 0]` (no NaN): lane
+/// minima and maxima without an early exit, so that it vectorises.
+fn all_in_range(emwa: &[f32], floor_fill: f64) -> bool {
+    let (mut lo, mut hi, mut nan) = ([f32::INFINITY; 8], [f32::NEG_INFINITY; 8], false);
+    let n_full = emwa.len() / 8 * 8;
+    for c in emwa[..n_full].chunks_exact(8) {
+        for j in 0..8 {
+            lo[j] = if c[j] < lo[j] { c[j] } else { lo[j] };
+            hi[j] = if c[j] > hi[j] { c[j] } else { hi[j] };
+            nan |= c[j].is_nan();
+        }
+    }
+    let tail = &emwa[n_full..];
+    let lo = lo.iter().chain(tail).copied().fold(f32::INFINITY, f32::min);
+    let hi = hi.iter().chain(tail).copied().fold(f32::NEG_INFINITY, f32::max);
+    nan |= tail.iter().any(|t| t.is_nan());
+    !nan && (lo as f64) >= floor_fill - 1e-5 && hi <= 0.0
 }
 
 /// Minka's starting point for the inverse digamma.
