@@ -48,17 +48,31 @@ macro_rules! dispatch {
 /// `sum e * aux` when `aux` is given (same length as `xs`). `-inf` entries
 /// weigh 0; `max` must be at least every entry.
 pub fn moments(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32) -> [f64; 5] {
+    moments_go(xs, aux, max, inv_t, None)
+}
+
+/// [`moments`] (without `aux`), also writing the weights `e` to `out`.
+pub fn moments_keep(xs: &[f32], max: f32, inv_t: f32, out: &mut Vec<f32>) -> [f64; 5] {
+    out.clear();
+    out.resize(xs.len(), 0.0);
+    moments_go(xs, None, max, inv_t, Some(out))
+}
+
+fn moments_go(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32, out: Option<&mut [f32]>) -> [f64; 5] {
     mod m {
         use super::*;
-        dispatch!(moments_impl, avx2::moments, (xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32) -> [f64; 5]);
-        pub(super) fn go(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32) -> [f64; 5] {
-            run(xs, aux, max, inv_t)
+        dispatch!(moments_impl, avx2::moments, (xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32, out: Option<&mut [f32]>) -> [f64; 5]);
+        pub(super) fn go(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32, out: Option<&mut [f32]>) -> [f64; 5] {
+            run(xs, aux, max, inv_t, out)
         }
     }
     if let Some(a) = aux {
         assert_eq!(a.len(), xs.len());
     }
-    m::go(xs, aux, max, inv_t)
+    if let Some(o) = &out {
+        assert_eq!(o.len(), xs.len());
+    }
+    m::go(xs, aux, max, inv_t, out)
 }
 
 #[inline(always)]
@@ -88,7 +102,13 @@ fn moments_block<const FMA: bool, const AUX: bool>(acc: &mut [[f64; LANES]; 5], 
 }
 
 #[inline(always)]
-fn moments_impl<const FMA: bool>(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32) -> [f64; 5] {
+fn moments_impl<const FMA: bool>(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32, out: Option<&mut [f32]>) -> [f64; 5] {
+    if let Some(out) = out {
+        for (o, &x) in out.iter_mut().zip(xs) {
+            let w = (x - max) * inv_t;
+            *o = exp_np::<FMA>(if w > W_CLAMP { w } else { W_CLAMP });
+        }
+    }
     let mut acc = [[0.0f64; LANES]; 5];
     let n_full = xs.len() / LANES * LANES;
     match aux {
@@ -194,6 +214,32 @@ fn probs_impl<const FMA: bool>(xs: &[f32], max: f32, inv_t: f32, scale: f32, inv
     (sa, sb)
 }
 
+/// [`probs_and_sum`] when `out` already holds the weights
+/// `exp((x_i - max) * inv_t)` (from [`moments_keep`]): scales them in place
+/// and returns the same two sums.
+pub fn scale_and_sum(xs: &[f32], max: f32, scale: f32, inv_t2: f32, out: &mut [f32]) -> (f64, f64) {
+    mod m {
+        use super::*;
+        dispatch!(scale_impl, avx2::scale, (xs: &[f32], max: f32, scale: f32, inv_t2: f32, out: &mut [f32]) -> (f64, f64));
+        pub(super) fn go(xs: &[f32], max: f32, scale: f32, inv_t2: f32, out: &mut [f32]) -> (f64, f64) {
+            run(xs, max, scale, inv_t2, out)
+        }
+    }
+    assert_eq!(xs.len(), out.len());
+    m::go(xs, max, scale, inv_t2, out)
+}
+
+#[inline(always)]
+fn scale_impl<const FMA: bool>(xs: &[f32], max: f32, scale: f32, inv_t2: f32, out: &mut [f32]) -> (f64, f64) {
+    let (mut sa, mut sb) = (0.0f64, 0.0f64);
+    for (o, &x) in out.iter_mut().zip(xs) {
+        *o *= scale;
+        sa += *o as f64;
+        sb += exp_np::<FMA>((x - max) * inv_t2) as f64;
+    }
+    (sa, sb)
+}
+
 /// Index where the running sum of `p` first exceeds `target` (summed in
 /// blocks: the block is found from block sums, then scanned); zero entries
 /// are never chosen; the last positive entry when the sum never exceeds
@@ -295,9 +341,23 @@ mod avx2 {
         }
     }
 
+    /// Stores 8 lanes at `i` (fewer at the end).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn store(v: &mut [f32], i: usize, x: __m256) {
+        if i + 8 <= v.len() {
+            _mm256_storeu_ps(v.as_mut_ptr().add(i), x);
+        } else {
+            let mut t = [0.0f32; 8];
+            _mm256_storeu_ps(t.as_mut_ptr(), x);
+            let n = v.len() - i;
+            v[i..].copy_from_slice(&t[..n]);
+        }
+    }
+
     /// See [`super::moments`].
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn moments(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32) -> [f64; 5] {
+    pub(super) unsafe fn moments(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32, mut out: Option<&mut [f32]>) -> [f64; 5] {
         let zero = _mm256_setzero_pd();
         let mut acc = [[zero; 2]; 5];
         let (vmax, vinv, vclamp) = (_mm256_set1_ps(max), _mm256_set1_ps(inv_t), _mm256_set1_ps(W_CLAMP));
@@ -313,6 +373,9 @@ mod avx2 {
                 let x = load(xs, i, f32::NEG_INFINITY);
                 let w = _mm256_max_ps(_mm256_mul_ps(_mm256_sub_ps(x, vmax), vinv), vclamp);
                 let e = exp8(w);
+                if let Some(o) = out.as_deref_mut() {
+                    store(o, i, e);
+                }
                 widen_add(&mut acc[0], e);
                 let ew = _mm256_mul_ps(e, w);
                 p1 = _mm256_add_ps(p1, ew);
@@ -350,6 +413,24 @@ mod avx2 {
         _mm256_storeu_ps(m.as_mut_ptr(), vmax);
         let mx = if _mm256_movemask_ps(nan) != 0 { f32::NAN } else { m.iter().copied().fold(f32::NEG_INFINITY, f32::max) };
         (hsum(&acc), mx)
+    }
+
+    /// See [`super::scale_and_sum`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn scale(xs: &[f32], max: f32, scale: f32, inv_t2: f32, out: &mut [f32]) -> (f64, f64) {
+        let (vmax, vscale, vinv2) = (_mm256_set1_ps(max), _mm256_set1_ps(scale), _mm256_set1_ps(inv_t2));
+        let mut a = [_mm256_setzero_pd(); 2];
+        let mut b = [_mm256_setzero_pd(); 2];
+        let mut i = 0;
+        while i < xs.len() {
+            let d = _mm256_sub_ps(load(xs, i, f32::NEG_INFINITY), vmax);
+            let p = _mm256_mul_ps(load(out, i, 0.0), vscale);
+            store(out, i, p);
+            widen_add(&mut a, p);
+            widen_add(&mut b, exp8(_mm256_mul_ps(d, vinv2)));
+            i += 8;
+        }
+        (hsum(&a), hsum(&b))
     }
 
     /// See [`super::probs_and_sum`].
@@ -435,6 +516,19 @@ mod tests {
             }
             x -= 0.0371;
         }
+    }
+
+    #[test]
+    fn kept_weights_scaled_equal_probs_and_sum() {
+        let xs = logits(1003, 11);
+        let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let m = moments_keep(&xs, max, 1.7, &mut a);
+        assert_eq!(m, moments(&xs, None, max, 1.7));
+        let r1 = scale_and_sum(&xs, max, 0.25, 0.9, &mut a);
+        let r2 = probs_and_sum(&xs, max, 1.7, 0.25, 0.9, &mut b);
+        assert_eq!(a, b);
+        assert!((r1.0 - r2.0).abs() <= 1e-12 * r2.0 && (r1.1 - r2.1).abs() <= 1e-12 * r2.1, "{r1:?} vs {r2:?}");
     }
 
     #[test]

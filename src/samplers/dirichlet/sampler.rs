@@ -9,7 +9,7 @@ use super::params::DirichletParams;
 use super::special::{digamma, inv_digamma};
 use super::support::{remap, TailModel};
 use super::kernels;
-use super::temp_tune::{temp_tune, temp_tune_f32, TempTuneConfig, MAX_TEMP, MIN_TEMP};
+use super::temp_tune::{temp_tune, temp_tune_f32_keep, TempTuneConfig, MAX_TEMP, MIN_TEMP};
 use crate::core::math::max_logit;
 use crate::core::sampler::require_candidates;
 use crate::core::{Candidates, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId};
@@ -637,18 +637,19 @@ impl DirichletSampler {
         info.target_entropy_nats = target;
         let prev = base.last.pre_temp;
         let t_start = if prev.is_finite() && prev > 0.0 { prev } else { cfg.tt.t_init };
-        let (tt, s0_pre) = temp_tune_f32(xs, max, target, &cfg.tt, t_start);
+        let (tt, s0_pre) = temp_tune_f32_keep(xs, max, target, &cfg.tt, t_start, &mut work.pre);
         let pre_temp = tt.temperature;
         info.pre_temp = pre_temp;
         info.pre_temp_converged = tt.converged;
         emas.temp = ema(p.emwa_temp_coeff, pre_temp, base.emas.temp).clamp(MIN_TEMP, MAX_TEMP);
         let (h_pre, v_pre) = (tt.entropy_nats, tt.varentropy_nats2.max(0.0));
         info.pre_entropy_nats = h_pre;
-        // pre_probs = softmax(logits / pre_temp) into `work.pre` (f32, sum
-        // `tot`), and in the same pass the normaliser at emwa_temp for the
-        // seed's cross-entropy.
+        // pre_probs = softmax(logits / pre_temp) in `work.pre` (f32, sum
+        // `tot`; temp_tune left the weights at pre_temp there), and in the
+        // same pass the normaliser at emwa_temp for the seed's
+        // cross-entropy.
         let inv_temp = 1.0 / emas.temp;
-        let (tot, s_at_temp) = kernels::probs_and_sum(xs, max, (1.0 / pre_temp) as f32, (1.0 / s0_pre) as f32, inv_temp as f32, &mut work.pre);
+        let (tot, s_at_temp) = kernels::scale_and_sum(xs, max, (1.0 / s0_pre) as f32, inv_temp as f32, &mut work.pre);
         // ln sum exp(ln p / emwa_temp) over the model's ln p = x - lse_naked.
         pending.lse_at_temp = (max as f64 - lse_naked) * inv_temp + s_at_temp.ln();
         pending.pre_max = max;

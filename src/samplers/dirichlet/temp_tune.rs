@@ -159,7 +159,19 @@ pub fn temp_tune_f32(xs: &[f32], max: f32, target_entropy_nats: f64, config: &Te
     if !max.is_finite() {
         return (not_finite(t_init), f64::NAN);
     }
-    tune(|t| moments_f32(xs, max, t), t_init, target_entropy_nats, config)
+    tune(|t| moments_f32(xs, max, t, None), t_init, target_entropy_nats, config)
+}
+
+/// [`temp_tune_f32`], also leaving the unnormalised weights
+/// `exp((x - max) * (1 / T) as f32)` at the returned temperature in
+/// `weights` (every evaluation writes them; the last one is at the result).
+pub fn temp_tune_f32_keep(xs: &[f32], max: f32, target_entropy_nats: f64, config: &TempTuneConfig, t_init: f64, weights: &mut Vec<f32>) -> (TempTuneResult, f64) {
+    if !max.is_finite() {
+        weights.clear();
+        weights.resize(xs.len(), 0.0);
+        return (not_finite(t_init), f64::NAN);
+    }
+    tune(|t| moments_f32(xs, max, t, Some(&mut *weights)), t_init, target_entropy_nats, config)
 }
 
 fn not_finite(t: f64) -> TempTuneResult {
@@ -167,9 +179,12 @@ fn not_finite(t: f64) -> TempTuneResult {
 }
 
 /// [`moments`] through the vectorised kernel.
-fn moments_f32(xs: &[f32], max: f32, t: f64) -> (f64, f64, f64, f64) {
+fn moments_f32(xs: &[f32], max: f32, t: f64, weights: Option<&mut Vec<f32>>) -> (f64, f64, f64, f64) {
     let inv_t = 1.0 / t;
-    let [s0, s1, s2, s3, _] = super::kernels::moments(xs, None, max, inv_t as f32);
+    let [s0, s1, s2, s3, _] = match weights {
+        Some(w) => super::kernels::moments_keep(xs, max, inv_t as f32, w),
+        None => super::kernels::moments(xs, None, max, inv_t as f32),
+    };
     central(s0, s1, s2, s3, inv_t)
 }
 
