@@ -1,9 +1,13 @@
 //! Full-vocabulary passes of the sampler, written to vectorise: f32
 //! logits, [`exp_nonpositive`] (relative error < 2e-7) instead of libm's
-//! f64 `exp`, sums accumulated in f64 (in the AVX2 kernels, partial sums
-//! of 16 values per lane in f32 first, see `avx2`). On x86-64 with AVX2 and FMA (checked
-//! at run time) the same code is compiled with those features and uses
-//! [`exp_nonpositive_fma`]; elsewhere the portable build.
+//! f64 `exp`, sums accumulated in f64 (in the vector kernels, partial sums
+//! of 16 values per lane in f32 first, see `avx2`). On x86-64 the passes
+//! run on AVX-512F intrinsics (16 lanes, `avx512`) or AVX2 and FMA
+//! intrinsics (8 lanes, `avx2`), chosen at run time as the logit scan's
+//! kernel is ([`Simd::active`]: the fastest available, or the one
+//! `ENTROPIX_SIMD=avx512|avx2|portable` names); elsewhere the portable
+//! build. Both vector kernels use [`exp_nonpositive_fma`]'s algorithm and
+//! write the same bits per element.
 //!
 //! Numeric error against the f64 libm versions (measured in the tests of
 //! this module and `tests/dirichlet.rs`): entropies and normalisers agree
@@ -28,20 +32,42 @@ fn exp_np<const FMA: bool>(x: f32) -> f32 {
     }
 }
 
-macro_rules! dispatch {
-    ($impl:ident, $avx:path, ($($arg:ident : $ty:ty),*) -> $ret:ty) => {
-        #[inline]
-        fn run($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has the features the kernel was compiled for.
-                    return unsafe { $avx($($arg),*) };
-                }
-            }
-            $impl::<false>($($arg),*)
+/// The instruction sets the kernels run on: the same choice as the logit
+/// scan's ([`Simd::active`]: the fastest this CPU has, or the one the
+/// environment variable `ENTROPIX_SIMD=avx512|avx2|portable` names,
+/// decided once per process), so that one setting forces a path for both.
+pub use crate::core::logit_scan::ScanKernel as Simd;
+
+/// Which kernel actually runs for `kernel`: itself when the CPU has its
+/// features, otherwise the portable one.
+#[inline]
+fn usable(kernel: Simd) -> Simd {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match kernel {
+            Simd::Avx512 if std::is_x86_feature_detected!("avx512f") => return Simd::Avx512,
+            Simd::Avx2 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") => return Simd::Avx2,
+            _ => {}
         }
-    };
+    }
+    let _ = kernel;
+    Simd::Portable
+}
+
+/// Calls the `$avx512` or `$avx2` kernel, or the portable `$impl`, by
+/// [`usable`]`($kernel)`.
+macro_rules! dispatch {
+    ($kernel:expr, $impl:ident, $avx512:path, $avx2:path, ($($arg:expr),*)) => {{
+        match usable($kernel) {
+            // SAFETY: `usable` checked that the CPU has the kernel's features.
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => unsafe { $avx512($($arg),*) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => unsafe { $avx2($($arg),*) },
+            _ => $impl::<false>($($arg),*),
+        }
+    }};
 }
 
 /// Raw moments of `w = (x - max) * inv_t` under the unnormalised weights
@@ -49,31 +75,27 @@ macro_rules! dispatch {
 /// `sum e * aux` when `aux` is given (same length as `xs`). `-inf` entries
 /// weigh 0; `max` must be at least every entry.
 pub fn moments(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32) -> [f64; 5] {
-    moments_go(xs, aux, max, inv_t, None)
+    moments_with(Simd::active(), xs, aux, max, inv_t, None)
 }
 
 /// [`moments`] (without `aux`), also writing the weights `e` to `out`.
 pub fn moments_keep(xs: &[f32], max: f32, inv_t: f32, out: &mut Vec<f32>) -> [f64; 5] {
     out.clear();
     out.resize(xs.len(), 0.0);
-    moments_go(xs, None, max, inv_t, Some(out))
+    moments_with(Simd::active(), xs, None, max, inv_t, Some(out))
 }
 
-fn moments_go(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32, out: Option<&mut [f32]>) -> [f64; 5] {
-    mod m {
-        use super::*;
-        dispatch!(moments_impl, avx2::moments, (xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32, out: Option<&mut [f32]>) -> [f64; 5]);
-        pub(super) fn go(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32, out: Option<&mut [f32]>) -> [f64; 5] {
-            run(xs, aux, max, inv_t, out)
-        }
-    }
+/// [`moments`] with a given kernel (one the CPU cannot run falls back to
+/// [`Simd::Portable`]), also writing the weights to `out` when given (same
+/// length as `xs`).
+pub fn moments_with(kernel: Simd, xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32, out: Option<&mut [f32]>) -> [f64; 5] {
     if let Some(a) = aux {
         assert_eq!(a.len(), xs.len());
     }
     if let Some(o) = &out {
         assert_eq!(o.len(), xs.len());
     }
-    m::go(xs, aux, max, inv_t, out)
+    dispatch!(kernel, moments_impl, avx512::moments, avx2::moments, (xs, aux, max, inv_t, out))
 }
 
 #[inline(always)]
@@ -141,14 +163,12 @@ fn moments_impl<const FMA: bool>(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_
 /// the largest entry (the caller checks it is `<= 0`; otherwise the sum is
 /// meaningless).
 pub fn sum_exp_nonpositive(v: &[f32]) -> (f64, f32) {
-    mod m {
-        use super::*;
-        dispatch!(sum_exp_impl, avx2::sum_exp, (v: &[f32]) -> (f64, f32));
-        pub(super) fn go(v: &[f32]) -> (f64, f32) {
-            run(v)
-        }
-    }
-    m::go(v)
+    sum_exp_nonpositive_with(Simd::active(), v)
+}
+
+/// [`sum_exp_nonpositive`] with a given kernel (see [`moments_with`]).
+pub fn sum_exp_nonpositive_with(kernel: Simd, v: &[f32]) -> (f64, f32) {
+    dispatch!(kernel, sum_exp_impl, avx512::sum_exp, avx2::sum_exp, (v))
 }
 
 #[inline(always)]
@@ -178,16 +198,15 @@ fn sum_exp_impl<const FMA: bool>(v: &[f32]) -> (f64, f32) {
 /// `(sum out[i], sum exp((x_i - max) * inv_t2))`, both accumulated in f64.
 /// `-inf` entries give 0.
 pub fn probs_and_sum(xs: &[f32], max: f32, inv_t: f32, scale: f32, inv_t2: f32, out: &mut Vec<f32>) -> (f64, f64) {
-    mod m {
-        use super::*;
-        dispatch!(probs_impl, avx2::probs, (xs: &[f32], max: f32, inv_t: f32, scale: f32, inv_t2: f32, out: &mut [f32]) -> (f64, f64));
-        pub(super) fn go(xs: &[f32], max: f32, inv_t: f32, scale: f32, inv_t2: f32, out: &mut [f32]) -> (f64, f64) {
-            run(xs, max, inv_t, scale, inv_t2, out)
-        }
-    }
+    probs_and_sum_with(Simd::active(), xs, max, inv_t, scale, inv_t2, out)
+}
+
+/// [`probs_and_sum`] with a given kernel (see [`moments_with`]).
+pub fn probs_and_sum_with(kernel: Simd, xs: &[f32], max: f32, inv_t: f32, scale: f32, inv_t2: f32, out: &mut Vec<f32>) -> (f64, f64) {
     out.clear();
     out.resize(xs.len(), 0.0);
-    m::go(xs, max, inv_t, scale, inv_t2, out)
+    let out = &mut out[..];
+    dispatch!(kernel, probs_impl, avx512::probs, avx2::probs, (xs, max, inv_t, scale, inv_t2, out))
 }
 
 #[inline(always)]
@@ -219,15 +238,13 @@ fn probs_impl<const FMA: bool>(xs: &[f32], max: f32, inv_t: f32, scale: f32, inv
 /// `exp((x_i - max) * inv_t)` (from [`moments_keep`]): scales them in place
 /// and returns the same two sums.
 pub fn scale_and_sum(xs: &[f32], max: f32, scale: f32, inv_t2: f32, out: &mut [f32]) -> (f64, f64) {
-    mod m {
-        use super::*;
-        dispatch!(scale_impl, avx2::scale, (xs: &[f32], max: f32, scale: f32, inv_t2: f32, out: &mut [f32]) -> (f64, f64));
-        pub(super) fn go(xs: &[f32], max: f32, scale: f32, inv_t2: f32, out: &mut [f32]) -> (f64, f64) {
-            run(xs, max, scale, inv_t2, out)
-        }
-    }
+    scale_and_sum_with(Simd::active(), xs, max, scale, inv_t2, out)
+}
+
+/// [`scale_and_sum`] with a given kernel (see [`moments_with`]).
+pub fn scale_and_sum_with(kernel: Simd, xs: &[f32], max: f32, scale: f32, inv_t2: f32, out: &mut [f32]) -> (f64, f64) {
     assert_eq!(xs.len(), out.len());
-    m::go(xs, max, scale, inv_t2, out)
+    dispatch!(kernel, scale_impl, avx512::scale, avx2::scale, (xs, max, scale, inv_t2, out))
 }
 
 #[inline(always)]
@@ -474,6 +491,216 @@ mod avx2 {
     }
 }
 
+/// The kernels in AVX-512F intrinsics: those of [`avx2`] on 16 lanes,
+/// with the 2^k scaling of the exponential done by `vscalefps` (the
+/// result bit for bit that of [`exp_nonpositive_fma`], see the tests),
+/// masks instead of blends, and masked loads and stores for the last
+/// partial block. Sums as in `avx2`: f32 lanes flushed to f64 every 256
+/// elements (each lane still adds 16 values), the sum of the written
+/// probabilities in f64 lanes.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{EXP_FLOOR, W_CLAMP};
+    use crate::core::fast_exp::{cephes, LN2_HI, LN2_LO};
+
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    /// 1.5 * 2^23: adding it rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    /// Elements between two flushes of the f32 partial sums.
+    const FLUSH: usize = 256;
+
+    /// exp(x) for x <= 0, as `exp_nonpositive_fma`, on 16 lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn exp16(x: __m512) -> __m512 {
+        let floor = _mm512_set1_ps(EXP_FLOOR);
+        let in_range = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, floor);
+        // vmaxps returns its second operand when either is NaN.
+        let xc = _mm512_max_ps(x, floor);
+        let round = _mm512_set1_ps(ROUND);
+        let k = _mm512_sub_ps(_mm512_fmadd_ps(xc, _mm512_set1_ps(LOG2E), round), round);
+        let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_LO), _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_HI), xc));
+        let c = cephes();
+        let mut p = _mm512_fmadd_ps(_mm512_set1_ps(c[0]), r, _mm512_set1_ps(c[1]));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c[2]));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c[3]));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c[4]));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c[5]));
+        let e = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0));
+        _mm512_maskz_mov_ps(in_range, _mm512_scalef_ps(e, k))
+    }
+
+    /// The lanes of a block at `i` that lie inside a slice of length `n`.
+    #[inline]
+    fn mask(n: usize, i: usize) -> __mmask16 {
+        let r = n - i;
+        if r >= 16 {
+            0xFFFF
+        } else {
+            ((1u32 << r) - 1) as __mmask16
+        }
+    }
+
+    /// Loads 16 lanes at `i` (fewer at the end: the rest filled with `fill`).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load(v: &[f32], i: usize, fill: f32) -> __m512 {
+        if i + 16 <= v.len() {
+            _mm512_loadu_ps(v.as_ptr().add(i))
+        } else {
+            _mm512_mask_loadu_ps(_mm512_set1_ps(fill), mask(v.len(), i), v.as_ptr().add(i))
+        }
+    }
+
+    /// Stores 16 lanes at `i` (fewer at the end).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store(v: &mut [f32], i: usize, x: __m512) {
+        if i + 16 <= v.len() {
+            _mm512_storeu_ps(v.as_mut_ptr().add(i), x);
+        } else {
+            _mm512_mask_storeu_ps(v.as_mut_ptr().add(i), mask(v.len(), i), x);
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn widen_add(acc: &mut [__m512d; 2], v: __m512) {
+        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+        acc[0] = _mm512_add_pd(acc[0], _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+        acc[1] = _mm512_add_pd(acc[1], _mm512_cvtps_pd(hi));
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn hsum(acc: &[__m512d; 2]) -> f64 {
+        _mm512_reduce_add_pd(acc[0]) + _mm512_reduce_add_pd(acc[1])
+    }
+
+    /// See [`super::moments`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn moments(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32, out: Option<&mut [f32]>) -> [f64; 5] {
+        match (aux, out) {
+            (None, None) => moments_k::<false, false>(xs, xs, max, inv_t, &mut []),
+            (Some(a), None) => moments_k::<true, false>(xs, a, max, inv_t, &mut []),
+            (None, Some(o)) => moments_k::<false, true>(xs, xs, max, inv_t, o),
+            (Some(a), Some(o)) => moments_k::<true, true>(xs, a, max, inv_t, o),
+        }
+    }
+
+    /// [`moments`] with `aux` (`a`, used when `AUX`) and `out` (written
+    /// when `OUT`) fixed at compile time.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn moments_k<const AUX: bool, const OUT: bool>(xs: &[f32], a: &[f32], max: f32, inv_t: f32, out: &mut [f32]) -> [f64; 5] {
+        let zero = _mm512_setzero_pd();
+        let mut acc = [[zero; 2]; 5];
+        let (vmax, vinv, vclamp) = (_mm512_set1_ps(max), _mm512_set1_ps(inv_t), _mm512_set1_ps(W_CLAMP));
+        let n = xs.len();
+        let mut i = 0;
+        while i < n {
+            let end = (i + FLUSH).min(n);
+            let mut p0 = _mm512_setzero_ps();
+            let mut p1 = _mm512_setzero_ps();
+            let mut p2 = _mm512_setzero_ps();
+            let mut p3 = _mm512_setzero_ps();
+            let mut p4 = _mm512_setzero_ps();
+            while i < end {
+                let x = load(xs, i, f32::NEG_INFINITY);
+                let w = _mm512_max_ps(_mm512_mul_ps(_mm512_sub_ps(x, vmax), vinv), vclamp);
+                let e = exp16(w);
+                if OUT {
+                    store(out, i, e);
+                }
+                p0 = _mm512_add_ps(p0, e);
+                let ew = _mm512_mul_ps(e, w);
+                p1 = _mm512_add_ps(p1, ew);
+                let ew2 = _mm512_mul_ps(ew, w);
+                p2 = _mm512_add_ps(p2, ew2);
+                p3 = _mm512_fmadd_ps(ew2, w, p3);
+                if AUX {
+                    p4 = _mm512_fmadd_ps(e, load(a, i, 0.0), p4);
+                }
+                i += 16;
+            }
+            widen_add(&mut acc[0], p0);
+            widen_add(&mut acc[1], p1);
+            widen_add(&mut acc[2], p2);
+            widen_add(&mut acc[3], p3);
+            if AUX {
+                widen_add(&mut acc[4], p4);
+            }
+        }
+        [hsum(&acc[0]), hsum(&acc[1]), hsum(&acc[2]), hsum(&acc[3]), hsum(&acc[4])]
+    }
+
+    /// See [`super::sum_exp_nonpositive`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn sum_exp(v: &[f32]) -> (f64, f32) {
+        let mut acc = [_mm512_setzero_pd(); 2];
+        let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mut nan: __mmask16 = 0;
+        let mut i = 0;
+        while i < v.len() {
+            let end = (i + FLUSH).min(v.len());
+            let mut part = _mm512_setzero_ps();
+            while i < end {
+                let x = load(v, i, f32::NEG_INFINITY);
+                part = _mm512_add_ps(part, exp16(x));
+                vmax = _mm512_max_ps(vmax, x);
+                nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+                i += 16;
+            }
+            widen_add(&mut acc, part);
+        }
+        let mx = if nan != 0 { f32::NAN } else { _mm512_reduce_max_ps(vmax) };
+        (hsum(&acc), mx)
+    }
+
+    /// See [`super::scale_and_sum`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn scale(xs: &[f32], max: f32, scale: f32, inv_t2: f32, out: &mut [f32]) -> (f64, f64) {
+        let (vmax, vscale, vinv2) = (_mm512_set1_ps(max), _mm512_set1_ps(scale), _mm512_set1_ps(inv_t2));
+        let mut a = [_mm512_setzero_pd(); 2];
+        let mut b = [_mm512_setzero_pd(); 2];
+        let mut i = 0;
+        while i < xs.len() {
+            let end = (i + FLUSH).min(xs.len());
+            let mut part = _mm512_setzero_ps();
+            while i < end {
+                let d = _mm512_sub_ps(load(xs, i, f32::NEG_INFINITY), vmax);
+                let p = _mm512_mul_ps(load(out, i, 0.0), vscale);
+                store(out, i, p);
+                widen_add(&mut a, p);
+                part = _mm512_add_ps(part, exp16(_mm512_mul_ps(d, vinv2)));
+                i += 16;
+            }
+            widen_add(&mut b, part);
+        }
+        (hsum(&a), hsum(&b))
+    }
+
+    /// See [`super::probs_and_sum`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn probs(xs: &[f32], max: f32, inv_t: f32, scale: f32, inv_t2: f32, out: &mut [f32]) -> (f64, f64) {
+        let (vmax, vinv, vscale, vinv2) = (_mm512_set1_ps(max), _mm512_set1_ps(inv_t), _mm512_set1_ps(scale), _mm512_set1_ps(inv_t2));
+        let mut a = [_mm512_setzero_pd(); 2];
+        let mut b = [_mm512_setzero_pd(); 2];
+        let mut i = 0;
+        while i < xs.len() {
+            let d = _mm512_sub_ps(load(xs, i, f32::NEG_INFINITY), vmax);
+            let p = _mm512_mul_ps(exp16(_mm512_mul_ps(d, vinv)), vscale);
+            widen_add(&mut a, p);
+            widen_add(&mut b, exp16(_mm512_mul_ps(d, vinv2)));
+            store(out, i, p);
+            i += 16;
+        }
+        (hsum(&a), hsum(&b))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,29 +710,126 @@ mod tests {
         (0..n).map(|i| if i % 97 == 5 { f32::NEG_INFINITY } else { (d.next_normal() * 3.0) as f32 }).collect()
     }
 
+    /// Sizes around the block widths (8, 16) and flush lengths (128, 256).
+    const SIZES: [usize; 12] = [0, 1, 7, 8, 9, 15, 17, 129, 257, 1000, 4099, 49_153];
+
     #[test]
     fn moments_match_f64() {
-        for &n in &[1usize, 7, 8, 9, 1000, 49_153] {
-            let xs = logits(n, n as u64);
-            let aux: Vec<f32> = (0..n).map(|i| -(i as f32) * 1e-3).collect();
-            let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            for &t in &[0.3f64, 0.8, 1.0, 2.5] {
-                let got = moments(&xs, Some(&aux), max, (1.0 / t) as f32);
-                let mut want = [0.0f64; 5];
-                for (&x, &a) in xs.iter().zip(&aux) {
-                    if x > f32::NEG_INFINITY {
-                        let w = (x as f64 - max as f64) / t;
-                        let e = w.exp();
-                        want[0] += e;
-                        want[1] += e * w;
-                        want[2] += e * w * w;
-                        want[3] += e * w * w * w;
-                        want[4] += e * a as f64;
+        for kernel in Simd::available() {
+            for &n in &SIZES[1..] {
+                let xs = logits(n, n as u64);
+                let aux: Vec<f32> = (0..n).map(|i| -(i as f32) * 1e-3).collect();
+                let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                for &t in &[0.3f64, 0.8, 1.0, 2.5] {
+                    let got = moments_with(kernel, &xs, Some(&aux), max, (1.0 / t) as f32, None);
+                    let mut want = [0.0f64; 5];
+                    for (&x, &a) in xs.iter().zip(&aux) {
+                        if x > f32::NEG_INFINITY {
+                            let w = (x as f64 - max as f64) / t;
+                            let e = w.exp();
+                            want[0] += e;
+                            want[1] += e * w;
+                            want[2] += e * w * w;
+                            want[3] += e * w * w * w;
+                            want[4] += e * a as f64;
+                        }
+                    }
+                    for k in 0..5 {
+                        let scale = want[0] * (1.0 + (want[1] / want[0]).abs()).powi(k.min(3) as i32);
+                        assert!((got[k] - want[k]).abs() <= 1e-6 * scale + 1e-300, "{kernel:?} n {n} T {t} k {k}: {} vs {}", got[k], want[k]);
+                    }
+                    // Without aux, and keeping the weights: the same four sums.
+                    let mut w = vec![0.0f32; n];
+                    let kept = moments_with(kernel, &xs, None, max, (1.0 / t) as f32, Some(&mut w));
+                    assert_eq!(kept[..4], got[..4], "{kernel:?} n {n} T {t}");
+                    assert_eq!(kept[4], 0.0);
+                    for (&wi, &x) in w.iter().zip(&xs) {
+                        if x == f32::NEG_INFINITY {
+                            assert_eq!(wi, 0.0);
+                            continue;
+                        }
+                        let want = ((x as f64 - max as f64) / t).exp();
+                        assert!((wi as f64 - want).abs() <= 2e-7 * want * (1.0 + 1.2 * (x as f64 - max as f64).abs() / t), "{kernel:?} {wi} vs {want}");
                     }
                 }
-                for k in 0..5 {
-                    let scale = want[0] * (1.0 + (want[1] / want[0]).abs()).powi(k.min(3) as i32);
-                    assert!((got[k] - want[k]).abs() <= 1e-6 * scale + 1e-300, "n {n} T {t} k {k}: {} vs {}", got[k], want[k]);
+            }
+        }
+    }
+
+    /// The per-element results of the x86 kernels agree bit for bit (the
+    /// same exponential and the same f32 operations per element).
+    #[test]
+    fn vector_kernels_write_the_same_bits() {
+        let vector: Vec<Simd> = Simd::available().into_iter().filter(|&k| k != Simd::Portable).collect();
+        for &n in &SIZES {
+            let xs = logits(n, 3 + n as u64);
+            let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max).max(0.0);
+            let runs: Vec<(Vec<f32>, Vec<f32>)> = vector
+                .iter()
+                .map(|&k| {
+                    let mut w = vec![0.0f32; n];
+                    moments_with(k, &xs, None, max, 1.3, Some(&mut w));
+                    scale_and_sum_with(k, &xs, max, 0.37, 0.6, &mut w);
+                    let mut p = Vec::new();
+                    probs_and_sum_with(k, &xs, max, 0.7, 1.9, 0.8, &mut p);
+                    (w, p)
+                })
+                .collect();
+            for r in &runs[1.min(runs.len())..] {
+                assert!(r.0.iter().zip(&runs[0].0).all(|(a, b)| a.to_bits() == b.to_bits()), "n {n}");
+                assert!(r.1.iter().zip(&runs[0].1).all(|(a, b)| a.to_bits() == b.to_bits()), "n {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn sum_exp_matches_f64() {
+        for kernel in Simd::available() {
+            for &n in &SIZES {
+                let mut v: Vec<f32> = logits(n, 5 + n as u64).iter().map(|&x| -(x.abs()) * 4.0).collect();
+                let (got, mx) = sum_exp_nonpositive_with(kernel, &v);
+                let want: f64 = v.iter().map(|&x| (x as f64).exp()).sum();
+                let want_max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                assert!((got - want).abs() <= 1e-6 * want, "{kernel:?} n {n}: {got} vs {want}");
+                assert_eq!(mx, want_max, "{kernel:?} n {n}");
+                if n > 0 {
+                    v[n / 2] = f32::NAN;
+                    assert!(sum_exp_nonpositive_with(kernel, &v).1.is_nan(), "{kernel:?} n {n}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn probs_and_scale_match_f64() {
+        let (inv_t, scale, inv_t2) = (1.0f32 / 0.7, 0.25f32, 1.0f32 / 1.6);
+        for kernel in Simd::available() {
+            for &n in &SIZES {
+                let xs = logits(n, 7 + n as u64);
+                let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max).max(0.0);
+                let e = |x: f32, it: f32| if x > f32::NEG_INFINITY { ((x as f64 - max as f64) * it as f64).exp() } else { 0.0 };
+                let want_b: f64 = xs.iter().map(|&x| e(x, inv_t2)).sum();
+                let want_a: f64 = xs.iter().map(|&x| e(x, inv_t) * scale as f64).sum();
+                let mut p = Vec::new();
+                let (a, b) = probs_and_sum_with(kernel, &xs, max, inv_t, scale, inv_t2, &mut p);
+                let mut w = vec![0.0f32; n];
+                moments_with(kernel, &xs, None, max, inv_t, Some(&mut w));
+                let (a2, b2) = scale_and_sum_with(kernel, &xs, max, scale, inv_t2, &mut w);
+                assert_eq!(p, w, "{kernel:?} n {n}");
+                for (sa, sb) in [(a, b), (a2, b2)] {
+                    assert!((sa - want_a).abs() <= 1e-6 * want_a && (sb - want_b).abs() <= 1e-6 * want_b, "{kernel:?} n {n}: {sa} {sb} vs {want_a} {want_b}");
+                }
+                // The first sum is the f64 sum of the written f32 values.
+                let exact: f64 = p.iter().map(|&q| q as f64).sum();
+                assert!((a - exact).abs() <= 1e-12 * exact && (a2 - exact).abs() <= 1e-12 * exact, "{kernel:?} n {n}");
+                for (&q, &x) in p.iter().zip(&xs) {
+                    if x == f32::NEG_INFINITY {
+                        assert_eq!(q, 0.0);
+                        continue;
+                    }
+                    let want = e(x, inv_t) * scale as f64;
+                    let rel = 2.5e-7 + 1.2e-7 * (x as f64 - max as f64).abs() * inv_t as f64;
+                    assert!((q as f64 - want).abs() <= rel * want, "{kernel:?} {q} vs {want}");
                 }
             }
         }
@@ -513,21 +837,30 @@ mod tests {
 
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn exp8_matches_the_scalar_fma_exp_bit_for_bit() {
-        if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
-            return;
-        }
+    fn exp8_and_exp16_match_the_scalar_fma_exp_bit_for_bit() {
+        let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+        let avx512 = std::is_x86_feature_detected!("avx512f");
         let mut x = 0.0f32;
         while x > -90.0 {
-            let v = [x, x * 0.5, x * 0.25, -0.0, f32::NEG_INFINITY, f32::NAN, x - 1e-3, x * 0.9];
-            let mut got = [0.0f32; 8];
+            let v = [x, x * 0.5, x * 0.25, -0.0, f32::NEG_INFINITY, f32::NAN, x - 1e-3, x * 0.9, x * 0.1, x - 0.5, x * 0.99, -87.0, -86.99, x * 0.7, x - 2.0, x * 0.3];
+            let mut got = [[0.0f32; 16]; 2];
             // SAFETY: the features were checked above.
             unsafe {
                 use std::arch::x86_64::*;
-                _mm256_storeu_ps(got.as_mut_ptr(), avx2::exp8(_mm256_loadu_ps(v.as_ptr())));
+                if avx2 {
+                    _mm256_storeu_ps(got[0].as_mut_ptr(), avx2::exp8(_mm256_loadu_ps(v.as_ptr())));
+                    _mm256_storeu_ps(got[0].as_mut_ptr().add(8), avx2::exp8(_mm256_loadu_ps(v.as_ptr().add(8))));
+                }
+                if avx512 {
+                    _mm512_storeu_ps(got[1].as_mut_ptr(), avx512::exp16(_mm512_loadu_ps(v.as_ptr())));
+                }
             }
-            for (g, &xv) in got.iter().zip(&v) {
-                assert_eq!(g.to_bits(), exp_nonpositive_fma(xv).to_bits(), "x = {xv}");
+            for (g, on) in got.iter().zip([avx2, avx512]) {
+                if on {
+                    for (g, &xv) in g.iter().zip(&v) {
+                        assert_eq!(g.to_bits(), exp_nonpositive_fma(xv).to_bits(), "x = {xv}");
+                    }
+                }
             }
             x -= 0.0371;
         }
@@ -535,17 +868,32 @@ mod tests {
 
     #[test]
     fn kept_weights_scaled_equal_probs_and_sum() {
-        let xs = logits(1003, 11);
+        for kernel in Simd::available() {
+            let xs = logits(1003, 11);
+            let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let (mut a, mut b) = (vec![0.0; xs.len()], Vec::new());
+            let m = moments_with(kernel, &xs, None, max, 1.7, Some(&mut a));
+            assert_eq!(m, moments_with(kernel, &xs, None, max, 1.7, None));
+            let r1 = scale_and_sum_with(kernel, &xs, max, 0.25, 0.9, &mut a);
+            let r2 = probs_and_sum_with(kernel, &xs, max, 1.7, 0.25, 0.9, &mut b);
+            assert_eq!(a, b);
+            // The first sum is in f64 lanes in both; the second in f32
+            // partial sums in `scale_and_sum`'s vector kernels.
+            assert!((r1.0 - r2.0).abs() <= 1e-12 * r2.0 && (r1.1 - r2.1).abs() <= 1e-6 * r2.1, "{kernel:?} {r1:?} vs {r2:?}");
+        }
+    }
+
+    #[test]
+    fn public_entry_points_use_the_active_kernel() {
+        let xs = logits(777, 13);
         let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        let m = moments_keep(&xs, max, 1.7, &mut a);
-        assert_eq!(m, moments(&xs, None, max, 1.7));
-        let r1 = scale_and_sum(&xs, max, 0.25, 0.9, &mut a);
-        let r2 = probs_and_sum(&xs, max, 1.7, 0.25, 0.9, &mut b);
-        assert_eq!(a, b);
-        // The first sum is in f64 lanes in both; the second in f32 partial
-        // sums in `scale_and_sum`'s AVX2 kernel.
-        assert!((r1.0 - r2.0).abs() <= 1e-12 * r2.0 && (r1.1 - r2.1).abs() <= 1e-6 * r2.1, "{r1:?} vs {r2:?}");
+        let aux: Vec<f32> = (0..xs.len()).map(|i| i as f32 * 0.01).collect();
+        let k = Simd::active();
+        assert_eq!(moments(&xs, Some(&aux), max, 0.9), moments_with(k, &xs, Some(&aux), max, 0.9, None));
+        let mut w = Vec::new();
+        assert_eq!(moments_keep(&xs, max, 0.9, &mut w), moments_with(k, &xs, None, max, 0.9, None));
+        let neg: Vec<f32> = xs.iter().map(|&x| x - max).collect();
+        assert_eq!(sum_exp_nonpositive(&neg), sum_exp_nonpositive_with(k, &neg));
     }
 
     #[test]
