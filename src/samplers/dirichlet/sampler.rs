@@ -122,6 +122,9 @@ struct StepInfo {
     pre_temp: f64,
     pre_entropy_nats: f64,
     pre_temp_converged: bool,
+    /// dH/dT at `pre_temp` (nats per unit temperature), for the next
+    /// step's starting temperature.
+    pre_temp_grad: f64,
     topk_temp: f64,
     fit_iterations: u32,
     lump_evals: u32,
@@ -627,20 +630,20 @@ impl DirichletSampler {
         dir.alpha.clear();
         dir.alpha.extend(dir.fit.iter().zip(&work.remapped).map(|(&f, &o)| (c_dir * f + (1.0 - c_dir) * o).clamp(ALPHA_MIN, ALPHA_MAX)));
 
-        // 5. Target entropy, pre_temp (warm-started from the previous
-        // step's), emwa_temp.
+        // 5. Target entropy, pre_temp (started from the previous step's,
+        // moved by the change of target, see `predicted_start`), emwa_temp.
         let mut emas = base.emas;
         let mut target = p.target_bias_nats as f64 + p.target_cross_ent_weight as f64 * base.emas.cross_ent_nats + p.target_inv_temp as f64 / base.emas.temp;
         for (w, v) in p.target_linear.iter().zip(se) {
             target += *w as f64 * v;
         }
         info.target_entropy_nats = target;
-        let prev = base.last.pre_temp;
-        let t_start = if prev.is_finite() && prev > 0.0 { prev } else { cfg.tt.t_init };
+        let t_start = predicted_start(&base.last, target, cfg.tt.t_init);
         let (tt, s0_pre) = temp_tune_f32_keep(xs, max, target, &cfg.tt, t_start, &mut work.pre);
         let pre_temp = tt.temperature;
         info.pre_temp = pre_temp;
         info.pre_temp_converged = tt.converged;
+        info.pre_temp_grad = tt.varentropy_nats2 / pre_temp;
         emas.temp = ema(p.emwa_temp_coeff, pre_temp, base.emas.temp).clamp(MIN_TEMP, MAX_TEMP);
         let (h_pre, v_pre) = (tt.entropy_nats, tt.varentropy_nats2.max(0.0));
         info.pre_entropy_nats = h_pre;
@@ -773,6 +776,25 @@ impl DirichletSampler {
         pending.valid = true;
         Ok(index)
     }
+}
+
+/// Where temp_tune starts: one Newton step from the previous step's
+/// temperature toward the new target, `T + (target - H) / (dH/dT)` with
+/// the previous step's entropy and derivative there (the change of target
+/// moves the root along the previous curve; the change of logits is not
+/// known before an evaluation), limited to the factor `[1/2, 3/2]` of a
+/// temp_tune step. The previous temperature when the derivative is not
+/// usable, `t_init` on the first step.
+fn predicted_start(last: &StepInfo, target: f64, t_init: f64) -> f64 {
+    let prev = last.pre_temp;
+    if !(prev.is_finite() && prev > 0.0) {
+        return t_init;
+    }
+    let (h, g) = (last.pre_entropy_nats, last.pre_temp_grad);
+    if !(h.is_finite() && g.is_finite() && g > 1e-8) {
+        return prev;
+    }
+    (prev + (target - h) / g).clamp(0.5 * prev, 1.5 * prev).clamp(MIN_TEMP, MAX_TEMP)
 }
 
 /// The seed's fit on the support, plus the lump when there is one (its
@@ -1365,5 +1387,25 @@ impl Sampler for DirichletSampler {
             "emwa_dir_lump_alpha": if s.dir.has_lump { json_f64(*s.dir.alpha.last().unwrap_or(&f64::NAN)) } else { serde_json::Value::Null },
             "last": last,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predicted_start_steps_toward_the_new_target() {
+        let last = |t: f64, h: f64, g: f64| StepInfo { pre_temp: t, pre_entropy_nats: h, pre_temp_grad: g, ..Default::default() };
+        // First step: t_init.
+        assert_eq!(predicted_start(&StepInfo::default(), 3.0, 1.0), 1.0);
+        // One Newton step on the previous curve.
+        assert!((predicted_start(&last(0.5, 3.0, 8.0), 3.4, 1.0) - 0.55).abs() < 1e-12);
+        assert!((predicted_start(&last(0.5, 3.0, 8.0), 2.6, 1.0) - 0.45).abs() < 1e-12);
+        // Limited like a temp_tune step; no usable derivative: the old T.
+        assert_eq!(predicted_start(&last(0.5, 3.0, 0.1), 13.0, 1.0), 0.75);
+        assert_eq!(predicted_start(&last(0.5, 3.0, 0.1), -7.0, 1.0), 0.25);
+        assert_eq!(predicted_start(&last(0.5, 3.0, 0.0), 3.4, 1.0), 0.5);
+        assert_eq!(predicted_start(&last(0.5, f64::NAN, 8.0), 3.4, 1.0), 0.5);
     }
 }
