@@ -632,7 +632,8 @@ fn generate(model: &Model, prompt: &[TokenId], n: usize, seed: u32) -> (Vec<Toke
     let mut ctx = Context::new(model, &context_options()).unwrap();
     let rows = prompt_logits(&mut ctx, prompt, n_vocab);
     let mut chain = SamplerChain::new(true);
-    chain.add(into_llama_sampler(Box::new(DirichletSampler::new(params(seed)).unwrap()))).unwrap();
+    // SAFETY: a fresh sampler, owned by nothing else.
+    unsafe { chain.add(into_llama_sampler(Box::new(DirichletSampler::new(params(seed)).unwrap()))) }.unwrap();
     let rc = unsafe { entropix_sampler_observe_prompt_logits(chain.get(0), rows.as_ptr(), prompt.len() as i32, n_vocab as i32) };
     assert_eq!(rc, 0, "{}", last_error());
     let mut out = Vec::new();

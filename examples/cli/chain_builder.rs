@@ -110,7 +110,7 @@ fn alpha(args: &Args) -> Result<SamplerChain, String> {
     p.lookahead_k = args.lookahead_k as i32;
     p.cold_point = args.cold_point;
     p.hot_point = args.hot_point;
-    chain.add(unsafe { ffi::entropix_sampler_init_alpha(&p) }).map_err(|e| e.to_string())?;
+    unsafe { chain.add(ffi::entropix_sampler_init_alpha(&p)) }.map_err(|e| e.to_string())?;
     Ok(chain)
 }
 
@@ -163,7 +163,7 @@ fn entropy_family(args: &Args, model: &Model, use_shipped_profile: bool) -> Resu
         p.seed = args.seed;
         p.variant = args.entropix_variant;
         p.clarifying_token_id = clarify;
-        chain.add(unsafe { ffi::entropix_sampler_init_entropix(&p) }).map_err(|e| e.to_string())?;
+        unsafe { chain.add(ffi::entropix_sampler_init_entropix(&p)) }.map_err(|e| e.to_string())?;
     } else {
         let mut p = ffi::entropix_four_mode_default_params();
         if let Some(path) = &profile {
@@ -174,7 +174,7 @@ fn entropy_family(args: &Args, model: &Model, use_shipped_profile: bool) -> Resu
         p.seed = args.seed;
         p.clarifying_token_id = clarify;
         p.pause_token_id = args.pause_token.as_deref().map(|t| token_from_text(model, t, "--pause-token")).transpose()?.unwrap_or(-1);
-        chain.add(unsafe { ffi::entropix_sampler_init_four_mode(&p) }).map_err(|e| e.to_string())?;
+        unsafe { chain.add(ffi::entropix_sampler_init_four_mode(&p)) }.map_err(|e| e.to_string())?;
     }
     Ok(chain)
 }
@@ -192,7 +192,7 @@ fn dirichlet(args: &Args) -> Result<SamplerChain, String> {
         }
     }
     p.seed = args.seed;
-    chain.add(unsafe { ffi::entropix_sampler_init_dirichlet(&p) }).map_err(|e| e.to_string())?;
+    unsafe { chain.add(ffi::entropix_sampler_init_dirichlet(&p)) }.map_err(|e| e.to_string())?;
     Ok(chain)
 }
 
@@ -222,7 +222,8 @@ fn classic(args: &Args, model: &Model) -> Result<SamplerChain, String> {
     let ours = args.sampler_impl == SamplerImpl::Entropix;
     let n_vocab = model.n_vocab() as i32;
     let mut chain = SamplerChain::new(true);
-    let mut add = |smpl: *mut sys::llama_sampler| chain.add(smpl).map_err(|e| e.to_string());
+    // SAFETY: every caller passes a fresh constructor's result.
+    let mut add = |smpl: *mut sys::llama_sampler| unsafe { chain.add(smpl) }.map_err(|e| e.to_string());
     let mirostat = s.mirostat;
     if mirostat > 2 {
         return Err(format!("--mirostat must be 0, 1 or 2, not {mirostat}"));

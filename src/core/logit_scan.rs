@@ -249,8 +249,7 @@ impl ChunkKernel for Portable {
             for (dst, src) in buf.chunks_exact_mut(LANES).zip(chunk.chunks_exact(LANES)) {
                 for l in 0..LANES {
                     let x = src[l].logit;
-                    // `x == x` is false only for NaN.
-                    let x = if x == x { x } else { f32::NEG_INFINITY };
+                    let x = if x.is_nan() { f32::NEG_INFINITY } else { x };
                     dst[l] = x;
                     lanes[l] = if x > lanes[l] { x } else { lanes[l] };
                 }
@@ -259,7 +258,7 @@ impl ChunkKernel for Portable {
             buf.fill(f32::NEG_INFINITY);
             for (dst, src) in buf.iter_mut().zip(chunk) {
                 let x = src.logit;
-                *dst = if x == x { x } else { f32::NEG_INFINITY };
+                *dst = if x.is_nan() { f32::NEG_INFINITY } else { x };
                 lanes[0] = if *dst > lanes[0] { *dst } else { lanes[0] };
             }
         }

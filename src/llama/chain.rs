@@ -24,7 +24,11 @@ impl SamplerChain {
 
     /// Appends a sampler; the chain takes ownership. NULL (a failed
     /// constructor) becomes an error carrying `entropix_last_error()`.
-    pub fn add(&mut self, sampler: *mut sys::llama_sampler) -> Result<(), LlamaError> {
+    ///
+    /// # Safety
+    /// `sampler` is NULL or a live sampler that nothing else owns (fresh
+    /// from a constructor): the chain frees it.
+    pub unsafe fn add(&mut self, sampler: *mut sys::llama_sampler) -> Result<(), LlamaError> {
         if sampler.is_null() {
             let why = unsafe { std::ffi::CStr::from_ptr(crate::ffi::entropix_last_error()) }.to_string_lossy().into_owned();
             return Err(LlamaError::Sampler(if why.is_empty() { "constructor returned NULL".into() } else { why }));
