@@ -96,6 +96,9 @@ pub struct LogitScan {
     pub best: Vec<(u32, f32)>,
     /// The `k` the scan was asked for.
     pub k: usize,
+    /// Number of logits above -inf (NaN excluded); complete only when
+    /// `max` is not +inf.
+    pub finite: usize,
 }
 
 impl LogitScan {
@@ -196,8 +199,8 @@ pub fn scan_logits_with(kernel: ScanKernel, data: &[TokenData], k: usize, out: &
 trait ChunkKernel {
     /// Copies the chunk's logits into `buf` (NaN as -inf; the rest of
     /// `buf` -inf), sets bit j of `above[b]` when `buf[16 b + j] >
-    /// threshold`, and returns the maximum.
-    fn gather(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> f32;
+    /// threshold`, and returns the maximum and the number above -inf.
+    fn gather(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32);
     /// (S0, S1, S2) of `buf` relative to `reference` (>= every value).
     fn moments(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64);
 }
@@ -207,12 +210,14 @@ fn scan_body<K: ChunkKernel>(data: &[TokenData], k: usize, out: &mut LogitScan) 
     out.k = k;
     out.best.clear();
     out.moments = None;
+    out.finite = 0;
     let mut buf = [f32::NEG_INFINITY; CHUNK];
     let mut above = [0u16; BLOCKS];
     let mut moments = Moments::EMPTY;
     let mut top = TopBuffer { k, threshold: f32::NEG_INFINITY };
     for (c, chunk) in data.chunks(CHUNK).enumerate() {
-        let chunk_max = K::gather(chunk, &mut buf, top.threshold, &mut above);
+        let (chunk_max, finite) = K::gather(chunk, &mut buf, top.threshold, &mut above);
+        out.finite += finite as usize;
         if chunk_max == f32::INFINITY {
             out.max = f32::INFINITY;
             return;
@@ -243,7 +248,7 @@ struct Portable;
 
 impl ChunkKernel for Portable {
     #[inline(always)]
-    fn gather(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> f32 {
+    fn gather(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
         let mut lanes = [f32::NEG_INFINITY; LANES];
         if chunk.len() == CHUNK {
             for (dst, src) in buf.chunks_exact_mut(LANES).zip(chunk.chunks_exact(LANES)) {
@@ -265,7 +270,8 @@ impl ChunkKernel for Portable {
         for (mask, block) in above.iter_mut().zip(buf.chunks_exact(BLOCK)) {
             *mask = block.iter().enumerate().fold(0u16, |m, (j, &x)| m | (u16::from(x > threshold) << j));
         }
-        lanes.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+        let finite = buf.iter().map(|&x| u32::from(x > f32::NEG_INFINITY)).sum();
+        (lanes.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m }), finite)
     }
 
     /// Two simple loops: the terms into three buffers, then f32 lane sums
@@ -329,7 +335,7 @@ mod avx512 {
 
     impl ChunkKernel for Avx512 {
         #[inline(always)]
-        fn gather(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> f32 {
+        fn gather(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
             if chunk.len() != CHUNK {
                 return super::Portable::gather(chunk, buf, threshold, above);
             }
@@ -342,6 +348,7 @@ mod avx512 {
                 let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
                 let t = _mm512_set1_ps(threshold);
                 let mut max = neg_inf;
+                let mut finite = 0u32;
                 let src = chunk.as_ptr().cast::<f32>();
                 for v in 0..CHUNK / 16 {
                     let p = src.add(48 * v);
@@ -353,9 +360,10 @@ mod avx512 {
                     let x = _mm512_max_ps(x, neg_inf);
                     max = _mm512_max_ps(max, x);
                     above[v] = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, t);
+                    finite += _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, neg_inf).count_ones();
                     _mm512_storeu_ps(buf.as_mut_ptr().add(16 * v), x);
                 }
-                _mm512_reduce_max_ps(max)
+                (_mm512_reduce_max_ps(max), finite)
             }
         }
 
@@ -420,7 +428,7 @@ mod avx2 {
 
     impl ChunkKernel for Avx2 {
         #[inline(always)]
-        fn gather(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> f32 {
+        fn gather(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
             if chunk.len() != CHUNK {
                 return super::Portable::gather(chunk, buf, threshold, above);
             }
@@ -432,6 +440,7 @@ mod avx2 {
                 let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
                 let t = _mm256_set1_ps(threshold);
                 let mut max = neg_inf;
+                let mut finite = 0u32;
                 let src = chunk.as_ptr().cast::<f32>();
                 for v in 0..CHUNK / 8 {
                     let p = src.add(24 * v);
@@ -448,11 +457,12 @@ mod avx2 {
                     } else {
                         above[v / 2] |= bits << 8;
                     }
+                    finite += (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, neg_inf)) as u32).count_ones();
                     _mm256_storeu_ps(buf.as_mut_ptr().add(8 * v), x);
                 }
                 let mut lanes = [0.0f32; 8];
                 _mm256_storeu_ps(lanes.as_mut_ptr(), max);
-                lanes.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+                (lanes.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m }), finite)
             }
         }
 
@@ -588,6 +598,7 @@ mod tests {
             let mut got = LogitScan::default();
             scan_logits_with(kernel, &tokens(logits), k, &mut got);
             assert_eq!(got.max, max);
+            assert_eq!(got.finite, logits.iter().filter(|&&x| x > f32::NEG_INFINITY).count(), "{kernel:?}");
             assert_eq!(got.best, best, "{kernel:?}, k = {k}, n = {}", logits.len());
             let m = got.moments.unwrap();
             assert!((m.entropy_nats() - h).abs() < 1e-5 * (1.0 + h), "{kernel:?} H {} vs {h}", m.entropy_nats());

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::lookahead::{lookahead_candidates, score_candidates, take_offer, LookaheadBackend, ScoredCandidate};
-use super::params::{AlphaDerived, AlphaParams, ThermoState};
+use super::params::{top_k_of, AlphaDerived, AlphaParams, ThermoState};
+use crate::core::logit_scan::{scan_logits, LogitScan};
 use crate::core::math::logit_moments;
 use crate::core::sampler::require_candidates;
 use crate::core::{Candidates, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId};
@@ -187,6 +188,10 @@ pub struct AlphaSampler {
     /// See [`LookaheadCache`] (scratch).
     cache: Option<LookaheadCache>,
     scratch: Vec<TokenData>,
+    /// The last apply's scan of the candidates (scratch).
+    scan: LogitScan,
+    /// The scan's best candidates with their penalised logits (scratch).
+    ranked: Vec<(u32, f32)>,
     missing: HashSet<TokenId>,
 }
 
@@ -255,6 +260,8 @@ impl AlphaSampler {
             last: None,
             cache: None,
             scratch: Vec::new(),
+            scan: LogitScan::default(),
+            ranked: Vec::new(),
             missing: HashSet::new(),
         })
     }
@@ -299,6 +306,23 @@ impl AlphaSampler {
             }
         }
         self.source.as_ref().and_then(|s| s.metrics()).filter(|m| m.entropy_bits.is_finite() && m.head_entropy_variance_bits2.is_finite())
+    }
+
+    /// Top-k after the penalty: from the scan's best candidates (their
+    /// logits read again, as the penalty may have lowered them) when the
+    /// scan kept enough of them, else over the whole array.
+    fn keep_top_k(&mut self, candidates: &mut Candidates<'_>, k: i32) {
+        let k_us = k.max(0) as usize;
+        if k <= 0 || !self.scan.covers(k_us + self.counts.len()) {
+            apply_top_k(candidates, k, &mut self.scratch);
+            return;
+        }
+        let data = candidates.as_slice();
+        self.ranked.clear();
+        self.ranked.extend(self.scan.best.iter().map(|&(i, _)| (i, data[i as usize].logit)));
+        self.ranked.sort_unstable_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(&b.0)));
+        self.ranked.truncate(k_us);
+        candidates.keep_indices(self.ranked.iter().map(|&(i, _)| i as usize), &mut self.scratch);
     }
 
     /// Applies the repetition penalty to the tokens of the window. Touches
@@ -409,8 +433,16 @@ impl Sampler for AlphaSampler {
         self.last = None;
         self.pending_alpha = None;
         require_candidates(candidates)?;
-        let max = candidates.max_logit();
-        let (token_entropy_bits, token_support) = token_entropy(candidates.as_slice(), max).ok_or(SampleError::NoFiniteLogits)?;
+        // One pass for the entropy and the best candidates. Alpha is in
+        // [0, 2], so top-k is at most top_k_of(2); the penalty can only push
+        // the tokens of the window down, so the best top_k after it are
+        // among the best top_k + (tokens in the window) before it.
+        let depth = top_k_of(2.0) as usize + self.counts.len();
+        scan_logits(candidates.as_slice(), depth, &mut self.scan);
+        let (token_entropy_bits, token_support) = match self.scan.moments {
+            Some(m) if self.scan.max.is_finite() => (m.entropy_nats() / std::f64::consts::LN_2, self.scan.finite),
+            _ => token_entropy(candidates.as_slice(), candidates.max_logit()).ok_or(SampleError::NoFiniteLogits)?,
+        };
         let token_entropy_norm = normalise(token_entropy_bits, token_support);
         let attention = self.main_attention();
         let attention_entropy_norm = attention.map_or(0.0, |m| normalise(m.entropy_bits, m.n_valid));
@@ -431,7 +463,7 @@ impl Sampler for AlphaSampler {
         };
         if !matches!(outcome, LookaheadOutcome::Decided | LookaheadOutcome::SingleCandidate) {
             let mut draws = self.rng.stream();
-            apply_top_k(candidates, derived.top_k, &mut self.scratch);
+            self.keep_top_k(candidates, derived.top_k);
             apply_temperature(candidates, derived.temperature as f32);
             apply_top_p(candidates, derived.top_p as f32, 1);
             sample_softmax(candidates, &mut draws)?;
@@ -618,6 +650,33 @@ mod tests {
             interaction_strength: None,
             n_head: 4,
             n_valid,
+        }
+    }
+
+    #[test]
+    fn top_k_from_the_scan_matches_the_whole_array_after_the_penalty() {
+        let mut rng = crate::core::DrawStream::from_state(11);
+        let logits: Vec<f32> = (0..5000).map(|_| (rng.next_normal() * 3.0) as f32).collect();
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_by(|&a, &b| logits[b].partial_cmp(&logits[a]).unwrap());
+        let mut s = AlphaSampler::new(AlphaParams { penalty_last_n: 64, ..Default::default() }).unwrap();
+        // The window holds 40 of the best tokens, so the penalty reorders the top.
+        for &i in order.iter().step_by(2).take(40) {
+            s.accept(i as TokenId);
+        }
+        for (k, penalty) in [(10, 1.5f32), (58, 1.2), (153, 3.0), (153, 1.0)] {
+            let mut a = tokens(&logits);
+            let mut c = Candidates::new(&mut a);
+            scan_logits(c.as_slice(), top_k_of(2.0) as usize + s.counts.len(), &mut s.scan);
+            s.apply_penalty(&mut c, penalty);
+            s.keep_top_k(&mut c, k);
+            let got: Vec<TokenId> = c.as_slice().iter().map(|t| t.id).collect();
+            let mut b = tokens(&logits);
+            let mut whole = Candidates::new(&mut b);
+            s.apply_penalty(&mut whole, penalty);
+            apply_top_k(&mut whole, k, &mut Vec::new());
+            let want: Vec<TokenId> = whole.as_slice().iter().map(|t| t.id).collect();
+            assert_eq!(got, want, "k {k}, penalty {penalty}");
         }
     }
 
