@@ -258,6 +258,73 @@ fn scale_impl<const FMA: bool>(xs: &[f32], max: f32, scale: f32, inv_t2: f32, ou
     (sa, sb)
 }
 
+/// The emwa_logp update of tokens 0..n, `out[i] = (b + c (f - b)) as f32`
+/// with `b = old[i]`, `lp = x[i] - lse` and `f = lp` when `lp >= floor`,
+/// else `fill`, all in f64: a plain map loop, compiled for the active
+/// kernel's vector width (the same IEEE operations in every lane, no
+/// contraction: bit for bit the scalar result).
+pub fn ema_logp(x: &[f32], old: &[f32], out: &mut [f32], lse: f64, floor: f64, fill: f64, c: f64) {
+    ema_logp_with(Simd::active(), x, old, out, lse, floor, fill, c)
+}
+
+/// [`ema_logp`] with a given kernel.
+#[allow(clippy::too_many_arguments)]
+pub fn ema_logp_with(kernel: Simd, x: &[f32], old: &[f32], out: &mut [f32], lse: f64, floor: f64, fill: f64, c: f64) {
+    dispatch!(kernel, ema_logp_impl, avx512::ema_logp, avx2::ema_logp, (x, old, out, lse, floor, fill, c))
+}
+
+#[inline(always)]
+fn ema_logp_impl<const FMA: bool>(x: &[f32], old: &[f32], out: &mut [f32], lse: f64, floor: f64, fill: f64, c: f64) {
+    let n = x.len().min(old.len()).min(out.len());
+    let (x, old, out) = (&x[..n], &old[..n], &mut out[..n]);
+    for i in 0..n {
+        let lp = x[i] as f64 - lse;
+        let f = if lp >= floor { lp } else { fill };
+        let b = old[i] as f64;
+        out[i] = (b + c * (f - b)) as f32;
+    }
+}
+
+/// The ids of the entries of `v` not equal to `fill` (NaN included) into
+/// `out`, ascending; returns how many entries are above `fill`, the
+/// smallest and largest entry (NaN ignored) and whether there is a NaN.
+pub fn nonfill_scan(v: &[f32], fill: f32, out: &mut Vec<u32>) -> NonFill {
+    nonfill_scan_with(Simd::active(), v, fill, out)
+}
+
+/// [`nonfill_scan`] with a given kernel.
+pub fn nonfill_scan_with(kernel: Simd, v: &[f32], fill: f32, out: &mut Vec<u32>) -> NonFill {
+    assert!(v.len() < u32::MAX as usize - 16);
+    dispatch!(kernel, nonfill_impl, avx512::nonfill_scan, avx2::nonfill_scan, (v, fill, out))
+}
+
+/// What [`nonfill_scan`] returns besides the ids.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NonFill {
+    pub n_above: usize,
+    pub min: f32,
+    pub max: f32,
+    pub has_nan: bool,
+}
+
+#[inline(always)]
+fn nonfill_impl<const FMA: bool>(v: &[f32], fill: f32, out: &mut Vec<u32>) -> NonFill {
+    out.clear();
+    out.resize(v.len(), 0);
+    let (mut m, mut n_above, mut has_nan) = (0usize, 0usize, false);
+    let (mut min, mut max) = (f32::INFINITY, f32::NEG_INFINITY);
+    for (id, &t) in v.iter().enumerate() {
+        out[m] = id as u32;
+        m += usize::from(t != fill);
+        n_above += usize::from(t > fill);
+        min = if t < min { t } else { min };
+        max = if t > max { t } else { max };
+        has_nan |= t.is_nan();
+    }
+    out.truncate(m);
+    NonFill { n_above, min, max, has_nan }
+}
+
 /// Index where the running sum of `p` first exceeds `target` (summed in
 /// blocks: the block is found from block sums, then scanned); zero entries
 /// are never chosen; the last positive entry when the sum never exceeds
@@ -376,6 +443,16 @@ mod avx2 {
     }
 
     /// See [`super::moments`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn nonfill_scan(v: &[f32], fill: f32, out: &mut Vec<u32>) -> super::NonFill {
+        super::nonfill_impl::<false>(v, fill, out)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn ema_logp(x: &[f32], old: &[f32], out: &mut [f32], lse: f64, floor: f64, fill: f64, c: f64) {
+        super::ema_logp_impl::<false>(x, old, out, lse, floor, fill, c)
+    }
+
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn moments(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32, mut out: Option<&mut [f32]>) -> [f64; 5] {
         let zero = _mm256_setzero_pd();
@@ -580,6 +657,46 @@ mod avx512 {
     }
 
     /// See [`super::moments`].
+    /// [`super::nonfill_scan`]: 16 entries at a time, the ids compressed
+    /// in a register and stored whole (the next store overwrites the
+    /// lanes past the kept ones; the buffer has 16 spare entries).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn nonfill_scan(v: &[f32], fill: f32, out: &mut Vec<u32>) -> super::NonFill {
+        let n = v.len();
+        out.clear();
+        out.reserve(n + 16);
+        let dst = out.as_mut_ptr() as *mut i32;
+        let fv = _mm512_set1_ps(fill);
+        let mut ids = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let step = _mm512_set1_epi32(16);
+        let (mut lo, mut hi) = (_mm512_set1_ps(f32::INFINITY), _mm512_set1_ps(f32::NEG_INFINITY));
+        let (mut m, mut n_above, mut nan) = (0usize, 0usize, 0u16);
+        let mut i = 0;
+        while i < n {
+            let k = mask(n, i);
+            let x = _mm512_maskz_loadu_ps(k, v.as_ptr().add(i));
+            let ne = _mm512_mask_cmp_ps_mask::<_CMP_NEQ_UQ>(k, x, fv);
+            let gt = _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(k, x, fv);
+            nan |= _mm512_mask_cmp_ps_mask::<_CMP_UNORD_Q>(k, x, x);
+            // SAFETY: m <= i < n and the buffer holds n + 16 entries.
+            _mm512_storeu_si512(dst.add(m) as *mut _, _mm512_maskz_compress_epi32(ne, ids));
+            m += ne.count_ones() as usize;
+            n_above += gt.count_ones() as usize;
+            lo = _mm512_mask_min_ps(lo, k, lo, x);
+            hi = _mm512_mask_max_ps(hi, k, hi, x);
+            ids = _mm512_add_epi32(ids, step);
+            i += 16;
+        }
+        // SAFETY: the first m entries were written.
+        out.set_len(m);
+        super::NonFill { n_above, min: _mm512_reduce_min_ps(lo), max: _mm512_reduce_max_ps(hi), has_nan: nan != 0 }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn ema_logp(x: &[f32], old: &[f32], out: &mut [f32], lse: f64, floor: f64, fill: f64, c: f64) {
+        super::ema_logp_impl::<false>(x, old, out, lse, floor, fill, c)
+    }
+
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn moments(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32, out: Option<&mut [f32]>) -> [f64; 5] {
         match (aux, out) {
@@ -894,6 +1011,37 @@ mod tests {
         assert_eq!(moments_keep(&xs, max, 0.9, &mut w), moments_with(k, &xs, None, max, 0.9, None));
         let neg: Vec<f32> = xs.iter().map(|&x| x - max).collect();
         assert_eq!(sum_exp_nonpositive(&neg), sum_exp_nonpositive_with(k, &neg));
+    }
+
+    #[test]
+    fn nonfill_scan_and_ema_logp_agree_across_kernels() {
+        let fill = -18.420_681f32;
+        for n in [0usize, 1, 15, 16, 17, 100, 1000, 4099] {
+            let mut v = logits(n, 5 + n as u64);
+            for (i, x) in v.iter_mut().enumerate() {
+                *x = if i % 3 == 0 { fill } else { (*x - 10.0).min(0.0) };
+            }
+            if n > 40 {
+                v[7] = f32::NAN;
+            }
+            let want_ids: Vec<u32> = (0..n as u32).filter(|&i| !(v[i as usize] == fill)).collect();
+            let old = logits(n, 9 + n as u64);
+            let mut want_ema = vec![0.0f32; n];
+            ema_logp_with(Simd::Portable, &v, &old, &mut want_ema, 1.5, -12.0, fill as f64, 0.3);
+            for k in [Simd::Portable, Simd::Avx2, Simd::Avx512] {
+                let mut ids = Vec::new();
+                let r = nonfill_scan_with(k, &v, fill, &mut ids);
+                assert_eq!(ids, want_ids, "{k:?} n = {n}");
+                assert_eq!(r.n_above, v.iter().filter(|&&x| x > fill).count());
+                assert_eq!(r.has_nan, v.iter().any(|x| x.is_nan()));
+                let fin = v.iter().copied().filter(|x| !x.is_nan());
+                assert_eq!(r.min, fin.clone().fold(f32::INFINITY, f32::min));
+                assert_eq!(r.max, fin.fold(f32::NEG_INFINITY, f32::max));
+                let mut got = vec![0.0f32; n];
+                ema_logp_with(k, &v, &old, &mut got, 1.5, -12.0, fill as f64, 0.3);
+                assert!(got.iter().zip(&want_ema).all(|(a, b)| a.to_bits() == b.to_bits()), "{k:?} n = {n}");
+            }
+        }
     }
 
     #[test]

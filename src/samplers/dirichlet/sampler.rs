@@ -616,7 +616,17 @@ impl DirichletSampler {
         let ps_ref = digamma(s_ref);
         let new_logp = &dir.logp;
         let tail_alpha = |id: TokenId| inv_digamma(new_logp.get(id as usize).map_or(FILL, |&v| v as f64) + ps_ref);
-        let new_rem = if dir.has_lump { work.tail.alpha_sum(s_ref) } else { 0.0 };
+        // A(s_ref) through the tail model's own (cold) evaluation: it also
+        // seeds the model's warm starts and Taylor point, and the remap
+        // conserves the total, so the fit's first evaluation (at about
+        // s_ref) is answered from it instead of a second cold pass.
+        let new_rem = if dir.has_lump && s_ref > 0.0 && s_ref.is_finite() {
+            work.tail.eval(s_ref).0
+        } else if dir.has_lump {
+            work.tail.alpha_sum(s_ref)
+        } else {
+            0.0
+        };
         let old_rem = old_remainder_tail(&base.dir.support, &dir.support, &tail_alpha, new_rem);
         remap(&base.dir.support, &base.dir.fit, base.dir.has_lump, &dir.support, dir.has_lump, &tail_alpha, old_rem, &mut dir.fit);
         remap(&base.dir.support, &base.dir.alpha, base.dir.has_lump, &dir.support, dir.has_lump, &tail_alpha, old_rem, &mut work.remapped);
@@ -845,14 +855,7 @@ fn old_remainder_tail(old: &[TokenId], new: &[TokenId], tail_alpha: &dyn Fn(Toke
 /// `out[i] = ema_toward(old[i], floored(x[i] - lse, floor), c)` as f32: the
 /// emwa_logp update of tokens 0..n, as a plain map loop (vectorised).
 fn ema_logp_block(x: &[f32], old: &[f32], out: &mut [f32], lse: f64, floor: f64, c: f64) {
-    let n = x.len().min(old.len()).min(out.len());
-    let (x, old, out) = (&x[..n], &old[..n], &mut out[..n]);
-    for i in 0..n {
-        let lp = x[i] as f64 - lse;
-        let f = if lp >= floor { lp } else { FILL };
-        let b = old[i] as f64;
-        out[i] = (b + c * (f - b)) as f32;
-    }
+    kernels::ema_logp(x, old, out, lse, floor, FILL, c);
 }
 
 /// `Some(id)` for ids the per-token statistics track.

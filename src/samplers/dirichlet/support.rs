@@ -79,7 +79,17 @@ pub struct TailModel {
     n_exact: usize,
     /// Number of remainder tokens.
     n_tokens: usize,
+    /// Interleaved partial histograms of `build_with_support` (bin-major,
+    /// [`SUB`] per bin), so that consecutive tokens in the same bin do not
+    /// wait on each other's store.
+    sub_count: Vec<u32>,
+    sub_sum: Vec<f64>,
+    /// Ids of the entries not at the fill value (`build_with_support`).
+    nonfill: Vec<u32>,
 }
+
+/// Number of interleaved partial histograms (token id mod SUB).
+const SUB: usize = 4;
 
 impl TailModel {
     /// Groups the targets `emwa[j]` of every token not in `support` (sorted
@@ -138,7 +148,21 @@ impl TailModel {
     pub fn build_with_support(&mut self, emwa: &[f32], n: usize, floor_fill: f64, scratch: &mut Vec<(f32, u32)>, support: &mut Vec<TokenId>) {
         let v = emwa.len();
         let lo = floor_fill - BIN_WIDTH_NATS;
-        if n == 0 || n >= v || !all_in_range(emwa, floor_fill) {
+        let fill32 = floor_fill as f32;
+        let fill_exact = fill32 as f64 == floor_fill;
+        // One vectorised pass: the ids of the entries not at the fill
+        // value, how many are above it, and the range check. When at least
+        // `n` are above, the top n are among those ids and the fill entries
+        // are only counted (the same top n and the same bins, from a pass
+        // over a few thousand entries instead of the vocabulary).
+        let (in_range, compact) = if fill_exact && n > 0 && n < v {
+            let r = super::kernels::nonfill_scan(emwa, fill32, &mut self.nonfill);
+            (!r.has_nan && (r.min as f64) >= floor_fill - 1e-5 && r.max <= 0.0, r.n_above >= n)
+        } else {
+            self.nonfill.clear();
+            (n > 0 && n < v && all_in_range(emwa, floor_fill), false)
+        };
+        if n == 0 || n >= v || !in_range {
             let mut idx = Vec::new();
             select_support(emwa, n, &mut idx, support);
             self.build(emwa, support, floor_fill);
@@ -151,6 +175,11 @@ impl TailModel {
         self.count.resize(n_bins, 0);
         self.sum.clear();
         self.sum.resize(n_bins, 0.0);
+        let (sub_count, sub_sum) = (&mut self.sub_count, &mut self.sub_sum);
+        sub_count.clear();
+        sub_count.resize(n_bins * SUB, 0);
+        sub_sum.clear();
+        sub_sum.resize(n_bins * SUB, 0.0);
         let inv_w = 1.0 / BIN_WIDTH_NATS;
         // better(a, b): larger value, or equal value and smaller id.
         let better = |a: &(f32, u32), b: &(f32, u32)| a.0 > b.0 || (a.0 == b.0 && a.1 < b.1);
@@ -172,26 +201,40 @@ impl TailModel {
         // token never seen above the noise floor) are only counted here and
         // added to their bin at the end, once a kept candidate at least as
         // good exists (ids only grow, so an equal value never beats it).
-        let fill32 = floor_fill as f32;
-        let fill_exact = fill32 as f64 == floor_fill;
         let mut n_fill = 0usize;
-        for (id, &t) in emwa.iter().enumerate() {
-            if fill_exact && t == fill32 && threshold.is_some_and(|th| th.0 >= fill32) {
-                n_fill += 1;
-                continue;
-            }
+        let nonfill = &self.nonfill;
+        let mut visit = |id: usize, t: f32, threshold: &mut Option<(f32, u32)>| {
             let b = (((t as f64 - lo) * inv_w) as usize).min(n_bins - 1);
-            self.count[b] += 1;
-            self.sum[b] += t as f64;
+            let k = b * SUB + id % SUB;
+            sub_count[k] += 1;
+            sub_sum[k] += t as f64;
             let key = (t, id as u32);
             if threshold.map_or(true, |th| better(&key, &th)) {
                 scratch.push(key);
                 if scratch.len() == cap {
                     scratch.select_nth_unstable_by(n - 1, cmp);
                     scratch.truncate(n);
-                    threshold = Some(scratch[n - 1]);
+                    *threshold = Some(scratch[n - 1]);
                 }
             }
+        };
+        if compact {
+            n_fill = v - nonfill.len();
+            for &id in nonfill.iter() {
+                visit(id as usize, emwa[id as usize], &mut threshold);
+            }
+        } else {
+            for (id, &t) in emwa.iter().enumerate() {
+                if fill_exact && t == fill32 && threshold.is_some_and(|th| th.0 >= fill32) {
+                    n_fill += 1;
+                    continue;
+                }
+                visit(id, t, &mut threshold);
+            }
+        }
+        for (b, (c, s)) in self.count.iter_mut().zip(self.sum.iter_mut()).enumerate() {
+            *c = sub_count[b * SUB..(b + 1) * SUB].iter().sum();
+            *s = sub_sum[b * SUB..(b + 1) * SUB].iter().sum();
         }
         if n_fill > 0 {
             let b = (((floor_fill - lo) * inv_w) as usize).min(n_bins - 1);
