@@ -17,7 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::special::{digamma, inv_digamma, polygamma012, trigamma};
+use super::special::{digamma, inv_digamma, polygamma012, polygamma012_batch, trigamma};
 
 /// Smallest and largest alpha the fit returns. The special functions are
 /// accurate over (1e-8, 1e12); targets that no finite Dirichlet matches
@@ -228,8 +228,11 @@ fn fit_core(target_logp: &[f64], alpha: &mut [f64], mut lump: Option<&mut dyn Lu
             (pa0, pa1 * a1, pa2 * a1 * a1 + pa1 * a2)
         });
         let mut norm2 = 0.0;
+        // psi, psi', psi'' of every component, in vector lanes (bit for
+        // bit the scalar function), into the buffers the loop overwrites.
+        polygamma012_batch(alpha, p0, p1_inv, p2);
         for i in 0..n {
-            let (d0, d1, d2) = polygamma012(alpha[i]);
+            let (d0, d1, d2) = (p0[i], p1_inv[i], p2[i]);
             let e = if i < n_sup {
                 u[i] = ps1;
                 w[i] = ps2;

@@ -105,6 +105,11 @@ struct DirState {
     fit: Vec<f64>,
     /// emwa_dir, same layout.
     alpha: Vec<f64>,
+    /// The tail model's per-bin alphas at its last evaluation in the fit,
+    /// by grid bin, and the grid's key: warm starts of the next step's
+    /// first evaluation (see [`TailModel::set_warm_by_bin`]).
+    tail_warm: Vec<f64>,
+    tail_key: (f64, f64),
 }
 
 /// What one step did, for `state_json` (nats throughout).
@@ -202,6 +207,7 @@ struct Work {
     sums: Vec<f64>,
     tail: TailModel,
     fit: FitScratch,
+    tail_memo: Vec<(TokenId, f64)>,
 }
 
 /// Settings derived once from the params.
@@ -446,6 +452,7 @@ impl DirichletSampler {
         fit_support(&cfg.fit, &mut work.tail, &work.targets, dir.has_lump, &mut alpha, &mut work.fit);
         dir.fit = alpha.clone();
         dir.alpha = alpha;
+        dir.tail_key = work.tail.warm_by_bin(&mut dir.tail_warm);
 
         // Second pass: mean negative Dirichlet log-likelihood of the rows.
         // Only the support's probabilities need an exponential; the
@@ -612,10 +619,16 @@ impl DirichletSampler {
         dir.has_lump = dir.logp.len() > dir.support.len();
         work.targets.clear();
         work.targets.extend(dir.support.iter().map(|&id| dir.logp[id as usize] as f64));
+        work.tail.set_warm_by_bin(&base.dir.tail_warm, base.dir.tail_key);
         let s_ref: f64 = base.dir.fit.iter().sum();
         let ps_ref = digamma(s_ref);
         let new_logp = &dir.logp;
-        let tail_alpha = |id: TokenId| inv_digamma(new_logp.get(id as usize).map_or(FILL, |&v| v as f64) + ps_ref);
+        let raw_alpha = |id: TokenId| inv_digamma(new_logp.get(id as usize).map_or(FILL, |&v| v as f64) + ps_ref);
+        // The tail alphas of the tokens entering or leaving the support
+        // (the only ones asked for, up to three times each), computed once.
+        sym_diff_values(&base.dir.support, &dir.support, &raw_alpha, &mut work.tail_memo);
+        let memo = &work.tail_memo;
+        let tail_alpha = |id: TokenId| memo.binary_search_by_key(&id, |e| e.0).map_or_else(|_| raw_alpha(id), |k| memo[k].1);
         // A(s_ref) through the tail model's own (cold) evaluation: it also
         // seeds the model's warm starts and Taylor point, and the remap
         // conserves the total, so the fit's first evaluation (at about
@@ -631,6 +644,7 @@ impl DirichletSampler {
         remap(&base.dir.support, &base.dir.fit, base.dir.has_lump, &dir.support, dir.has_lump, &tail_alpha, old_rem, &mut dir.fit);
         remap(&base.dir.support, &base.dir.alpha, base.dir.has_lump, &dir.support, dir.has_lump, &tail_alpha, old_rem, &mut work.remapped);
         let (iters, converged, residual, lump_t) = fit_support(&cfg.fit, &mut work.tail, &work.targets, dir.has_lump, &mut dir.fit, &mut work.fit);
+        dir.tail_key = work.tail.warm_by_bin(&mut dir.tail_warm);
         info.fit_iterations = iters;
         info.lump_evals = work.tail.n_exact_evals() as u32;
         info.fit_converged = converged;
@@ -820,6 +834,34 @@ fn fit_support(cfg: &FitConfig, tail: &mut TailModel, targets: &[f64], has_lump:
     } else {
         let (it, conv, res) = fit_dirichlet_into(targets, alpha, cfg, scratch);
         (it, conv, res, f64::NAN)
+    }
+}
+
+/// `(id, f(id))` for the ids in exactly one of two ascending id lists,
+/// ascending.
+fn sym_diff_values(a: &[TokenId], b: &[TokenId], f: &dyn Fn(TokenId) -> f64, out: &mut Vec<(TokenId, f64)>) {
+    out.clear();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x == y => {
+                i += 1;
+                j += 1;
+            }
+            (Some(&x), Some(&y)) if x < y => {
+                out.push((x, f(x)));
+                i += 1;
+            }
+            (Some(&x), None) => {
+                out.push((x, f(x)));
+                i += 1;
+            }
+            (_, Some(&y)) => {
+                out.push((y, f(y)));
+                j += 1;
+            }
+            (None, None) => break,
+        }
     }
 }
 
