@@ -262,31 +262,33 @@ fn fit_core(target_logp: &[f64], alpha: &mut [f64], mut lump: Option<&mut dyn Lu
         if denom.abs() < 1e-12 {
             denom = 1e-12;
         }
-        let j_inv = |x: &dyn Fn(usize) -> f64, i: usize, sum_dinv_x: f64| p1_inv[i] * x(i) + p1_inv[i] * u[i] * sum_dinv_x / denom;
+        // J^-1 x at row i from D^-1 x's row and sum (the closure is
+        // inlined: the same expression as before, so the same bits).
+        let j_inv = |xi: f64, i: usize, sum_dinv_x: f64| p1_inv[i] * xi + p1_inv[i] * u[i] * sum_dinv_x / denom;
         // v = J^-1 e
         let sum_dinv_e: f64 = (0..n).map(|i| p1_inv[i] * p0[i]).sum();
         let mut sum_v = 0.0;
         for i in 0..n {
-            v[i] = j_inv(&|k| p0[k], i, sum_dinv_e);
+            v[i] = j_inv(p0[i], i, sum_dinv_e);
             sum_v += v[i];
         }
-        // The second-order term h, then J^-1 h.
-        let h = |i: usize| {
-            if squared {
-                p2[i] * v[i] * v[i] - w[i] * sum_v * sum_v
-            } else {
-                p2[i] * v[i] - w[i] * sum_v
-            }
-        };
+        // The second-order term h (into p0: e is no longer needed), then
+        // J^-1 h.
         let mut sign = sign;
-        let sum_dinv_h: f64 = if sign == 0.0 { 0.0 } else { (0..n).map(|i| p1_inv[i] * h(i)).sum() };
-        if squared {
+        if sign != 0.0 {
+            for i in 0..n {
+                p0[i] = if squared { p2[i] * v[i] * v[i] - w[i] * sum_v * sum_v } else { p2[i] * v[i] - w[i] * sum_v };
+            }
+        }
+        let h = &*p0;
+        let sum_dinv_h: f64 = if sign == 0.0 { 0.0 } else { (0..n).map(|i| p1_inv[i] * h[i]).sum() };
+        if squared && sign != 0.0 {
             // Safeguard: far from the solution the quadratic term outgrows
             // the Newton step and the expansion is meaningless; then take
             // the Newton step alone.
             let (mut c2, mut v2) = (0.0, 0.0);
             for i in 0..n {
-                let c = 0.5 * j_inv(&h, i, sum_dinv_h);
+                let c = 0.5 * j_inv(h[i], i, sum_dinv_h);
                 c2 += c * c;
                 v2 += v[i] * v[i];
             }
@@ -296,7 +298,7 @@ fn fit_core(target_logp: &[f64], alpha: &mut [f64], mut lump: Option<&mut dyn Lu
         }
         let lr = config.learning_rate(step);
         for i in 0..n {
-            let delta = if sign == 0.0 { -v[i] } else { -v[i] + sign * 0.5 * j_inv(&h, i, sum_dinv_h) };
+            let delta = if sign == 0.0 { -v[i] } else { -v[i] + sign * 0.5 * j_inv(h[i], i, sum_dinv_h) };
             let max_delta = 0.5 * alpha[i];
             let mut scaled = lr * delta;
             if !scaled.is_finite() {

@@ -225,8 +225,37 @@ impl TailModel {
         };
         if compact {
             n_fill = v - nonfill.len();
-            for &id in nonfill.iter() {
-                visit(id as usize, emwa[id as usize], &mut threshold);
+            // In chunks: the values and bins first (plain loops that
+            // vectorise; every value is in range, so the bin index fits an
+            // i32 and truncates as the usize cast does), then the partial
+            // histograms, then the candidates, in id order.
+            const CH: usize = 256;
+            let (mut vals, mut bins) = ([0.0f32; CH], [0u32; CH]);
+            let top = (n_bins - 1) as i32;
+            for chunk in nonfill.chunks(CH) {
+                let m = chunk.len();
+                for (val, &id) in vals.iter_mut().zip(chunk) {
+                    *val = emwa[id as usize];
+                }
+                for (bin, &t) in bins[..m].iter_mut().zip(&vals[..m]) {
+                    *bin = (((t as f64 - lo) * inv_w) as i32).clamp(0, top) as u32;
+                }
+                for j in 0..m {
+                    let k = bins[j] as usize * SUB + chunk[j] as usize % SUB;
+                    sub_count[k] += 1;
+                    sub_sum[k] += vals[j] as f64;
+                }
+                for j in 0..m {
+                    let key = (vals[j], chunk[j]);
+                    if threshold.map_or(true, |th| better(&key, &th)) {
+                        scratch.push(key);
+                        if scratch.len() == cap {
+                            scratch.select_nth_unstable_by(n - 1, cmp);
+                            scratch.truncate(n);
+                            threshold = Some(scratch[n - 1]);
+                        }
+                    }
+                }
             }
         } else {
             for (id, &t) in emwa.iter().enumerate() {
