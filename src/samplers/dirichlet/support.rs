@@ -214,7 +214,7 @@ impl TailModel {
             sub_count[k] += 1;
             sub_sum[k] += t as f64;
             let key = (t, id as u32);
-            if threshold.map_or(true, |th| better(&key, &th)) {
+            if threshold.is_none_or(|th| better(&key, &th)) {
                 scratch.push(key);
                 if scratch.len() == cap {
                     scratch.select_nth_unstable_by(n - 1, cmp);
@@ -247,7 +247,7 @@ impl TailModel {
                 }
                 for j in 0..m {
                     let key = (vals[j], chunk[j]);
-                    if threshold.map_or(true, |th| better(&key, &th)) {
+                    if threshold.is_none_or(|th| better(&key, &th)) {
                         scratch.push(key);
                         if scratch.len() == cap {
                             scratch.select_nth_unstable_by(n - 1, cmp);
