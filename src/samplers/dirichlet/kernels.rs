@@ -285,6 +285,32 @@ fn ema_logp_impl<const FMA: bool>(x: &[f32], old: &[f32], out: &mut [f32], lse: 
     }
 }
 
+/// [`ema_logp`] of tokens 0..n (n the shortest length) and, in the same
+/// pass, [`sum_exp_nonpositive`] of the values written (`out[..n]`): the
+/// same bits as the two calls in sequence (the AVX-512 kernel fuses them
+/// with the same f32 partial sums per block; the others make the two
+/// calls).
+#[allow(clippy::too_many_arguments)]
+pub fn ema_logp_sum(x: &[f32], old: &[f32], out: &mut [f32], lse: f64, floor: f64, fill: f64, c: f64) -> (f64, f32) {
+    ema_logp_sum_with(Simd::active(), x, old, out, lse, floor, fill, c)
+}
+
+/// [`ema_logp_sum`] with a given kernel.
+#[allow(clippy::too_many_arguments)]
+pub fn ema_logp_sum_with(kernel: Simd, x: &[f32], old: &[f32], out: &mut [f32], lse: f64, floor: f64, fill: f64, c: f64) -> (f64, f32) {
+    let n = x.len().min(old.len()).min(out.len());
+    let (x, old, out) = (&x[..n], &old[..n], &mut out[..n]);
+    match usable(kernel) {
+        // SAFETY: `usable` checked that the CPU has the kernel's features.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { avx512::ema_logp_sum(x, old, out, lse, floor, fill, c) },
+        k => {
+            ema_logp_with(k, x, old, out, lse, floor, fill, c);
+            sum_exp_nonpositive_with(k, out)
+        }
+    }
+}
+
 /// The ids of the entries of `v` not equal to `fill` (NaN included) into
 /// `out`, ascending; returns how many entries are above `fill`, the
 /// smallest and largest entry (NaN ignored) and whether there is a NaN.
@@ -697,6 +723,36 @@ mod avx512 {
         super::ema_logp_impl::<false>(x, old, out, lse, floor, fill, c)
     }
 
+    /// See [`super::ema_logp_sum`]: per block of `FLUSH` entries, the
+    /// update, then [`sum_exp`]'s accumulation of the written values
+    /// (still in L1).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn ema_logp_sum(x: &[f32], old: &[f32], out: &mut [f32], lse: f64, floor: f64, fill: f64, c: f64) -> (f64, f32) {
+        let n = x.len();
+        debug_assert!(old.len() == n && out.len() == n);
+        let mut acc = [_mm512_setzero_pd(); 2];
+        let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mut nan: __mmask16 = 0;
+        let mut i = 0;
+        while i < n {
+            let end = (i + FLUSH).min(n);
+            // The update of one block (the scalar loop, vectorised by the
+            // compiler), then its sum read back from L1.
+            super::ema_logp_impl::<false>(&x[i..end], &old[i..end], &mut out[i..end], lse, floor, fill, c);
+            let mut part = _mm512_setzero_ps();
+            while i < end {
+                let r = load(out, i, f32::NEG_INFINITY);
+                part = _mm512_add_ps(part, exp16(r));
+                vmax = _mm512_max_ps(vmax, r);
+                nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(r, r);
+                i += 16;
+            }
+            widen_add(&mut acc, part);
+        }
+        let mx = if nan != 0 { f32::NAN } else { _mm512_reduce_max_ps(vmax) };
+        (hsum(&acc), mx)
+    }
+
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn moments(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32, out: Option<&mut [f32]>) -> [f64; 5] {
         match (aux, out) {
@@ -1040,6 +1096,18 @@ mod tests {
                 let mut got = vec![0.0f32; n];
                 ema_logp_with(k, &v, &old, &mut got, 1.5, -12.0, fill as f64, 0.3);
                 assert!(got.iter().zip(&want_ema).all(|(a, b)| a.to_bits() == b.to_bits()), "{k:?} n = {n}");
+                // Fused with its sum_exp: the same bits as the two calls.
+                for shift in [0.0f32, -5.0] {
+                    let old2: Vec<f32> = old.iter().map(|&b| b.min(0.0) + shift).collect();
+                    let mut fused = vec![0.0f32; n];
+                    let (s, m) = ema_logp_sum_with(k, &v, &old2, &mut fused, 1.5, -12.0, fill as f64, 0.3);
+                    let mut sep = vec![0.0f32; n];
+                    ema_logp_with(k, &v, &old2, &mut sep, 1.5, -12.0, fill as f64, 0.3);
+                    let (s2, m2) = sum_exp_nonpositive_with(k, &sep);
+                    assert!(fused.iter().zip(&sep).all(|(a, b)| a.to_bits() == b.to_bits()), "{k:?} n = {n}");
+                    assert_eq!(s.to_bits(), s2.to_bits(), "{k:?} n = {n}");
+                    assert!(m.to_bits() == m2.to_bits() || (m.is_nan() && m2.is_nan()), "{k:?} n = {n}: {m} vs {m2}");
+                }
             }
         }
     }

@@ -601,11 +601,15 @@ impl DirichletSampler {
         let new = &mut pending.dir.logp;
         new.clear();
         let old_at = |id: Option<usize>| id.and_then(|i| old.get(i)).map_or(FILL, |&v| v as f64);
+        let mut fused = None;
+        let mut k_fused = 0;
         if ident {
             let m = n.min(vocab);
             let k = m.min(old.len());
+            k_fused = k;
             new.resize(vocab, FILL as f32);
-            ema_logp_block(&xs[..k], &old[..k], &mut new[..k], lse_naked, floor, c_logp);
+            // The update of tokens 0..k and its sum_exp in one pass.
+            fused = Some(kernels::ema_logp_sum(&xs[..k], &old[..k], &mut new[..k], lse_naked, floor, FILL, c_logp));
             for (out, &x) in new[k..m].iter_mut().zip(&xs[k..m]) {
                 *out = ema_toward(FILL, floored(x as f64 - lse_naked, floor), c_logp) as f32;
             }
@@ -621,7 +625,15 @@ impl DirichletSampler {
                 }
             }
         }
-        let (sum_new, max_new) = kernels::sum_exp_nonpositive(new);
+        let (sum_new, max_new) = match fused {
+            // k == new.len(): the same bits as a sum_exp over `new`.
+            Some((s, m)) if k_fused == new.len() => (s, m),
+            Some((s, m)) => {
+                let (s2, m2) = kernels::sum_exp_nonpositive(&new[k_fused..]);
+                (s + s2, if m.is_nan() || m2.is_nan() { f32::NAN } else { m.max(m2) })
+            }
+            None => kernels::sum_exp_nonpositive(new),
+        };
         pending.dir.lse = if max_new <= 0.0 { sum_new.ln() } else { log_sum_exp_f32(new) };
 
         // 4. Support, lump and the fit.
@@ -903,12 +915,6 @@ fn old_remainder_tail(old: &[TokenId], new: &[TokenId], tail_alpha: &dyn Fn(Toke
         }
     }
     rem.max(0.0)
-}
-
-/// `out[i] = ema_toward(old[i], floored(x[i] - lse, floor), c)` as f32: the
-/// emwa_logp update of tokens 0..n, as a plain map loop (vectorised).
-fn ema_logp_block(x: &[f32], old: &[f32], out: &mut [f32], lse: f64, floor: f64, c: f64) {
-    kernels::ema_logp(x, old, out, lse, floor, FILL, c);
 }
 
 /// `Some(id)` for ids the per-token statistics track.
