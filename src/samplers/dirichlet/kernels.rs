@@ -16,6 +16,7 @@
 //! to it.
 
 use crate::core::fast_exp::{exp_nonpositive, exp_nonpositive_fma, EXP_FLOOR};
+use crate::core::TokenData;
 
 /// Scaled logits below this give exp = 0 and are clamped here so that
 /// `0 * w` stays 0 (not NaN for -inf).
@@ -309,6 +310,53 @@ pub fn ema_logp_sum_with(kernel: Simd, x: &[f32], old: &[f32], out: &mut [f32], 
             sum_exp_nonpositive_with(k, out)
         }
     }
+}
+
+/// The logits of `cands` into `xs` (same length; NaN and -inf as -inf)
+/// and their maximum (NaN ignored), and the OR over `i` of `id_i ^ i` (0
+/// exactly when the ids are 0..n): the sampler's logit scan.
+pub fn scan_candidates(cands: &[TokenData], xs: &mut [f32]) -> (f32, u32) {
+    scan_candidates_with(Simd::active(), cands, xs)
+}
+
+/// [`scan_candidates`] with a given kernel.
+pub fn scan_candidates_with(kernel: Simd, cands: &[TokenData], xs: &mut [f32]) -> (f32, u32) {
+    assert_eq!(cands.len(), xs.len());
+    assert!(cands.len() <= u32::MAX as usize);
+    dispatch!(kernel, scan_impl, avx512::scan_candidates, scan_impl_avx2, (cands, xs, 0))
+}
+
+/// The AVX2 build of the plain loop (the compiler vectorises it).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scan_impl_avx2(cands: &[TokenData], xs: &mut [f32], start: usize) -> (f32, u32) {
+    scan_impl::<true>(cands, xs, start)
+}
+
+/// Plain lane loops (no early exit, no iterator chains) so that the
+/// compiler vectorises them; `start` is the index of `cands[0]`.
+#[inline(always)]
+fn scan_impl<const FMA: bool>(cands: &[TokenData], xs: &mut [f32], start: usize) -> (f32, u32) {
+    let n = cands.len();
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut id_diff = 0u32;
+    let n_full = n / 8 * 8;
+    for (c, (chunk, out)) in cands[..n_full].chunks_exact(8).zip(xs[..n_full].chunks_exact_mut(8)).enumerate() {
+        for j in 0..8 {
+            let l = chunk[j].logit;
+            lanes[j] = if l > lanes[j] { l } else { lanes[j] };
+            out[j] = if l > f32::NEG_INFINITY { l } else { f32::NEG_INFINITY };
+            id_diff |= (chunk[j].id as u32) ^ ((start + c * 8 + j) as u32);
+        }
+    }
+    let mut max = lanes.iter().copied().fold(f32::NEG_INFINITY, |m, l| if l > m { l } else { m });
+    for (i, (t, out)) in cands[n_full..].iter().zip(&mut xs[n_full..]).enumerate() {
+        let l = t.logit;
+        max = if l > max { l } else { max };
+        *out = if l > f32::NEG_INFINITY { l } else { f32::NEG_INFINITY };
+        id_diff |= (t.id as u32) ^ ((start + n_full + i) as u32);
+    }
+    (max, id_diff)
 }
 
 /// The ids of the entries of `v` not equal to `fill` (NaN included) into
@@ -605,7 +653,7 @@ mod avx2 {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{EXP_FLOOR, W_CLAMP};
+    use super::{TokenData, EXP_FLOOR, W_CLAMP};
     use crate::core::fast_exp::{cephes, LN2_HI, LN2_LO};
 
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -716,6 +764,46 @@ mod avx512 {
         // SAFETY: the first m entries were written.
         out.set_len(m);
         super::NonFill { n_above, min: _mm512_reduce_min_ps(lo), max: _mm512_reduce_max_ps(hi), has_nan: nan != 0 }
+    }
+
+    /// See [`super::scan_candidates`]: 16 records (48 words) at a time,
+    /// their logits (words 3k + 1) and ids (words 3k) pulled out with two
+    /// permutes each; the last records through the plain loop.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn scan_candidates(cands: &[TokenData], xs: &mut [f32], start: usize) -> (f32, u32) {
+        const _: () = assert!(std::mem::size_of::<TokenData>() == 12 && std::mem::offset_of!(TokenData, logit) == 4);
+        debug_assert_eq!(start, 0);
+        let n = cands.len();
+        let lg1 = _mm512_setr_epi32(1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 31, 0, 0, 0, 0, 0);
+        let lg2 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 16 + 2, 16 + 5, 16 + 8, 16 + 11, 16 + 14);
+        let id1 = _mm512_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 0, 0, 0, 0, 0);
+        let id2 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 16 + 1, 16 + 4, 16 + 7, 16 + 10, 16 + 13);
+        let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mut idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let step = _mm512_set1_epi32(16);
+        let mut vmax = neg_inf;
+        let mut diff = _mm512_setzero_si512();
+        let src = cands.as_ptr().cast::<f32>();
+        let mut i = 0;
+        while i + 16 <= n {
+            // SAFETY: records i..i + 16 are words 3i..3i + 48.
+            let p = src.add(3 * i);
+            let a = _mm512_loadu_ps(p);
+            let b = _mm512_loadu_ps(p.add(16));
+            let c = _mm512_loadu_ps(p.add(32));
+            let x = _mm512_permutex2var_ps(_mm512_permutex2var_ps(a, lg1, b), lg2, c);
+            // vmaxps returns its second operand when either is NaN.
+            let x = _mm512_max_ps(x, neg_inf);
+            vmax = _mm512_max_ps(vmax, x);
+            _mm512_storeu_ps(xs.as_mut_ptr().add(i), x);
+            let ids = _mm512_castps_si512(_mm512_permutex2var_ps(_mm512_permutex2var_ps(a, id1, b), id2, c));
+            diff = _mm512_or_si512(diff, _mm512_xor_si512(ids, idx));
+            idx = _mm512_add_epi32(idx, step);
+            i += 16;
+        }
+        let (m, d) = super::scan_impl::<true>(&cands[i..], &mut xs[i..], i);
+        let vm = _mm512_reduce_max_ps(vmax);
+        (if m > vm { m } else { vm }, d | _mm512_reduce_or_epi32(diff) as u32)
     }
 
     #[target_feature(enable = "avx512f")]
@@ -1107,6 +1195,32 @@ mod tests {
                     assert!(fused.iter().zip(&sep).all(|(a, b)| a.to_bits() == b.to_bits()), "{k:?} n = {n}");
                     assert_eq!(s.to_bits(), s2.to_bits(), "{k:?} n = {n}");
                     assert!(m.to_bits() == m2.to_bits() || (m.is_nan() && m2.is_nan()), "{k:?} n = {n}: {m} vs {m2}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scan_candidates_agree_across_kernels() {
+        for n in [0usize, 1, 15, 16, 17, 100, 1000, 4099] {
+            let xs = logits(n, 11 + n as u64);
+            let mut cands: Vec<TokenData> = xs.iter().enumerate().map(|(i, &l)| TokenData { id: i as i32, logit: l, p: 0.5 }).collect();
+            for variant in 0..3 {
+                if variant == 1 && n > 40 {
+                    cands[3].logit = f32::NAN;
+                    cands[n - 2].logit = f32::INFINITY;
+                }
+                if variant == 2 && n > 40 {
+                    cands.swap(5, n - 3);
+                }
+                let want_ids = cands.iter().enumerate().fold(0u32, |d, (i, t)| d | (t.id as u32 ^ i as u32));
+                let want_max = cands.iter().fold(f32::NEG_INFINITY, |m, t| if t.logit > m { t.logit } else { m });
+                let want: Vec<f32> = cands.iter().map(|t| if t.logit > f32::NEG_INFINITY { t.logit } else { f32::NEG_INFINITY }).collect();
+                for k in [Simd::Portable, Simd::Avx2, Simd::Avx512] {
+                    let mut got = vec![1.0f32; n];
+                    let (m, d) = scan_candidates_with(k, &cands, &mut got);
+                    assert_eq!((m, d), (want_max, want_ids), "{k:?} n = {n} variant {variant}");
+                    assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{k:?} n = {n} variant {variant}");
                 }
             }
         }

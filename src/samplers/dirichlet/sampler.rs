@@ -1098,30 +1098,14 @@ fn topk_entropy(vals: &mut [f64]) -> f64 {
 /// of `xs`, or `None` when nothing is finite.
 fn scan_logits(cands: &[TokenData], xs: &mut Vec<f32>, ids: &mut Vec<TokenId>) -> Option<f32> {
     let n = cands.len();
-    xs.clear();
+    // Every entry is written below (no clear: no zero fill when the length
+    // is unchanged).
     xs.resize(n, 0.0);
+    xs.truncate(n);
     ids.clear();
-    // Plain lane loops (no early exit, no iterator chains) so that the
-    // compiler vectorises them: lane maxima, and the OR of id ^ index
-    // (0 exactly when the ids are 0..n).
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    let mut id_diff = 0u32;
-    let n_full = n / 8 * 8;
-    for (c, (chunk, out)) in cands[..n_full].chunks_exact(8).zip(xs[..n_full].chunks_exact_mut(8)).enumerate() {
-        for j in 0..8 {
-            let l = chunk[j].logit;
-            lanes[j] = if l > lanes[j] { l } else { lanes[j] };
-            out[j] = if l > f32::NEG_INFINITY { l } else { f32::NEG_INFINITY };
-            id_diff |= (chunk[j].id as u32) ^ ((c * 8 + j) as u32);
-        }
-    }
-    let mut max = lanes.iter().copied().fold(f32::NEG_INFINITY, |m, l| if l > m { l } else { m });
-    for (i, (t, out)) in cands[n_full..].iter().zip(&mut xs[n_full..]).enumerate() {
-        let l = t.logit;
-        max = if l > max { l } else { max };
-        *out = if l > f32::NEG_INFINITY { l } else { f32::NEG_INFINITY };
-        id_diff |= (t.id as u32) ^ ((n_full + i) as u32);
-    }
+    // The logits (NaN as -inf), their maximum and the OR of id ^ index
+    // (0 exactly when the ids are 0..n), in one vectorised pass.
+    let (mut max, id_diff) = kernels::scan_candidates(cands, xs);
     if id_diff != 0 || n > MAX_TRACKED_ID {
         ids.extend(cands.iter().map(|t| t.id));
     }
