@@ -746,6 +746,32 @@ mod avx512 {
         let (mut lo, mut hi) = (_mm512_set1_ps(f32::INFINITY), _mm512_set1_ps(f32::NEG_INFINITY));
         let (mut m, mut n_above, mut nan) = (0usize, 0usize, 0u16);
         let mut i = 0;
+        // Four registers at a time: their four offsets from one running
+        // count (the chain count -> store address is the bottleneck of a
+        // one-register loop).
+        while i + 64 <= n {
+            let mut xv = [fv; 4];
+            let mut ne = [0u16; 4];
+            for (j, (x, e)) in xv.iter_mut().zip(&mut ne).enumerate() {
+                *x = _mm512_loadu_ps(v.as_ptr().add(i + 16 * j));
+                *e = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(*x, fv);
+            }
+            let c = ne.map(|e| e.count_ones() as usize);
+            let offs = [m, m + c[0], m + c[0] + c[1], m + c[0] + c[1] + c[2]];
+            for j in 0..4 {
+                let x = xv[j];
+                let idj = _mm512_add_epi32(ids, _mm512_set1_epi32(16 * j as i32));
+                // SAFETY: offs[j] <= i + 16 j < n and the buffer holds n + 16 entries.
+                _mm512_storeu_si512(dst.add(offs[j]) as *mut _, _mm512_maskz_compress_epi32(ne[j], idj));
+                n_above += _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, fv).count_ones() as usize;
+                nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+                lo = _mm512_min_ps(lo, x);
+                hi = _mm512_max_ps(hi, x);
+            }
+            m = offs[3] + c[3];
+            ids = _mm512_add_epi32(ids, _mm512_set1_epi32(64));
+            i += 64;
+        }
         while i < n {
             let k = mask(n, i);
             let x = _mm512_maskz_loadu_ps(k, v.as_ptr().add(i));
@@ -1160,7 +1186,7 @@ mod tests {
     #[test]
     fn nonfill_scan_and_ema_logp_agree_across_kernels() {
         let fill = -18.420_681f32;
-        for n in [0usize, 1, 15, 16, 17, 100, 1000, 4099] {
+        for n in [0usize, 1, 15, 16, 17, 63, 64, 65, 100, 200, 1000, 4099] {
             let mut v = logits(n, 5 + n as u64);
             for (i, x) in v.iter_mut().enumerate() {
                 *x = if i % 3 == 0 { fill } else { (*x - 10.0).min(0.0) };
