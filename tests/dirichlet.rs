@@ -497,6 +497,41 @@ fn varying_vocabularies_and_ids_are_handled() {
     assert_eq!(s.state_json()["emwa_logp_vocab"], 50_000);
 }
 
+/// emwa_logp through the identity-ordered path (candidates 0..n, the
+/// vectorised update into a reused buffer) and through the id-mapped path
+/// (the same candidates reversed) agree as the vocabulary grows and
+/// shrinks, and after a reset; the emwa_logp update does not depend on the selected token, so
+/// both accept the same one.
+#[test]
+fn emwa_logp_agrees_between_identity_and_mapped_order_across_vocabularies() {
+    let mut d = DrawStream::from_state(12);
+    let mut a = DirichletSampler::new(params(6)).unwrap();
+    let mut b = DirichletSampler::new(params(6)).unwrap();
+    // A reset between (the buffers stay, longer than the new vocabulary).
+    for &n in &[300usize, 500, 200, 700, 700, 100, 900, 400, 0, 150, 250, 250, 120] {
+        if n == 0 {
+            a.reset();
+            b.reset();
+            continue;
+        }
+        let logits = lm_like(n, &mut d);
+        let mut da = tokens(&logits);
+        let mut ca = Candidates::new(&mut da);
+        a.apply(&mut ca).unwrap();
+        let mut db = tokens(&logits);
+        db.reverse();
+        let mut cb = Candidates::new(&mut db);
+        b.apply(&mut cb).unwrap();
+        a.accept(0);
+        b.accept(0);
+        let (la, lb) = (a.emwa_logp(), b.emwa_logp());
+        assert_eq!(la.len(), lb.len(), "n {n}");
+        for (i, (&x, &y)) in la.iter().zip(lb).enumerate() {
+            assert!((x - y).abs() <= 1e-4 * (1.0 + x.abs()), "n {n} id {i}: {x} vs {y}");
+        }
+    }
+}
+
 #[test]
 fn empty_and_all_masked_inputs_are_errors() {
     let mut s = DirichletSampler::new(params(1)).unwrap();

@@ -81,8 +81,9 @@ pub fn moments(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32) -> [f64; 5
 
 /// [`moments`] (without `aux`), also writing the weights `e` to `out`.
 pub fn moments_keep(xs: &[f32], max: f32, inv_t: f32, out: &mut Vec<f32>) -> [f64; 5] {
-    out.clear();
+    // Every entry is written: no zero fill when the length is unchanged.
     out.resize(xs.len(), 0.0);
+    out.truncate(xs.len());
     moments_with(Simd::active(), xs, None, max, inv_t, Some(out))
 }
 

@@ -599,7 +599,6 @@ impl DirichletSampler {
         info.kl_logp_nats = kl;
         info.emwa_logp_coeff = c_logp;
         let new = &mut pending.dir.logp;
-        new.clear();
         let old_at = |id: Option<usize>| id.and_then(|i| old.get(i)).map_or(FILL, |&v| v as f64);
         let mut fused = None;
         let mut k_fused = 0;
@@ -607,7 +606,11 @@ impl DirichletSampler {
             let m = n.min(vocab);
             let k = m.min(old.len());
             k_fused = k;
+            // Every entry is written below (vocab = max(m, old.len())): no
+            // fill pass over the buffer, which holds an older step's values.
+            debug_assert_eq!(m.max(old.len()), vocab);
             new.resize(vocab, FILL as f32);
+            new.truncate(vocab);
             // The update of tokens 0..k and its sum_exp in one pass.
             fused = Some(kernels::ema_logp_sum(&xs[..k], &old[..k], &mut new[..k], lse_naked, floor, FILL, c_logp));
             for (out, &x) in new[k..m].iter_mut().zip(&xs[k..m]) {
@@ -617,6 +620,7 @@ impl DirichletSampler {
                 *out = ema_toward(b as f64, FILL, c_logp) as f32;
             }
         } else {
+            new.clear();
             new.extend(old.iter().map(|&b| ema_toward(b as f64, FILL, c_logp) as f32));
             new.resize(vocab, FILL as f32);
             for (&id, &x) in pending.ids.iter().zip(xs) {
