@@ -406,6 +406,70 @@ fn nonfill_impl<const FMA: bool>(v: &[f32], fill: f32, out: &mut Vec<u32>) -> No
 /// it, 0 when there is none.
 pub fn pick_f32(p: &[f32], target: f64) -> usize {
     const BLOCK: usize = 256;
+    /// Blocks summed together (independent chains of additions; each
+    /// block's sum is the same sequence of additions as alone).
+    const GROUP: usize = 4;
+    let mut run = 0.0f64;
+    let n_grouped = p.len() / (BLOCK * GROUP) * (BLOCK * GROUP);
+    let mut sums = [0.0f64; GROUP];
+    let wide = usable(Simd::active());
+    for (b, chunk) in p.chunks(BLOCK).enumerate() {
+        let g = b % GROUP;
+        let s = if b * BLOCK < n_grouped {
+            if g == 0 {
+                let group = &p[b * BLOCK..(b + GROUP) * BLOCK];
+                let lanes = match wide {
+                    // SAFETY: `usable` checked that the CPU has AVX-512F.
+                    #[cfg(target_arch = "x86_64")]
+                    Simd::Avx512 => unsafe { avx512::block_lanes(group) },
+                    _ => {
+                        let mut lanes = [[0.0f64; LANES]; GROUP];
+                        for c in 0..BLOCK / LANES {
+                            for (k, l) in lanes.iter_mut().enumerate() {
+                                let q = &group[k * BLOCK + c * LANES..][..LANES];
+                                for j in 0..LANES {
+                                    l[j] += q[j] as f64;
+                                }
+                            }
+                        }
+                        lanes
+                    }
+                };
+                sums = lanes.map(|l| l.iter().sum());
+            }
+            sums[g]
+        } else {
+            let mut lanes = [0.0f64; LANES];
+            let n_full = chunk.len() / LANES * LANES;
+            for c in chunk[..n_full].chunks_exact(LANES) {
+                for j in 0..LANES {
+                    lanes[j] += c[j] as f64;
+                }
+            }
+            let mut s: f64 = lanes.iter().sum();
+            s += chunk[n_full..].iter().map(|&q| q as f64).sum::<f64>();
+            s
+        };
+        if run + s > target {
+            for (i, &q) in chunk.iter().enumerate() {
+                if q > 0.0 {
+                    run += q as f64;
+                    if run > target {
+                        return b * BLOCK + i;
+                    }
+                }
+            }
+        } else {
+            run += s;
+        }
+    }
+    p.iter().rposition(|&q| q > 0.0).unwrap_or(0)
+}
+
+/// The previous [`pick_f32`] (one block at a time), for the tests.
+#[cfg(test)]
+fn pick_f32_one_block(p: &[f32], target: f64) -> usize {
+    const BLOCK: usize = 256;
     let mut run = 0.0f64;
     for (b, chunk) in p.chunks(BLOCK).enumerate() {
         let mut lanes = [0.0f64; LANES];
@@ -833,6 +897,27 @@ mod avx512 {
         (if m > vm { m } else { vm }, d | _mm512_reduce_or_epi32(diff) as u32)
     }
 
+    /// The eight f64 lane sums of each of four blocks of 256 entries (lane
+    /// j: entries j, j + 8, ... in order), as [`super::pick_f32`] sums one
+    /// block; the four blocks' chains of additions interleaved.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn block_lanes(p: &[f32]) -> [[f64; 8]; 4] {
+        assert_eq!(p.len(), 4 * 256);
+        let mut acc = [_mm512_setzero_pd(); 4];
+        let src = p.as_ptr();
+        for c in 0..32 {
+            for (k, a) in acc.iter_mut().enumerate() {
+                // SAFETY: 256 k + 8 c + 8 <= 1024.
+                *a = _mm512_add_pd(*a, _mm512_cvtps_pd(_mm256_loadu_ps(src.add(256 * k + 8 * c))));
+            }
+        }
+        let mut out = [[0.0f64; 8]; 4];
+        for (o, a) in out.iter_mut().zip(&acc) {
+            _mm512_storeu_pd(o.as_mut_ptr(), *a);
+        }
+        out
+    }
+
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn ema_logp(x: &[f32], old: &[f32], out: &mut [f32], lse: f64, floor: f64, fill: f64, c: f64) {
         super::ema_logp_impl::<false>(x, old, out, lse, floor, fill, c)
@@ -1250,6 +1335,21 @@ mod tests {
                     assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{k:?} n = {n} variant {variant}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn grouped_pick_matches_one_block_at_a_time() {
+        for n in [0usize, 5, 255, 1023, 1024, 1025, 4096 + 300, 50_000] {
+            let mut d = crate::core::DrawStream::from_state(21 + n as u64);
+            let p: Vec<f32> = (0..n).map(|i| if i % 5 == 1 { 0.0 } else { (d.next_normal() * 3.0).exp() as f32 }).collect();
+            let total: f64 = p.iter().map(|&q| q as f64).sum();
+            for k in 0..=300 {
+                let target = total * k as f64 / 300.0;
+                assert_eq!(pick_f32(&p, target), pick_f32_one_block(&p, target), "n {n} k {k}");
+            }
+            assert_eq!(pick_f32(&p, total * 2.0), pick_f32_one_block(&p, total * 2.0));
+            assert_eq!(pick_f32(&p, -1.0), pick_f32_one_block(&p, -1.0));
         }
     }
 
