@@ -360,6 +360,25 @@ fn scan_impl<const FMA: bool>(cands: &[TokenData], xs: &mut [f32], start: usize)
     (max, id_diff)
 }
 
+/// Entries per block of [`first_block_above`].
+pub const TOPK_BLOCK: usize = 64;
+
+/// The first block of [`TOPK_BLOCK`] entries of `xs`, from block `from`
+/// on, holding an entry `> th` (NaN entries never are); the number of
+/// blocks when there is none. `th` NaN: `from` (no block is skipped).
+pub fn first_block_above(xs: &[f32], from: usize, th: f32) -> usize {
+    let n_blocks = xs.len().div_ceil(TOPK_BLOCK);
+    if th.is_nan() || from >= n_blocks {
+        return from.min(n_blocks);
+    }
+    match usable(Simd::active()) {
+        // SAFETY: `usable` checked that the CPU has the kernel's features.
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => unsafe { avx512::first_block_above(xs, from, th) },
+        _ => (from..n_blocks).find(|&b| xs[b * TOPK_BLOCK..((b + 1) * TOPK_BLOCK).min(xs.len())].iter().any(|&x| x > th)).unwrap_or(n_blocks),
+    }
+}
+
 /// The ids of the entries of `v` not equal to `fill` (NaN included) into
 /// `out`, ascending; returns how many entries are above `fill`, the
 /// smallest and largest entry (NaN ignored) and whether there is a NaN.
@@ -916,6 +935,31 @@ mod avx512 {
             _mm512_storeu_pd(o.as_mut_ptr(), *a);
         }
         out
+    }
+
+    /// See [`super::first_block_above`] (`from` < the number of blocks).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn first_block_above(xs: &[f32], from: usize, th: f32) -> usize {
+        let n = xs.len();
+        let t = _mm512_set1_ps(th);
+        let src = xs.as_ptr();
+        let mut b = from;
+        while (b + 1) * 64 <= n {
+            // SAFETY: the block's 64 entries are inside `xs`.
+            let p = src.add(64 * b);
+            let m = _mm512_max_ps(_mm512_max_ps(_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16))), _mm512_max_ps(_mm512_loadu_ps(p.add(32)), _mm512_loadu_ps(p.add(48))));
+            // vmaxps returns its second operand when either is NaN: a NaN
+            // can hide a value above th in the same lane; check exactly then.
+            let k = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(m, t) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(m, m);
+            if k != 0 && xs[64 * b..64 * b + 64].iter().any(|&x| x > th) {
+                return b;
+            }
+            b += 1;
+        }
+        if 64 * b < n && xs[64 * b..].iter().any(|&x| x > th) {
+            return b;
+        }
+        n.div_ceil(64)
     }
 
     #[target_feature(enable = "avx512f")]

@@ -1132,23 +1132,19 @@ fn top_k_f32(xs: &[f32], k: usize, out: &mut Vec<usize>) {
         top_k_indices(&v, k, out);
         return;
     }
-    const BLOCK: usize = 64;
+    const BLOCK: usize = kernels::TOPK_BLOCK;
+    let n_blocks = xs.len().div_ceil(BLOCK);
     // better(a, b) with a > b (later index): strictly larger value only.
-    for (b, chunk) in xs.chunks(BLOCK).enumerate() {
+    let mut b = 0;
+    while b < n_blocks {
         if out.len() == k {
-            let th = xs[out[k - 1]];
-            let mut lanes = [f32::NEG_INFINITY; 8];
-            let n_full = chunk.len() / 8 * 8;
-            for c in chunk[..n_full].chunks_exact(8) {
-                for j in 0..8 {
-                    lanes[j] = if c[j] > lanes[j] { c[j] } else { lanes[j] };
-                }
-            }
-            let cm = chunk[n_full..].iter().chain(lanes.iter()).copied().fold(f32::NEG_INFINITY, f32::max);
-            if cm <= th {
-                continue;
+            // Blocks without an entry above the k-th best are skipped.
+            b = kernels::first_block_above(xs, b, xs[out[k - 1]]);
+            if b >= n_blocks {
+                break;
             }
         }
+        let chunk = &xs[b * BLOCK..((b + 1) * BLOCK).min(xs.len())];
         for (j, &x) in chunk.iter().enumerate() {
             if x == f32::NEG_INFINITY || (out.len() == k && x <= xs[out[k - 1]]) {
                 continue;
@@ -1160,6 +1156,7 @@ fn top_k_f32(xs: &[f32], k: usize, out: &mut Vec<usize>) {
             }
             out.insert(pos, i);
         }
+        b += 1;
     }
 }
 
@@ -1443,6 +1440,28 @@ impl Sampler for DirichletSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The k largest (ties: smaller index first), -inf never, across block
+    /// boundaries and with the blocks below the k-th skipped.
+    #[test]
+    fn top_k_f32_is_the_sorted_top_k() {
+        let mut d = crate::core::DrawStream::from_state(31);
+        for n in [0usize, 1, 5, 63, 64, 65, 129, 1000, 5000, 70_001] {
+            // Quantised values (ties), a rising trend (late blocks beat the
+            // threshold), -inf entries.
+            let xs: Vec<f32> = (0..n)
+                .map(|i| if i % 13 == 4 { f32::NEG_INFINITY } else { ((d.next_normal() * 3.0 + i as f64 * 1e-4) * 4.0).round() as f32 / 4.0 })
+                .collect();
+            for k in [1usize, 3, 40, 64] {
+                let mut want: Vec<usize> = (0..n).filter(|&i| xs[i] > f32::NEG_INFINITY).collect();
+                want.sort_by(|&a, &b| xs[b].partial_cmp(&xs[a]).unwrap().then(a.cmp(&b)));
+                want.truncate(k);
+                let mut got = Vec::new();
+                top_k_f32(&xs, k, &mut got);
+                assert_eq!(got, want, "n {n} k {k}");
+            }
+        }
+    }
 
     #[test]
     fn predicted_start_steps_toward_the_new_target() {
