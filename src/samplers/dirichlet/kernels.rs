@@ -361,7 +361,7 @@ fn scan_impl<const FMA: bool>(cands: &[TokenData], xs: &mut [f32], start: usize)
 }
 
 /// Entries per block of [`first_block_above`].
-pub const TOPK_BLOCK: usize = 64;
+pub(crate) const TOPK_BLOCK: usize = 64;
 
 /// The first block of [`TOPK_BLOCK`] entries of `xs`, from block `from`
 /// on, holding an entry `> th` (NaN entries never are); the number of
