@@ -96,9 +96,10 @@ pub struct LogitScan {
     pub best: Vec<(u32, f32)>,
     /// The `k` the scan was asked for.
     pub k: usize,
-    /// Number of logits above -inf (NaN excluded); complete only when
-    /// `max` is not +inf.
-    pub finite: usize,
+    /// Number of logits above -inf (NaN excluded) when the scan was asked
+    /// to count them ([`scan_logits_counting`]), else `None`; complete only
+    /// when `max` is not +inf.
+    pub finite: Option<usize>,
 }
 
 impl LogitScan {
@@ -116,7 +117,13 @@ impl LogitScan {
 /// best candidates (`k == 0`: none), with the kernel [`ScanKernel::active`]
 /// picks. Arrays longer than `u32::MAX` are out of contract.
 pub fn scan_logits(data: &[TokenData], k: usize, out: &mut LogitScan) {
-    scan_logits_with(ScanKernel::active(), data, k, out);
+    scan_logits_with(ScanKernel::active(), data, k, false, out);
+}
+
+/// [`scan_logits`] that also counts the logits above -inf
+/// ([`LogitScan::finite`]), for a few more instructions per chunk.
+pub fn scan_logits_counting(data: &[TokenData], k: usize, out: &mut LogitScan) {
+    scan_logits_with(ScanKernel::active(), data, k, true, out);
 }
 
 /// The instruction sets the scan can run on.
@@ -175,51 +182,70 @@ impl ScanKernel {
     }
 }
 
-/// [`scan_logits`] with a given kernel; one this CPU cannot run (not in
-/// [`ScanKernel::available`]) falls back to [`ScanKernel::Portable`].
-pub fn scan_logits_with(kernel: ScanKernel, data: &[TokenData], k: usize, out: &mut LogitScan) {
+/// [`scan_logits`] (or, with `count`, [`scan_logits_counting`]) with a
+/// given kernel; one this CPU cannot run (not in [`ScanKernel::available`])
+/// falls back to [`ScanKernel::Portable`].
+pub fn scan_logits_with(kernel: ScanKernel, data: &[TokenData], k: usize, count: bool, out: &mut LogitScan) {
     #[cfg(target_arch = "x86_64")]
     {
         if kernel == ScanKernel::Avx512 && std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has the features the function is compiled for.
-            unsafe { avx512::scan(data, k, out) };
+            unsafe {
+                if count {
+                    avx512::scan::<true>(data, k, out)
+                } else {
+                    avx512::scan::<false>(data, k, out)
+                }
+            };
             return;
         }
         if kernel == ScanKernel::Avx2 && std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: as above.
-            unsafe { avx2::scan(data, k, out) };
+            unsafe {
+                if count {
+                    avx2::scan::<true>(data, k, out)
+                } else {
+                    avx2::scan::<false>(data, k, out)
+                }
+            };
             return;
         }
     }
     let _ = kernel;
-    scan_body::<Portable>(data, k, out);
+    if count {
+        scan_body::<Portable, true>(data, k, out);
+    } else {
+        scan_body::<Portable, false>(data, k, out);
+    }
 }
 
 /// The two per-chunk kernels of the scan.
 trait ChunkKernel {
     /// Copies the chunk's logits into `buf` (NaN as -inf; the rest of
     /// `buf` -inf), sets bit j of `above[b]` when `buf[16 b + j] >
-    /// threshold`, and returns the maximum and the number above -inf.
-    fn gather(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32);
+    /// threshold`, and returns the maximum and, when `COUNT`, the number
+    /// above -inf (else 0).
+    fn gather<const COUNT: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32);
     /// (S0, S1, S2) of `buf` relative to `reference` (>= every value).
     fn moments(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64);
 }
 
 #[inline(always)]
-fn scan_body<K: ChunkKernel>(data: &[TokenData], k: usize, out: &mut LogitScan) {
+fn scan_body<K: ChunkKernel, const COUNT: bool>(data: &[TokenData], k: usize, out: &mut LogitScan) {
     out.k = k;
     out.best.clear();
     out.moments = None;
-    out.finite = 0;
+    let mut finite_total = 0usize;
     let mut buf = [f32::NEG_INFINITY; CHUNK];
     let mut above = [0u16; BLOCKS];
     let mut moments = Moments::EMPTY;
     let mut top = TopBuffer { k, threshold: f32::NEG_INFINITY };
     for (c, chunk) in data.chunks(CHUNK).enumerate() {
-        let (chunk_max, finite) = K::gather(chunk, &mut buf, top.threshold, &mut above);
-        out.finite += finite as usize;
+        let (chunk_max, finite) = K::gather::<COUNT>(chunk, &mut buf, top.threshold, &mut above);
+        finite_total += finite as usize;
         if chunk_max == f32::INFINITY {
             out.max = f32::INFINITY;
+            out.finite = None;
             return;
         }
         if k > 0 && chunk_max > top.threshold {
@@ -237,6 +263,7 @@ fn scan_body<K: ChunkKernel>(data: &[TokenData], k: usize, out: &mut LogitScan) 
         }
     }
     top.finish(&mut out.best);
+    out.finite = COUNT.then_some(finite_total);
     out.max = moments.reference;
     if moments.reference > f32::NEG_INFINITY {
         out.moments = Some(moments);
@@ -248,7 +275,7 @@ struct Portable;
 
 impl ChunkKernel for Portable {
     #[inline(always)]
-    fn gather(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
+    fn gather<const COUNT: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
         let mut lanes = [f32::NEG_INFINITY; LANES];
         if chunk.len() == CHUNK {
             for (dst, src) in buf.chunks_exact_mut(LANES).zip(chunk.chunks_exact(LANES)) {
@@ -270,7 +297,7 @@ impl ChunkKernel for Portable {
         for (mask, block) in above.iter_mut().zip(buf.chunks_exact(BLOCK)) {
             *mask = block.iter().enumerate().fold(0u16, |m, (j, &x)| m | (u16::from(x > threshold) << j));
         }
-        let finite = buf.iter().map(|&x| u32::from(x > f32::NEG_INFINITY)).sum();
+        let finite = if COUNT { buf.iter().map(|&x| u32::from(x > f32::NEG_INFINITY)).sum() } else { 0 };
         (lanes.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m }), finite)
     }
 
@@ -322,8 +349,8 @@ mod avx512 {
     const _: () = assert!(std::mem::size_of::<TokenData>() == 12 && std::mem::offset_of!(TokenData, logit) == 4);
 
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn scan(data: &[TokenData], k: usize, out: &mut LogitScan) {
-        scan_body::<Avx512>(data, k, out);
+    pub unsafe fn scan<const COUNT: bool>(data: &[TokenData], k: usize, out: &mut LogitScan) {
+        scan_body::<Avx512, COUNT>(data, k, out);
     }
 
     struct Avx512;
@@ -335,9 +362,9 @@ mod avx512 {
 
     impl ChunkKernel for Avx512 {
         #[inline(always)]
-        fn gather(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
+        fn gather<const COUNT: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
             if chunk.len() != CHUNK {
-                return super::Portable::gather(chunk, buf, threshold, above);
+                return super::Portable::gather::<COUNT>(chunk, buf, threshold, above);
             }
             // SAFETY: only called from `scan` (AVX-512F enabled); every load
             // reads 16 floats inside the chunk (16 records = 48 floats) and
@@ -360,7 +387,9 @@ mod avx512 {
                     let x = _mm512_max_ps(x, neg_inf);
                     max = _mm512_max_ps(max, x);
                     above[v] = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, t);
-                    finite += _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, neg_inf).count_ones();
+                    if COUNT {
+                        finite += _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, neg_inf).count_ones();
+                    }
                     _mm512_storeu_ps(buf.as_mut_ptr().add(16 * v), x);
                 }
                 (_mm512_reduce_max_ps(max), finite)
@@ -415,8 +444,8 @@ mod avx2 {
     use crate::core::token::TokenData;
 
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn scan(data: &[TokenData], k: usize, out: &mut LogitScan) {
-        scan_body::<Avx2>(data, k, out);
+    pub unsafe fn scan<const COUNT: bool>(data: &[TokenData], k: usize, out: &mut LogitScan) {
+        scan_body::<Avx2, COUNT>(data, k, out);
     }
 
     struct Avx2;
@@ -428,9 +457,9 @@ mod avx2 {
 
     impl ChunkKernel for Avx2 {
         #[inline(always)]
-        fn gather(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
+        fn gather<const COUNT: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
             if chunk.len() != CHUNK {
-                return super::Portable::gather(chunk, buf, threshold, above);
+                return super::Portable::gather::<COUNT>(chunk, buf, threshold, above);
             }
             // SAFETY: only called from `scan` (AVX2 and FMA enabled); every
             // load reads 8 floats inside the chunk (8 records = 24 floats)
@@ -457,7 +486,9 @@ mod avx2 {
                     } else {
                         above[v / 2] |= bits << 8;
                     }
-                    finite += (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, neg_inf)) as u32).count_ones();
+                    if COUNT {
+                        finite += (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, neg_inf)) as u32).count_ones();
+                    }
                     _mm256_storeu_ps(buf.as_mut_ptr().add(8 * v), x);
                 }
                 let mut lanes = [0.0f32; 8];
@@ -596,9 +627,12 @@ mod tests {
         let (max, h, v, best) = reference(logits, k);
         for kernel in ScanKernel::available() {
             let mut got = LogitScan::default();
-            scan_logits_with(kernel, &tokens(logits), k, &mut got);
+            scan_logits_with(kernel, &tokens(logits), k, true, &mut got);
             assert_eq!(got.max, max);
-            assert_eq!(got.finite, logits.iter().filter(|&&x| x > f32::NEG_INFINITY).count(), "{kernel:?}");
+            assert_eq!(got.finite, Some(logits.iter().filter(|&&x| x > f32::NEG_INFINITY).count()), "{kernel:?}");
+            let mut uncounted = LogitScan::default();
+            scan_logits_with(kernel, &tokens(logits), k, false, &mut uncounted);
+            assert_eq!((uncounted.finite, uncounted.max, &uncounted.best), (None, got.max, &got.best));
             assert_eq!(got.best, best, "{kernel:?}, k = {k}, n = {}", logits.len());
             let m = got.moments.unwrap();
             assert!((m.entropy_nats() - h).abs() < 1e-5 * (1.0 + h), "{kernel:?} H {} vs {h}", m.entropy_nats());

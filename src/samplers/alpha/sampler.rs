@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::lookahead::{lookahead_candidates, score_candidates, take_offer, LookaheadBackend, ScoredCandidate};
 use super::params::{top_k_of, AlphaDerived, AlphaParams, ThermoState};
-use crate::core::logit_scan::{scan_logits, LogitScan};
+use crate::core::logit_scan::{scan_logits_counting, LogitScan};
 use crate::core::math::logit_moments;
 use crate::core::sampler::require_candidates;
 use crate::core::{Candidates, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId};
@@ -438,9 +438,9 @@ impl Sampler for AlphaSampler {
         // the tokens of the window down, so the best top_k after it are
         // among the best top_k + (tokens in the window) before it.
         let depth = top_k_of(2.0) as usize + self.counts.len();
-        scan_logits(candidates.as_slice(), depth, &mut self.scan);
-        let (token_entropy_bits, token_support) = match self.scan.moments {
-            Some(m) if self.scan.max.is_finite() => (m.entropy_nats() / std::f64::consts::LN_2, self.scan.finite),
+        scan_logits_counting(candidates.as_slice(), depth, &mut self.scan);
+        let (token_entropy_bits, token_support) = match (self.scan.moments, self.scan.finite) {
+            (Some(m), Some(finite)) if self.scan.max.is_finite() => (m.entropy_nats() / std::f64::consts::LN_2, finite),
             _ => token_entropy(candidates.as_slice(), candidates.max_logit()).ok_or(SampleError::NoFiniteLogits)?,
         };
         let token_entropy_norm = normalise(token_entropy_bits, token_support);
@@ -667,7 +667,7 @@ mod tests {
         for (k, penalty) in [(10, 1.5f32), (58, 1.2), (153, 3.0), (153, 1.0)] {
             let mut a = tokens(&logits);
             let mut c = Candidates::new(&mut a);
-            scan_logits(c.as_slice(), top_k_of(2.0) as usize + s.counts.len(), &mut s.scan);
+            scan_logits_counting(c.as_slice(), top_k_of(2.0) as usize + s.counts.len(), &mut s.scan);
             s.apply_penalty(&mut c, penalty);
             s.keep_top_k(&mut c, k);
             let got: Vec<TokenId> = c.as_slice().iter().map(|t| t.id).collect();
