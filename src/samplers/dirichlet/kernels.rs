@@ -458,31 +458,44 @@ pub fn pick_f32(p: &[f32], target: f64) -> usize {
             }
             sums[g]
         } else {
-            let mut lanes = [0.0f64; LANES];
-            let n_full = chunk.len() / LANES * LANES;
-            for c in chunk[..n_full].chunks_exact(LANES) {
-                for j in 0..LANES {
-                    lanes[j] += c[j] as f64;
-                }
-            }
-            let mut s: f64 = lanes.iter().sum();
-            s += chunk[n_full..].iter().map(|&q| q as f64).sum::<f64>();
-            s
+            block_sum(chunk)
         };
-        if run + s > target {
-            for (i, &q) in chunk.iter().enumerate() {
-                if q > 0.0 {
-                    run += q as f64;
-                    if run > target {
-                        return b * BLOCK + i;
-                    }
-                }
-            }
-        } else {
-            run += s;
+        if let Some(i) = cross_in_block(chunk, s, &mut run, target) {
+            return b * BLOCK + i;
         }
     }
     p.iter().rposition(|&q| q > 0.0).unwrap_or(0)
+}
+
+/// Sum of one pick block in f64 lanes (the order every pick path uses).
+fn block_sum(chunk: &[f32]) -> f64 {
+    let mut lanes = [0.0f64; LANES];
+    let n_full = chunk.len() / LANES * LANES;
+    for c in chunk[..n_full].chunks_exact(LANES) {
+        for j in 0..LANES {
+            lanes[j] += c[j] as f64;
+        }
+    }
+    let s: f64 = lanes.iter().sum();
+    s + chunk[n_full..].iter().map(|&q| q as f64).sum::<f64>()
+}
+
+/// Adds the block (sum `s`) to the running mass `run`; when that crosses
+/// `target`, walks the block and returns the index inside it where it does.
+fn cross_in_block(chunk: &[f32], s: f64, run: &mut f64, target: f64) -> Option<usize> {
+    if *run + s > target {
+        for (i, &q) in chunk.iter().enumerate() {
+            if q > 0.0 {
+                *run += q as f64;
+                if *run > target {
+                    return Some(i);
+                }
+            }
+        }
+    } else {
+        *run += s;
+    }
+    None
 }
 
 /// The previous [`pick_f32`] (one block at a time), for the tests.
@@ -491,26 +504,8 @@ fn pick_f32_one_block(p: &[f32], target: f64) -> usize {
     const BLOCK: usize = 256;
     let mut run = 0.0f64;
     for (b, chunk) in p.chunks(BLOCK).enumerate() {
-        let mut lanes = [0.0f64; LANES];
-        let n_full = chunk.len() / LANES * LANES;
-        for c in chunk[..n_full].chunks_exact(LANES) {
-            for j in 0..LANES {
-                lanes[j] += c[j] as f64;
-            }
-        }
-        let mut s: f64 = lanes.iter().sum();
-        s += chunk[n_full..].iter().map(|&q| q as f64).sum::<f64>();
-        if run + s > target {
-            for (i, &q) in chunk.iter().enumerate() {
-                if q > 0.0 {
-                    run += q as f64;
-                    if run > target {
-                        return b * BLOCK + i;
-                    }
-                }
-            }
-        } else {
-            run += s;
+        if let Some(i) = cross_in_block(chunk, block_sum(chunk), &mut run, target) {
+            return b * BLOCK + i;
         }
     }
     p.iter().rposition(|&q| q > 0.0).unwrap_or(0)
