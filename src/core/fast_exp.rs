@@ -10,8 +10,8 @@
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` split in a short high part (exact in `k * LN2_HI` for |k| <= 126)
 /// and the rest, Cody and Waite's range reduction.
-pub(crate) const LN2_HI: f32 = 0.693_359_4;
-pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
 /// 1.5 * 2^23: adding it rounds to the nearest integer (|x LOG2E| < 2^22).
 const ROUND: f32 = 12_582_912.0;
 /// Below this, exp(x) < 1.7e-38 (the bottom of f32's normal range): 0.
@@ -39,7 +39,7 @@ pub fn exp_nonpositive_fma(x: f32) -> f32 {
 /// degree first: the minimax polynomial of Cephes' `expf` (S. Moshier),
 /// the last one 5.0000001201e-1 rounded to f32.
 #[inline(always)]
-pub(crate) const fn cephes() -> [f32; 6] {
+const fn cephes() -> [f32; 6] {
     [1.987_569_1e-4, 1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5]
 }
 
@@ -77,6 +77,61 @@ fn exp_impl<const FMA: bool>(x: f32) -> f32 {
     }
 }
 
+/// [`exp_nonpositive_fma`] on AVX2 and AVX-512 registers, for the
+/// intrinsic kernels of the logit scan and the Dirichlet sampler: the same
+/// reduction, polynomial and 2^k scaling, so every lane gives the scalar
+/// function's bits (tested).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod simd {
+    use std::arch::x86_64::*;
+
+    use super::{cephes, EXP_FLOOR, LN2_HI, LN2_LO, LOG2E, ROUND};
+
+    /// exp(x) for x <= 0 on 8 lanes; 0 at or below [`EXP_FLOOR`] and for NaN.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn exp8(x: __m256) -> __m256 {
+        let floor = _mm256_set1_ps(EXP_FLOOR);
+        let in_range = _mm256_cmp_ps::<_CMP_GT_OQ>(x, floor);
+        // vmaxps returns its second operand when either is NaN.
+        let xc = _mm256_max_ps(x, floor);
+        let shifted = _mm256_fmadd_ps(xc, _mm256_set1_ps(LOG2E), _mm256_set1_ps(ROUND));
+        let k = _mm256_sub_ps(shifted, _mm256_set1_ps(ROUND));
+        let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(LN2_LO), _mm256_fnmadd_ps(k, _mm256_set1_ps(LN2_HI), xc));
+        let c = cephes();
+        let mut p = _mm256_set1_ps(c[0]);
+        for &ci in &c[1..] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(ci));
+        }
+        let e = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0));
+        // k in [-126, 0]: 2^k = bits (k + 127) << 23, k from the low bits
+        // of `shifted` (offset by the 0x4B40_0000 of ROUND).
+        let k_int = _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(0x4B40_0000));
+        let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(k_int, _mm256_set1_epi32(127))));
+        _mm256_and_ps(_mm256_mul_ps(e, scale), in_range)
+    }
+
+    /// exp(x) for x <= 0 on 16 lanes; 0 at or below [`EXP_FLOOR`] and for
+    /// NaN. The 2^k scaling is `vscalefps`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn exp16(x: __m512) -> __m512 {
+        let floor = _mm512_set1_ps(EXP_FLOOR);
+        let in_range = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, floor);
+        let xc = _mm512_max_ps(x, floor);
+        let round = _mm512_set1_ps(ROUND);
+        let k = _mm512_sub_ps(_mm512_fmadd_ps(xc, _mm512_set1_ps(LOG2E), round), round);
+        let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_LO), _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_HI), xc));
+        let c = cephes();
+        let mut p = _mm512_set1_ps(c[0]);
+        for &ci in &c[1..] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(ci));
+        }
+        let e = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0));
+        _mm512_maskz_mov_ps(in_range, _mm512_scalef_ps(e, k))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +153,34 @@ mod tests {
         assert!(plain < 2e-7, "relative error {plain}");
         let fused = worst_relative_error(exp_nonpositive_fma);
         assert!(fused < 2e-7, "relative error {fused}");
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_lanes_match_the_scalar_fma_exp_bit_for_bit() {
+        use std::arch::x86_64::*;
+        let mut xs: Vec<f32> = (0..20_000).map(|i| -(i as f32) * 0.0045).collect();
+        xs.extend([0.0, -0.0, EXP_FLOOR, EXP_FLOOR + 1e-5, -87.3, -1e-30, f32::NEG_INFINITY, f32::NAN]);
+        for chunk in xs.chunks(16) {
+            let mut v = [f32::NEG_INFINITY; 16];
+            v[..chunk.len()].copy_from_slice(chunk);
+            let want: Vec<u32> = v.iter().map(|&x| exp_nonpositive_fma(x).to_bits()).collect();
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                let mut got = [0.0f32; 16];
+                // SAFETY: the CPU has AVX2 and FMA; loads and stores stay in the arrays.
+                unsafe {
+                    _mm256_storeu_ps(got.as_mut_ptr(), simd::exp8(_mm256_loadu_ps(v.as_ptr())));
+                    _mm256_storeu_ps(got.as_mut_ptr().add(8), simd::exp8(_mm256_loadu_ps(v.as_ptr().add(8))));
+                }
+                assert_eq!(got.map(f32::to_bits).to_vec(), want, "exp8 {v:?}");
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                let mut got = [0.0f32; 16];
+                // SAFETY: the CPU has AVX-512F; loads and stores stay in the arrays.
+                unsafe { _mm512_storeu_ps(got.as_mut_ptr(), simd::exp16(_mm512_loadu_ps(v.as_ptr()))) };
+                assert_eq!(got.map(f32::to_bits).to_vec(), want, "exp16 {v:?}");
+            }
+        }
     }
 
     #[test]

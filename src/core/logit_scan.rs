@@ -339,11 +339,11 @@ fn lane_sum(x: &[f32; CHUNK]) -> f64 {
 /// exponential of [`crate::core::fast_exp`] (same reduction and polynomial)
 /// with the 2^k scaling done by `vscalefps`.
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK};
-    use crate::core::fast_exp::{cephes, EXP_FLOOR, LN2_HI, LN2_LO};
+    use crate::core::fast_exp::{simd::exp16, EXP_FLOOR};
     use crate::core::token::TokenData;
 
     const _: () = assert!(std::mem::size_of::<TokenData>() == 12 && std::mem::offset_of!(TokenData, logit) == 4);
@@ -360,6 +360,16 @@ mod avx512 {
     const FIRST: [i32; 16] = [1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 31, 0, 0, 0, 0, 0];
     const SECOND: [i32; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 16 + 2, 16 + 5, 16 + 8, 16 + 11, 16 + 14];
 
+    /// The logits of 16 `TokenData` records (48 floats) loaded into `a`,
+    /// `b`, `c`: two permutes. Shared with the Dirichlet kernels.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn logits_of_records(a: __m512, b: __m512, c: __m512) -> __m512 {
+        let first = _mm512_loadu_si512(FIRST.as_ptr().cast());
+        let second = _mm512_loadu_si512(SECOND.as_ptr().cast());
+        _mm512_permutex2var_ps(_mm512_permutex2var_ps(a, first, b), second, c)
+    }
+
     impl ChunkKernel for Avx512 {
         #[inline(always)]
         fn gather<const COUNT: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
@@ -370,8 +380,6 @@ mod avx512 {
             // reads 16 floats inside the chunk (16 records = 48 floats) and
             // every store writes 16 floats inside `buf`.
             unsafe {
-                let first = _mm512_loadu_si512(FIRST.as_ptr().cast());
-                let second = _mm512_loadu_si512(SECOND.as_ptr().cast());
                 let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
                 let t = _mm512_set1_ps(threshold);
                 let mut max = neg_inf;
@@ -382,7 +390,7 @@ mod avx512 {
                     let a = _mm512_loadu_ps(p);
                     let b = _mm512_loadu_ps(p.add(16));
                     let c = _mm512_loadu_ps(p.add(32));
-                    let x = _mm512_permutex2var_ps(_mm512_permutex2var_ps(a, first, b), second, c);
+                    let x = logits_of_records(a, b, c);
                     // vmaxps returns its second operand when either is NaN.
                     let x = _mm512_max_ps(x, neg_inf);
                     max = _mm512_max_ps(max, x);
@@ -402,24 +410,12 @@ mod avx512 {
             unsafe {
                 let r = _mm512_set1_ps(reference);
                 let floor = _mm512_set1_ps(EXP_FLOOR);
-                let log2e = _mm512_set1_ps(std::f32::consts::LOG2_E);
-                let (ln2_hi, ln2_lo) = (_mm512_set1_ps(LN2_HI), _mm512_set1_ps(LN2_LO));
-                let c = cephes().map(|c| _mm512_set1_ps(c));
-                let one = _mm512_set1_ps(1.0);
                 let (mut s0, mut s1, mut s2) = (_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps());
                 for v in 0..CHUNK / 16 {
                     let z = _mm512_sub_ps(_mm512_loadu_ps(buf.as_ptr().add(16 * v)), r);
-                    let in_range = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(z, floor);
+                    // -inf logits: e = 0, and the clamped z keeps e z finite.
                     let zc = _mm512_max_ps(z, floor);
-                    let kf = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(zc, log2e));
-                    let x = _mm512_fnmadd_ps(kf, ln2_lo, _mm512_fnmadd_ps(kf, ln2_hi, zc));
-                    let mut p = _mm512_fmadd_ps(c[0], x, c[1]);
-                    p = _mm512_fmadd_ps(p, x, c[2]);
-                    p = _mm512_fmadd_ps(p, x, c[3]);
-                    p = _mm512_fmadd_ps(p, x, c[4]);
-                    p = _mm512_fmadd_ps(p, x, c[5]);
-                    let e = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, x), x, x), one);
-                    let e = _mm512_maskz_mov_ps(in_range, _mm512_scalef_ps(e, kf));
+                    let e = exp16(z);
                     let ez = _mm512_mul_ps(e, zc);
                     s0 = _mm512_add_ps(s0, e);
                     s1 = _mm512_add_ps(s1, ez);
@@ -440,7 +436,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK};
-    use crate::core::fast_exp::{cephes, EXP_FLOOR, LN2_HI, LN2_LO};
+    use crate::core::fast_exp::{simd::exp8, EXP_FLOOR};
     use crate::core::token::TokenData;
 
     #[target_feature(enable = "avx2,fma")]
@@ -503,31 +499,12 @@ mod avx2 {
             unsafe {
                 let r = _mm256_set1_ps(reference);
                 let floor = _mm256_set1_ps(EXP_FLOOR);
-                let log2e = _mm256_set1_ps(std::f32::consts::LOG2_E);
-                let (ln2_hi, ln2_lo) = (_mm256_set1_ps(LN2_HI), _mm256_set1_ps(LN2_LO));
-                let c = cephes().map(|c| _mm256_set1_ps(c));
-                let one = _mm256_set1_ps(1.0);
-                let round = _mm256_set1_ps(12_582_912.0);
                 let (mut s0, mut s1, mut s2) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
                 for v in 0..CHUNK / 8 {
                     let z = _mm256_sub_ps(_mm256_loadu_ps(buf.as_ptr().add(8 * v)), r);
-                    let in_range = _mm256_cmp_ps::<_CMP_GT_OQ>(z, floor);
+                    // -inf logits: e = 0, and the clamped z keeps e z finite.
                     let zc = _mm256_max_ps(z, floor);
-                    // Adding 1.5 * 2^23 rounds to an integer k, whose bits
-                    // are then the low bits of `shifted`.
-                    let shifted = _mm256_fmadd_ps(zc, log2e, round);
-                    let kf = _mm256_sub_ps(shifted, round);
-                    let x = _mm256_fnmadd_ps(kf, ln2_lo, _mm256_fnmadd_ps(kf, ln2_hi, zc));
-                    let mut p = _mm256_fmadd_ps(c[0], x, c[1]);
-                    p = _mm256_fmadd_ps(p, x, c[2]);
-                    p = _mm256_fmadd_ps(p, x, c[3]);
-                    p = _mm256_fmadd_ps(p, x, c[4]);
-                    p = _mm256_fmadd_ps(p, x, c[5]);
-                    let e = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, x), x, x), one);
-                    // Times 2^k, k in [-126, 0]: k added to the exponent
-                    // field (k << 23 is `shifted`'s bits << 23).
-                    let e = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(e), _mm256_slli_epi32::<23>(_mm256_castps_si256(shifted))));
-                    let e = _mm256_and_ps(e, in_range);
+                    let e = exp8(z);
                     let ez = _mm256_mul_ps(e, zc);
                     s0 = _mm256_add_ps(s0, e);
                     s1 = _mm256_add_ps(s1, ez);

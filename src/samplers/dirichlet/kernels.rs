@@ -513,8 +513,8 @@ fn pick_f32_one_block(p: &[f32], target: f64) -> usize {
 
 /// The kernels in AVX2 and FMA intrinsics (the portable loops above do
 /// not vectorise well: their f32 -> f64 widening defeats the compiler).
-/// The exponential is [`exp_nonpositive_fma`]'s algorithm, eight lanes at
-/// a time (the tests check they agree bit for bit). Sums: in f32 lanes
+/// The exponential is `core::fast_exp::simd::exp8`, [`exp_nonpositive_fma`]'s
+/// algorithm eight lanes at a time (bit for bit, tested there). Sums: in f32 lanes
 /// flushed to f64 every 128 elements (each lane adds 16 values: relative
 /// error of a partial sum about 1e-7 at worst, unbiased; 3e-10 measured on
 /// a whole 262144-token sum), except the sum of the written probabilities,
@@ -524,33 +524,8 @@ fn pick_f32_one_block(p: &[f32], target: f64) -> usize {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{EXP_FLOOR, W_CLAMP};
-
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const ROUND: f32 = 12_582_912.0;
-
-    /// exp(x) for x <= 0, as `exp_nonpositive_fma`, on 8 lanes.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn exp8(x: __m256) -> __m256 {
-        let in_range = _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_set1_ps(EXP_FLOOR));
-        let xc = _mm256_blendv_ps(_mm256_set1_ps(EXP_FLOOR), x, in_range);
-        let shifted = _mm256_fmadd_ps(xc, _mm256_set1_ps(LOG2E), _mm256_set1_ps(ROUND));
-        let k = _mm256_sub_ps(shifted, _mm256_set1_ps(ROUND));
-        let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(LN2_LO), _mm256_fnmadd_ps(k, _mm256_set1_ps(LN2_HI), xc));
-        let mut p = _mm256_set1_ps(1.987_569_1e-4);
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.398_2e-3));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.333_452e-3));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.166_579_6e-2));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.666_666_5e-1));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5));
-        let e = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0));
-        let k_int = _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(0x4B40_0000));
-        let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(k_int, _mm256_set1_epi32(127))));
-        _mm256_and_ps(_mm256_mul_ps(e, scale), in_range)
-    }
+    use super::W_CLAMP;
+    use crate::core::fast_exp::simd::exp8;
 
     #[inline]
     #[target_feature(enable = "avx2,fma")]
@@ -732,35 +707,11 @@ mod avx2 {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{TokenData, EXP_FLOOR, W_CLAMP};
-    use crate::core::fast_exp::{cephes, LN2_HI, LN2_LO};
+    use super::{TokenData, W_CLAMP};
+    use crate::core::fast_exp::simd::exp16;
 
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    /// 1.5 * 2^23: adding it rounds to the nearest integer.
-    const ROUND: f32 = 12_582_912.0;
     /// Elements between two flushes of the f32 partial sums.
     const FLUSH: usize = 256;
-
-    /// exp(x) for x <= 0, as `exp_nonpositive_fma`, on 16 lanes.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn exp16(x: __m512) -> __m512 {
-        let floor = _mm512_set1_ps(EXP_FLOOR);
-        let in_range = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, floor);
-        // vmaxps returns its second operand when either is NaN.
-        let xc = _mm512_max_ps(x, floor);
-        let round = _mm512_set1_ps(ROUND);
-        let k = _mm512_sub_ps(_mm512_fmadd_ps(xc, _mm512_set1_ps(LOG2E), round), round);
-        let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_LO), _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_HI), xc));
-        let c = cephes();
-        let mut p = _mm512_fmadd_ps(_mm512_set1_ps(c[0]), r, _mm512_set1_ps(c[1]));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c[2]));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c[3]));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c[4]));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c[5]));
-        let e = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0));
-        _mm512_maskz_mov_ps(in_range, _mm512_scalef_ps(e, k))
-    }
 
     /// The lanes of a block at `i` that lie inside a slice of length `n`.
     #[inline]
@@ -879,8 +830,6 @@ mod avx512 {
         const _: () = assert!(std::mem::size_of::<TokenData>() == 12 && std::mem::offset_of!(TokenData, logit) == 4);
         debug_assert_eq!(start, 0);
         let n = cands.len();
-        let lg1 = _mm512_setr_epi32(1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 31, 0, 0, 0, 0, 0);
-        let lg2 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 16 + 2, 16 + 5, 16 + 8, 16 + 11, 16 + 14);
         let id1 = _mm512_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 0, 0, 0, 0, 0);
         let id2 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 16 + 1, 16 + 4, 16 + 7, 16 + 10, 16 + 13);
         let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
@@ -896,7 +845,7 @@ mod avx512 {
             let a = _mm512_loadu_ps(p);
             let b = _mm512_loadu_ps(p.add(16));
             let c = _mm512_loadu_ps(p.add(32));
-            let x = _mm512_permutex2var_ps(_mm512_permutex2var_ps(a, lg1, b), lg2, c);
+            let x = crate::core::logit_scan::avx512::logits_of_records(a, b, c);
             // vmaxps returns its second operand when either is NaN.
             let x = _mm512_max_ps(x, neg_inf);
             vmax = _mm512_max_ps(vmax, x);
@@ -1244,37 +1193,6 @@ mod tests {
                     assert!((q as f64 - want).abs() <= rel * want, "{kernel:?} {q} vs {want}");
                 }
             }
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn exp8_and_exp16_match_the_scalar_fma_exp_bit_for_bit() {
-        let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
-        let avx512 = std::is_x86_feature_detected!("avx512f");
-        let mut x = 0.0f32;
-        while x > -90.0 {
-            let v = [x, x * 0.5, x * 0.25, -0.0, f32::NEG_INFINITY, f32::NAN, x - 1e-3, x * 0.9, x * 0.1, x - 0.5, x * 0.99, -87.0, -86.99, x * 0.7, x - 2.0, x * 0.3];
-            let mut got = [[0.0f32; 16]; 2];
-            // SAFETY: the features were checked above.
-            unsafe {
-                use std::arch::x86_64::*;
-                if avx2 {
-                    _mm256_storeu_ps(got[0].as_mut_ptr(), avx2::exp8(_mm256_loadu_ps(v.as_ptr())));
-                    _mm256_storeu_ps(got[0].as_mut_ptr().add(8), avx2::exp8(_mm256_loadu_ps(v.as_ptr().add(8))));
-                }
-                if avx512 {
-                    _mm512_storeu_ps(got[1].as_mut_ptr(), avx512::exp16(_mm512_loadu_ps(v.as_ptr())));
-                }
-            }
-            for (g, on) in got.iter().zip([avx2, avx512]) {
-                if on {
-                    for (g, &xv) in g.iter().zip(&v) {
-                        assert_eq!(g.to_bits(), exp_nonpositive_fma(xv).to_bits(), "x = {xv}");
-                    }
-                }
-            }
-            x -= 0.0371;
         }
     }
 
