@@ -176,31 +176,14 @@ fn pg_lanes(mut x: [f64; 8]) -> ([f64; 8], [f64; 8], [f64; 8]) {
             x[j] = if m { x[j] + 1.0 } else { x[j] };
         }
     }
-    let mut ln = [0.0f64; 8];
+    // The asymptotic series of the scalar functions, lane by lane (the
+    // same expressions, so the same bits); the logarithms first, so that
+    // the series loop has no call in it.
+    let ln = x.map(f64::ln);
     for j in 0..8 {
-        ln[j] = x[j].ln();
-    }
-    for j in 0..8 {
-        let xj = x[j];
-        let r = 1.0 / xj;
-        let r2 = r * r;
-        let s0 = r2
-            * (1.0 / 12.0
-                - r2 * (1.0 / 120.0
-                    - r2 * (1.0 / 252.0 - r2 * (1.0 / 240.0 - r2 * (1.0 / 132.0 - r2 * (691.0 / 32760.0 - r2 / 12.0))))));
-        a0[j] += ln[j] - 0.5 * r - s0;
-        let s1 = r2
-            * r
-            * (1.0 / 6.0
-                - r2 * (1.0 / 30.0
-                    - r2 * (1.0 / 42.0 - r2 * (1.0 / 30.0 - r2 * (5.0 / 66.0 - r2 * (691.0 / 2730.0 - r2 * 7.0 / 6.0))))));
-        a1[j] += r + 0.5 * r2 + s1;
-        let s2 = r2
-            * r2
-            * (0.5
-                - r2 * (1.0 / 6.0
-                    - r2 * (1.0 / 6.0 - r2 * (3.0 / 10.0 - r2 * (5.0 / 6.0 - r2 * (691.0 / 210.0 - r2 * 35.0 / 2.0))))));
-        a2[j] += -r2 - r2 * r - s2;
+        a0[j] += digamma_asymptotic_given_ln(x[j], ln[j]);
+        a1[j] += trigamma_asymptotic(x[j]);
+        a2[j] += tetragamma_asymptotic(x[j]);
     }
     (a0, a1, a2)
 }
@@ -263,6 +246,13 @@ pub fn inv_digamma(y: f64) -> f64 {
 
 #[inline]
 fn digamma_asymptotic(x: f64) -> f64 {
+    digamma_asymptotic_given_ln(x, x.ln())
+}
+
+/// [`digamma_asymptotic`] with `ln_x = x.ln()` computed by the caller (so
+/// that a loop over lanes without the libm call vectorises).
+#[inline(always)]
+fn digamma_asymptotic_given_ln(x: f64, ln_x: f64) -> f64 {
     // psi(x) ~ ln x - 1/(2x) - sum_k B_2k / (2k x^2k)
     let r = 1.0 / x;
     let r2 = r * r;
@@ -270,10 +260,10 @@ fn digamma_asymptotic(x: f64) -> f64 {
         * (1.0 / 12.0
             - r2 * (1.0 / 120.0
                 - r2 * (1.0 / 252.0 - r2 * (1.0 / 240.0 - r2 * (1.0 / 132.0 - r2 * (691.0 / 32760.0 - r2 / 12.0))))));
-    x.ln() - 0.5 * r - series
+    ln_x - 0.5 * r - series
 }
 
-#[inline]
+#[inline(always)]
 fn trigamma_asymptotic(x: f64) -> f64 {
     // psi'(x) ~ 1/x + 1/(2x^2) + sum_k B_2k / x^(2k+1)
     let r = 1.0 / x;
@@ -286,7 +276,7 @@ fn trigamma_asymptotic(x: f64) -> f64 {
     r + 0.5 * r2 + series
 }
 
-#[inline]
+#[inline(always)]
 fn tetragamma_asymptotic(x: f64) -> f64 {
     // psi''(x) ~ -1/x^2 - 1/x^3 - sum_k (2k+1) B_2k / x^(2k+2)
     let r = 1.0 / x;
