@@ -140,18 +140,30 @@ pub enum ScanKernel {
 impl ScanKernel {
     /// Every kernel this CPU can run, fastest first.
     pub fn available() -> Vec<ScanKernel> {
-        let mut v = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                v.push(ScanKernel::Avx512);
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                v.push(ScanKernel::Avx2);
-            }
+        [ScanKernel::Avx512, ScanKernel::Avx2, ScanKernel::Portable].into_iter().filter(|k| k.runnable()).collect()
+    }
+
+    /// Whether this CPU has the instructions the kernel needs.
+    pub fn runnable(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            ScanKernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            ScanKernel::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
+            ScanKernel::Portable => true,
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
         }
-        v.push(ScanKernel::Portable);
-        v
+    }
+
+    /// The kernel that runs when `self` is asked for: itself when
+    /// [`ScanKernel::runnable`], else [`ScanKernel::Portable`].
+    pub fn usable(self) -> ScanKernel {
+        if self.runnable() {
+            self
+        } else {
+            ScanKernel::Portable
+        }
     }
 
     /// The kernel [`scan_logits`] uses: the fastest available, unless the
@@ -186,36 +198,19 @@ impl ScanKernel {
 /// given kernel; one this CPU cannot run (not in [`ScanKernel::available`])
 /// falls back to [`ScanKernel::Portable`].
 pub fn scan_logits_with(kernel: ScanKernel, data: &[TokenData], k: usize, count: bool, out: &mut LogitScan) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if kernel == ScanKernel::Avx512 && std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            unsafe {
-                if count {
-                    avx512::scan::<true>(data, k, out)
-                } else {
-                    avx512::scan::<false>(data, k, out)
-                }
-            };
-            return;
-        }
-        if kernel == ScanKernel::Avx2 && std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            unsafe {
-                if count {
-                    avx2::scan::<true>(data, k, out)
-                } else {
-                    avx2::scan::<false>(data, k, out)
-                }
-            };
-            return;
-        }
-    }
-    let _ = kernel;
-    if count {
-        scan_body::<Portable, true>(data, k, out);
-    } else {
-        scan_body::<Portable, false>(data, k, out);
+    match (kernel.usable(), count) {
+        // SAFETY (all four): `usable` checked that the CPU has the features
+        // the functions are compiled for.
+        #[cfg(target_arch = "x86_64")]
+        (ScanKernel::Avx512, true) => unsafe { avx512::scan::<true>(data, k, out) },
+        #[cfg(target_arch = "x86_64")]
+        (ScanKernel::Avx512, false) => unsafe { avx512::scan::<false>(data, k, out) },
+        #[cfg(target_arch = "x86_64")]
+        (ScanKernel::Avx2, true) => unsafe { avx2::scan::<true>(data, k, out) },
+        #[cfg(target_arch = "x86_64")]
+        (ScanKernel::Avx2, false) => unsafe { avx2::scan::<false>(data, k, out) },
+        (_, true) => scan_body::<Portable, true>(data, k, out),
+        (_, false) => scan_body::<Portable, false>(data, k, out),
     }
 }
 

@@ -39,27 +39,11 @@ fn exp_np<const FMA: bool>(x: f32) -> f32 {
 /// decided once per process), so that one setting forces a path for both.
 pub use crate::core::logit_scan::ScanKernel as Simd;
 
-/// Which kernel actually runs for `kernel`: itself when the CPU has its
-/// features, otherwise the portable one.
-#[inline]
-fn usable(kernel: Simd) -> Simd {
-    #[cfg(target_arch = "x86_64")]
-    {
-        match kernel {
-            Simd::Avx512 if std::is_x86_feature_detected!("avx512f") => return Simd::Avx512,
-            Simd::Avx2 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") => return Simd::Avx2,
-            _ => {}
-        }
-    }
-    let _ = kernel;
-    Simd::Portable
-}
-
 /// Calls the `$avx512` or `$avx2` kernel, or the portable `$impl`, by
-/// [`usable`]`($kernel)`.
+/// [`Simd::usable`].
 macro_rules! dispatch {
     ($kernel:expr, $impl:ident, $avx512:path, $avx2:path, ($($arg:expr),*)) => {{
-        match usable($kernel) {
+        match $kernel.usable() {
             // SAFETY: `usable` checked that the CPU has the kernel's features.
             #[cfg(target_arch = "x86_64")]
             Simd::Avx512 => unsafe { $avx512($($arg),*) },
@@ -302,7 +286,7 @@ pub fn ema_logp_sum(x: &[f32], old: &[f32], out: &mut [f32], lse: f64, floor: f6
 pub fn ema_logp_sum_with(kernel: Simd, x: &[f32], old: &[f32], out: &mut [f32], lse: f64, floor: f64, fill: f64, c: f64) -> (f64, f32) {
     let n = x.len().min(old.len()).min(out.len());
     let (x, old, out) = (&x[..n], &old[..n], &mut out[..n]);
-    match usable(kernel) {
+    match kernel.usable() {
         // SAFETY: `usable` checked that the CPU has the kernel's features.
         #[cfg(target_arch = "x86_64")]
         Simd::Avx512 => unsafe { avx512::ema_logp_sum(x, old, out, lse, floor, fill, c) },
@@ -371,7 +355,7 @@ pub fn first_block_above(xs: &[f32], from: usize, th: f32) -> usize {
     if th.is_nan() || from >= n_blocks {
         return from.min(n_blocks);
     }
-    match usable(Simd::active()) {
+    match Simd::active().usable() {
         // SAFETY: `usable` checked that the CPU has the kernel's features.
         #[cfg(target_arch = "x86_64")]
         Simd::Avx512 => unsafe { avx512::first_block_above(xs, from, th) },
@@ -431,7 +415,7 @@ pub fn pick_f32(p: &[f32], target: f64) -> usize {
     let mut run = 0.0f64;
     let n_grouped = p.len() / (BLOCK * GROUP) * (BLOCK * GROUP);
     let mut sums = [0.0f64; GROUP];
-    let wide = usable(Simd::active());
+    let wide = Simd::active().usable();
     for (b, chunk) in p.chunks(BLOCK).enumerate() {
         let g = b % GROUP;
         let s = if b * BLOCK < n_grouped {

@@ -110,12 +110,12 @@ pub fn polygamma012_batch(x: &[f64], d0: &mut [f64], d1: &mut [f64], d2: &mut [f
     #[cfg(target_arch = "x86_64")]
     {
         use super::kernels::Simd;
-        match Simd::active() {
-            // SAFETY: the CPU has the features (checked just before).
-            Simd::Avx512 if std::is_x86_feature_detected!("avx512f") => return unsafe { pg_batch_avx512(x, d0, d1, d2) },
+        match Simd::active().usable() {
+            // SAFETY: `usable` checked that the CPU has the features.
+            Simd::Avx512 => return unsafe { pg_batch_avx512(x, d0, d1, d2) },
             // SAFETY: as above.
-            Simd::Avx2 | Simd::Avx512 if std::is_x86_feature_detected!("avx2") => return unsafe { pg_batch_avx2(x, d0, d1, d2) },
-            _ => {}
+            Simd::Avx2 => return unsafe { pg_batch_avx2(x, d0, d1, d2) },
+            Simd::Portable => {}
         }
     }
     pg_batch_impl(x, d0, d1, d2)
