@@ -396,6 +396,10 @@ typedef struct {
   // fit_dirichlet: tolerance on the residual norm (nats), > 0.
   // Default 1e-4.
   float fit_tol;
+  // fit_dirichlet: undamped polish steps of the warm start before the
+  // seed's schedule, 0..=100 (see [`FitConfig::polish_steps`]). 0 = the
+  // seed's schedule alone. Default 30.
+  uint32_t fit_polish_steps;
 } entropix_dirichlet_params;
 
 // Parameters of [`Entropix`]: every threshold and coefficient of the

@@ -868,6 +868,60 @@ fn measure_support_fit_error() {
     println!("initial support (128) holds {:.4} of softmax(emwa_logp)", sup.iter().map(|&i| (t[i as usize]).exp()).sum::<f64>());
 }
 
+/// The warm-start polish of the fit (`fit_polish_steps`, default on)
+/// against the seed's schedule alone (0), on the same real steps
+/// (teacher-forced: both samplers accept the recorded tokens): fit
+/// iterations, the residual reached, how far emwa_dir moves, and whether
+/// the step's decisions (path, Dirichlet test, selected token) change.
+#[test]
+#[ignore]
+fn measure_fit_polish_effect() {
+    let _one = ONE_MODEL_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    entropix_sampler::llama::set_log_level(entropix_sampler::llama::LogLevel::Error);
+    let model = Model::load(&common::llama::model_path(), &ModelOptions::default()).unwrap();
+    let n_vocab = model.n_vocab();
+    let data = record(&model, &PROMPTS, 32);
+    drop(model);
+    let (mut steps, mut same_path, mut same_test, mut same_token) = (0, 0, 0, 0);
+    let (mut iters_seed, mut iters_polish, mut res_seed, mut res_polish, mut dir_rel, mut nll_diff) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for (k, (rows, logits, toks)) in data.iter().enumerate() {
+        let mut seed_only = DirichletSampler::new(DirichletParams { fit_polish_steps: 0, ..params(k as u32) }).unwrap();
+        let mut polished = DirichletSampler::new(params(k as u32)).unwrap();
+        seed_only.observe_prompt_logits(rows, n_vocab);
+        polished.observe_prompt_logits(rows, n_vocab);
+        for (l, &t) in logits.iter().zip(toks) {
+            let (a, _) = step(&mut seed_only, l);
+            let (b, _) = step(&mut polished, l);
+            seed_only.accept(t);
+            polished.accept(t);
+            let (ja, jb) = (seed_only.state_json(), polished.state_json());
+            let (la, lb) = (&ja["last"], &jb["last"]);
+            steps += 1;
+            same_path += usize::from(la["path"] == lb["path"]);
+            same_test += usize::from(la["use_dirichlet"] == lb["use_dirichlet"]);
+            same_token += usize::from(a == b);
+            iters_seed.push(la["fit_iterations"].as_f64().unwrap());
+            iters_polish.push(lb["fit_iterations"].as_f64().unwrap());
+            res_seed.push(la["fit_residual_nats"].as_f64().unwrap());
+            res_polish.push(lb["fit_residual_nats"].as_f64().unwrap());
+            nll_diff.push((la["dir_nll_nats"].as_f64().unwrap() - lb["dir_nll_nats"].as_f64().unwrap()).abs());
+            let ((ids_a, al_a), (ids_b, al_b)) = (seed_only.dirichlet(), polished.dirichlet());
+            assert_eq!(ids_a, ids_b, "same support");
+            dir_rel.push(al_a.iter().zip(al_b).map(|(x, y)| rel(*x, *y)).fold(0.0, f64::max));
+        }
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[v.len() * 9 / 10], v[v.len() - 1])
+    };
+    println!("{steps} steps, 4 prompts; (median, p90, max)");
+    println!("fit iterations: seed schedule {:?}, polished {:?}", med(&mut iters_seed), med(&mut iters_polish));
+    println!("final residual norm (nats): seed schedule {:?}, polished {:?}", med(&mut res_seed), med(&mut res_polish));
+    println!("emwa_dir, largest relative difference over components: {:?}", med(&mut dir_rel));
+    println!("|delta -ln Dir(pre_probs)| (nats): {:?}", med(&mut nll_diff));
+    println!("same path {same_path}/{steps}, same Dirichlet test {same_test}/{steps}, same token {same_token}/{steps}");
+}
+
 /// Per-token cost of apply + accept on real logits (49152 tokens), against
 /// the `dist` sampler in the same run.
 #[test]
@@ -896,6 +950,7 @@ fn measure_cost_per_token() {
     for &n_sup in &[64u32, 128, 256] {
         let mut times = Vec::new();
         let mut init = Vec::new();
+        let mut fit_iters = Vec::new();
         for (k, (rows, steps, toks)) in data.iter().enumerate() {
             let mut s = DirichletSampler::new(DirichletParams { support_size: n_sup, ..params(k as u32) }).unwrap();
             let t0 = std::time::Instant::now();
@@ -907,13 +962,18 @@ fn measure_cost_per_token() {
                 s.apply(&mut Candidates::new(&mut d)).unwrap();
                 s.accept(t);
                 times.push(t0.elapsed().as_secs_f64() * 1e6);
+                fit_iters.push(s.state_json()["last"]["fit_iterations"].as_u64().unwrap());
             }
         }
         times.sort_by(f64::total_cmp);
+        fit_iters.sort_unstable();
         println!(
-            "dirichlet N={n_sup}: median {:.0} us per token (p90 {:.0}); prompt init {:?} (ms, positions)",
+            "dirichlet N={n_sup}: median {:.0} us per token (p90 {:.0}); fit iterations median {} (p90 {}, max {}); prompt init {:?} (ms, positions)",
             times[times.len() / 2],
             times[times.len() * 9 / 10],
+            fit_iters[fit_iters.len() / 2],
+            fit_iters[fit_iters.len() * 9 / 10],
+            fit_iters[fit_iters.len() - 1],
             init
         );
     }

@@ -195,6 +195,10 @@ pub struct DirichletParams {
     /// fit_dirichlet: tolerance on the residual norm (nats), > 0.
     /// Default 1e-4.
     pub fit_tol: f32,
+    /// fit_dirichlet: undamped polish steps of the warm start before the
+    /// seed's schedule, 0..=100 (see [`FitConfig::polish_steps`]). 0 = the
+    /// seed's schedule alone. Default 30.
+    pub fit_polish_steps: u32,
 }
 
 impl Default for DirichletParams {
@@ -250,6 +254,7 @@ impl Default for DirichletParams {
             fit_decay_nu: 0.75,
             fit_max_iters: 140,
             fit_tol: 1e-4,
+            fit_polish_steps: 30,
         }
     }
 }
@@ -333,6 +338,7 @@ impl DirichletParams {
         finite("fit_decay_nu", self.fit_decay_nu)?;
         count("fit_max_iters", self.fit_max_iters, 1, 10_000, "must be in 1..=10000")?;
         check_range("fit_tol", self.fit_tol, f32::MIN_POSITIVE, f32::MAX, "must be finite and > 0 (nats)")?;
+        count("fit_polish_steps", self.fit_polish_steps, 0, 100, "must be in 0..=100")?;
         Ok(())
     }
 
@@ -347,6 +353,7 @@ impl DirichletParams {
             decay_nu: self.fit_decay_nu as f64,
             max_iters: self.fit_max_iters,
             tol: self.fit_tol as f64,
+            polish_steps: self.fit_polish_steps,
         }
     }
 

@@ -236,7 +236,8 @@ struct Config {
 /// 4. `emwa_dir <- emwa_dir_coeff fit + (1 - emwa_dir_coeff) emwa_dir`,
 ///    `fit = fit_dirichlet(emwa_logp)` on the support (top `support_size`
 ///    tokens by emwa_logp plus a lumped remainder, see
-///    [`super::support`]), warm-started from the previous fit;
+///    [`super::support`]), warm-started from the previous fit (polished
+///    by undamped steps first, see [`super::fit::FitConfig::polish_steps`]);
 /// 5. target entropy (see [`DirichletParams::target_linear`]) and
 ///    `pre_temp = temp_tune(logits, target)`; `pre_probs =
 ///    softmax(logits / pre_temp)`; `emwa_temp` EMA;
