@@ -2,6 +2,8 @@
 //! `dslider`). Everything in nats.
 //!
 //! - [`special`]: digamma, trigamma, tetragamma, log-gamma (f64);
+//! - `inv_digamma_table`: the inverse digamma by table lookup, for the
+//!   tail model's hundreds of inversions per step;
 //! - [`fit`]: seed 003's Halley fit of Dirichlet parameters to expected
 //!   log-probabilities, O(N) per iteration;
 //! - [`mod@temp_tune`]: seed 003's temperature search for a target entropy;
@@ -16,6 +18,7 @@
 
 pub mod fit;
 pub mod gamma;
+pub(crate) mod inv_digamma_table;
 pub mod kernels;
 pub mod params;
 pub mod profile;

@@ -6,7 +6,8 @@ use serde_json::json;
 use super::fit::{fit_dirichlet_into, fit_dirichlet_lumped_into, FitConfig, FitScratch, LumpModel, ALPHA_MAX, ALPHA_MIN};
 use super::gamma::{ln_dirichlet_density, sample_dirichlet};
 use super::params::DirichletParams;
-use super::special::{digamma, inv_digamma};
+use super::inv_digamma_table::inv_digamma_fast;
+use super::special::digamma;
 use super::support::{remap, TailModel};
 use super::kernels;
 use super::temp_tune::{temp_tune, temp_tune_f32_keep, TempTuneConfig, MAX_TEMP, MIN_TEMP};
@@ -105,11 +106,6 @@ struct DirState {
     fit: Vec<f64>,
     /// emwa_dir, same layout.
     alpha: Vec<f64>,
-    /// The tail model's per-bin alphas at its last evaluation in the fit,
-    /// by grid bin, and the grid's key: warm starts of the next step's
-    /// first evaluation (see [`TailModel::set_warm_by_bin`]).
-    tail_warm: Vec<f64>,
-    tail_key: (f64, f64),
 }
 
 /// What one step did, for `state_json` (nats throughout).
@@ -310,13 +306,15 @@ struct Config {
 /// The Dirichlet side: psi, psi', psi'' in vector lanes (bit for bit the
 /// scalar functions); the support selection and the remainder's histogram
 /// visit only the emwa_logp entries not at the fill value (one vectorised
-/// pass lists them; same support, same bins); the tail model's per-bin
-/// inverse digammas start from the previous step's (kept in the state),
-/// and remap's `A(s_ref)` is the tail model's own evaluation, which the
-/// fit's first iteration then reuses. Measured against the version before
-/// these changes on 64 real-model steps (49152 tokens) and 30 steps at
-/// 262144: every probability written to the candidates identical, emwa_dir
-/// within 5.2e-16 relative (its sum).
+/// pass lists them; same support, same bins); remap's `A(s_ref)` is the
+/// tail model's own evaluation, which the fit's first iteration then
+/// reuses. The tail model's per-bin inverse digammas, and the remap's for
+/// tokens entering or leaving the support, come from a table (cubic
+/// Hermite, alpha within 1.6e-10 relative, see
+/// [`super::inv_digamma_table`]) instead of Newton's method; the fit's
+/// undamped polish (see [`super::fit::FitConfig::polish_steps`]) takes 7
+/// iterations per step instead of the schedule's 47 (medians on the
+/// default model).
 #[derive(Debug, Clone)]
 pub struct DirichletSampler {
     cfg: Config,
@@ -330,6 +328,9 @@ impl DirichletSampler {
     /// A validated sampler in the fresh state.
     pub fn new(params: DirichletParams) -> Result<Self, ParamError> {
         params.validate()?;
+        // The tail model's inverse-digamma table (about 2 ms, once per
+        // process) now rather than inside the first step.
+        super::inv_digamma_table::warm_up();
         Ok(Self {
             cfg: Config { p: params, fit: params.fit_config(), tt: params.temp_tune_config() },
             rng: SeededRng::new(params.seed),
@@ -464,7 +465,6 @@ impl DirichletSampler {
         fit_support(&cfg.fit, &mut work.tail, &work.targets, dir.has_lump, &mut alpha, &mut work.fit);
         dir.fit = alpha.clone();
         dir.alpha = alpha;
-        dir.tail_key = work.tail.warm_by_bin(&mut dir.tail_warm);
 
         // Second pass: mean negative Dirichlet log-likelihood of the rows.
         // Only the support's probabilities need an exponential; the
@@ -647,18 +647,17 @@ impl DirichletSampler {
         dir.has_lump = dir.logp.len() > dir.support.len();
         work.targets.clear();
         work.targets.extend(dir.support.iter().map(|&id| dir.logp[id as usize] as f64));
-        work.tail.set_warm_by_bin(&base.dir.tail_warm, base.dir.tail_key);
         let s_ref: f64 = base.dir.fit.iter().sum();
         let ps_ref = digamma(s_ref);
         let new_logp = &dir.logp;
-        let raw_alpha = |id: TokenId| inv_digamma(new_logp.get(id as usize).map_or(FILL, |&v| v as f64) + ps_ref);
+        let raw_alpha = |id: TokenId| inv_digamma_fast(new_logp.get(id as usize).map_or(FILL, |&v| v as f64) + ps_ref);
         // The tail alphas of the tokens entering or leaving the support
         // (the only ones asked for, up to three times each), computed once.
         sym_diff_values(&base.dir.support, &dir.support, &raw_alpha, &mut work.tail_memo);
         let memo = &work.tail_memo;
         let tail_alpha = |id: TokenId| memo.binary_search_by_key(&id, |e| e.0).map_or_else(|_| raw_alpha(id), |k| memo[k].1);
-        // A(s_ref) through the tail model's own (cold) evaluation: it also
-        // seeds the model's warm starts and Taylor point, and the remap
+        // A(s_ref) through the tail model's own evaluation: it also sets
+        // the model's Taylor point, and the remap
         // conserves the total, so the fit's first evaluation (at about
         // s_ref) is answered from it instead of a second cold pass.
         let new_rem = if dir.has_lump && s_ref > 0.0 && s_ref.is_finite() {
@@ -672,7 +671,6 @@ impl DirichletSampler {
         remap(&base.dir.support, &base.dir.fit, base.dir.has_lump, &dir.support, dir.has_lump, &tail_alpha, old_rem, &mut dir.fit);
         remap(&base.dir.support, &base.dir.alpha, base.dir.has_lump, &dir.support, dir.has_lump, &tail_alpha, old_rem, &mut work.remapped);
         let (iters, converged, residual, lump_t) = fit_support(&cfg.fit, &mut work.tail, &work.targets, dir.has_lump, &mut dir.fit, &mut work.fit);
-        dir.tail_key = work.tail.warm_by_bin(&mut dir.tail_warm);
         info.fit_iterations = iters;
         info.lump_evals = work.tail.n_exact_evals() as u32;
         info.fit_converged = converged;

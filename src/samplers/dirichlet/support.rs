@@ -21,7 +21,7 @@
 //! ~97% of the Dirichlet's mass, and the small shift of S between steps
 //! leaves support and lump targets that no Dirichlet has (the fit then
 //! runs away). The remainder's targets are grouped in bins of 1/64 nat, so
-//! an evaluation of `A(S)` costs one (warm-started) inverse digamma per
+//! an evaluation of `A(S)` costs one inverse digamma (a table lookup) per
 //! occupied bin, not per token (most remainder tokens sit at the floor's
 //! fill value, one bin).
 //!
@@ -30,7 +30,8 @@
 //! small a); the tests and the error measurement show it.
 
 use super::fit::LumpModel;
-use super::special::{digamma, inv_digamma, polygamma012, polygamma012_batch};
+use super::inv_digamma_table::{inv_digamma_fast, inv_digamma_interp};
+use super::special::{digamma, inv_digamma, polygamma012};
 use crate::core::TokenId;
 
 /// Width of the bins grouping remainder targets, in nats.
@@ -70,9 +71,6 @@ pub struct TailModel {
     sum: Vec<f64>,
     /// Occupied bins: (count, mean target).
     occupied: Vec<(f64, f64)>,
-    /// Per occupied bin, its alpha at the last exact evaluation (the warm
-    /// start of the next; 0 = none yet).
-    warm: Vec<f64>,
     /// The last exact evaluation: (S, A, A', A''), for the Taylor model.
     exact: Option<(f64, f64, f64, f64)>,
     /// Exact evaluations since the last build.
@@ -86,9 +84,6 @@ pub struct TailModel {
     sub_sum: Vec<f64>,
     /// Ids of the entries not at the fill value (`build_with_support`).
     nonfill: Vec<u32>,
-    newton: NewtonScratch,
-    /// Per occupied bin, its index in the grid of bins.
-    grid: Vec<u32>,
 }
 
 /// Number of interleaved partial histograms (token id mod SUB).
@@ -130,20 +125,7 @@ impl TailModel {
             self.count[b] += 1;
             self.sum[b] += t;
         }
-        self.occupied.clear();
-        self.n_tokens = 0;
-        self.grid.clear();
-        for (b, (c, s)) in self.count.iter().zip(&self.sum).enumerate() {
-            if *c > 0 {
-                self.occupied.push((*c as f64, s / *c as f64));
-                self.grid.push(b as u32);
-                self.n_tokens += *c as usize;
-            }
-        }
-        self.warm.clear();
-        self.warm.resize(self.occupied.len(), 0.0);
-        self.exact = None;
-        self.n_exact = 0;
+        self.collect_occupied();
     }
 
     /// Selects the support (as [`select_support`]) and builds the model of
@@ -287,49 +269,21 @@ impl TailModel {
             self.count[b] -= 1;
             self.sum[b] -= t as f64;
         }
+        self.collect_occupied();
+    }
+
+    /// The occupied bins of the histogram, and a fresh evaluation state.
+    fn collect_occupied(&mut self) {
         self.occupied.clear();
         self.n_tokens = 0;
-        self.grid.clear();
-        for (b, (c, s)) in self.count.iter().zip(&self.sum).enumerate() {
+        for (c, s) in self.count.iter().zip(&self.sum) {
             if *c > 0 {
                 self.occupied.push((*c as f64, s / *c as f64));
-                self.grid.push(b as u32);
                 self.n_tokens += *c as usize;
             }
         }
-        self.warm.clear();
-        self.warm.resize(self.occupied.len(), 0.0);
         self.exact = None;
         self.n_exact = 0;
-    }
-
-    /// The per-bin alphas of the last exact evaluation, by index in the
-    /// grid of bins (0 where a bin is empty) into `out`; returns the
-    /// grid's key (its lower end and width) for [`TailModel::set_warm_by_bin`].
-    pub fn warm_by_bin(&self, out: &mut Vec<f64>) -> (f64, f64) {
-        out.clear();
-        out.resize(self.count.len(), 0.0);
-        for (&b, &w) in self.grid.iter().zip(&self.warm) {
-            out[b as usize] = w;
-        }
-        (self.lo, self.width)
-    }
-
-    /// Warm starts of the next exact evaluation from [`TailModel::warm_by_bin`]
-    /// of an earlier model (the previous step's): used only when the grid
-    /// is the same. The evaluation then converges in fewer Newton steps to
-    /// the same alphas (to ~1e-16 relative: the last step is taken after
-    /// the relative change fell below 1e-14).
-    pub fn set_warm_by_bin(&mut self, warm: &[f64], key: (f64, f64)) {
-        if key != (self.lo, self.width) || warm.len() != self.count.len() {
-            return;
-        }
-        for (&b, w) in self.grid.iter().zip(self.warm.iter_mut()) {
-            let v = warm[b as usize];
-            if *w == 0.0 && v > 0.0 && v.is_finite() {
-                *w = v;
-            }
-        }
     }
 
     /// Exact evaluations of `A(S)` since the last build (the Taylor model
@@ -352,7 +306,7 @@ impl TailModel {
     /// `A_R(S)`: the summed full-fit alphas of the remainder for total S.
     pub fn alpha_sum(&self, s: f64) -> f64 {
         let ps = digamma(s);
-        self.occupied.iter().map(|&(c, t)| c * inv_digamma(t + ps)).sum()
+        self.occupied.iter().map(|&(c, t)| c * inv_digamma_fast(t + ps)).sum()
     }
 
     /// The lump's target `psi(A_R(S)) - psi(S)` (nats) and `A_R(S)`.
@@ -380,7 +334,7 @@ impl TailModel {
         }
         let total = |s: f64| -> f64 {
             let ps = digamma(s);
-            support_targets.iter().map(|t| inv_digamma(t + ps)).sum::<f64>() + self.alpha_sum(s)
+            support_targets.iter().map(|t| inv_digamma_fast(t + ps)).sum::<f64>() + self.alpha_sum(s)
         };
         // h(u) = ln total(e^u) - u falls from ln K (u -> -inf) through 0.
         let h = |u: f64| total(u.exp()).ln() - u;
@@ -431,13 +385,13 @@ impl TailModel {
 }
 
 impl LumpModel for TailModel {
-    /// `A(S) = sum_b c_b psi^-1(t_b + psi(S))` and its derivatives
-    /// `A' = sum c_b psi'(S) / psi'(alpha_b)`,
-    /// `A'' = sum c_b (psi''(S) - psi''(alpha_b) alpha_b'^2) / psi'(alpha_b)`.
-    /// Each bin's inverse digamma starts from its value at the previous
-    /// exact evaluation (S moves little between the fit's iterations): one
-    /// or two Newton steps. Near the last exact evaluation a Taylor model
-    /// answers instead.
+    /// `A(S) = sum_b c_b psi^-1(t_b + psi(S))` and its derivatives: with
+    /// `g = psi^-1` and `y_b = t_b + psi(S)`,
+    /// `A' = psi'(S) sum c_b g'(y_b)`,
+    /// `A'' = sum c_b (g''(y_b) psi'(S)^2 + g'(y_b) psi''(S))`.
+    /// `g` and its derivatives come from the table of
+    /// [`super::inv_digamma_table`] (Newton outside its range). Near the
+    /// last exact evaluation a Taylor model answers instead.
     fn eval(&mut self, s: f64) -> (f64, f64, f64) {
         // Within 3e-3 (relative) of the last exact evaluation, its
         // second-order Taylor model: the omitted term, A'''(S) d^3 / 6 with
@@ -457,82 +411,29 @@ impl LumpModel for TailModel {
 }
 
 impl TailModel {
-    /// The per-bin Newton iterations of [`LumpModel::eval`], run in rounds
-    /// over all bins still iterating (their psi, psi', psi'' in vector
-    /// lanes, [`polygamma012_batch`]); each bin takes exactly the steps it
-    /// would alone, so the result is the same bit for bit.
-    fn eval_exact(&mut self, s: f64) -> (f64, f64, f64) {
+    /// [`LumpModel::eval`] at `s` over every occupied bin.
+    fn eval_exact(&self, s: f64) -> (f64, f64, f64) {
         let (ps0, ps1, ps2) = polygamma012(s);
-        let nb = self.occupied.len();
-        let nw = &mut self.newton;
-        for v in [&mut nw.x, &mut nw.d0, &mut nw.d1, &mut nw.d2] {
-            v.clear();
-            v.resize(nb, 0.0);
-        }
-        for (b, (&(_, t), &warm)) in self.occupied.iter().zip(&self.warm).enumerate() {
-            nw.x[b] = if warm > 0.0 { warm } else { inv_digamma_start(t + ps0) };
-        }
-        polygamma012_batch(&nw.x, &mut nw.d0, &mut nw.d1, &mut nw.d2);
-        nw.active.clear();
-        nw.active.extend(0..nb as u32);
-        for _ in 0..8 {
-            if nw.active.is_empty() {
-                break;
-            }
-            nw.ax.clear();
-            nw.done.clear();
-            for &b in &nw.active {
-                let b = b as usize;
-                let (x, y) = (nw.x[b], self.occupied[b].1 + ps0);
-                let next = x - (nw.d0[b] - y) / nw.d1[b];
-                let next = if next > 0.0 { next } else { x / 2.0 };
-                nw.done.push(((next - x) / x).abs() < 1e-14);
-                nw.x[b] = next;
-                nw.ax.push(next);
-            }
-            let m = nw.ax.len();
-            for v in [&mut nw.a0, &mut nw.a1, &mut nw.a2] {
-                v.clear();
-                v.resize(m, 0.0);
-            }
-            polygamma012_batch(&nw.ax, &mut nw.a0, &mut nw.a1, &mut nw.a2);
-            let mut keep = 0;
-            for k in 0..m {
-                let b = nw.active[k] as usize;
-                (nw.d0[b], nw.d1[b], nw.d2[b]) = (nw.a0[k], nw.a1[k], nw.a2[k]);
-                if !nw.done[k] {
-                    nw.active[keep] = b as u32;
-                    keep += 1;
-                }
-            }
-            nw.active.truncate(keep);
-        }
         let (mut a, mut a1, mut a2) = (0.0, 0.0, 0.0);
-        for (b, (&(c, _), warm)) in self.occupied.iter().zip(self.warm.iter_mut()).enumerate() {
-            let (x, d1, d2) = (nw.x[b], nw.d1[b], nw.d2[b]);
-            *warm = x;
-            let dx = ps1 / d1;
+        for &(c, t) in &self.occupied {
+            let (x, g1, g2) = inv_digamma_with_derivatives(t + ps0);
             a += c * x;
-            a1 += c * dx;
-            a2 += c * (ps2 - d2 * dx * dx) / d1;
+            a1 += c * g1 * ps1;
+            a2 += c * (g2 * ps1 * ps1 + g1 * ps2);
         }
         (a, a1, a2)
     }
 }
 
-/// Scratch of [`TailModel::eval_exact`]'s Newton rounds.
-#[derive(Debug, Clone, Default)]
-struct NewtonScratch {
-    x: Vec<f64>,
-    d0: Vec<f64>,
-    d1: Vec<f64>,
-    d2: Vec<f64>,
-    active: Vec<u32>,
-    done: Vec<bool>,
-    ax: Vec<f64>,
-    a0: Vec<f64>,
-    a1: Vec<f64>,
-    a2: Vec<f64>,
+/// `(psi^-1(y), d/dy, d^2/dy^2)`: the table inside its range; outside,
+/// Newton's inverse with `x' = 1 / psi'(x)` and `x'' = -psi''(x) x'^3`.
+fn inv_digamma_with_derivatives(y: f64) -> (f64, f64, f64) {
+    inv_digamma_interp(y).unwrap_or_else(|| {
+        let x = inv_digamma(y);
+        let (_, p1, p2) = polygamma012(x);
+        let g1 = 1.0 / p1;
+        (x, g1, -p2 * g1 * g1 * g1)
+    })
 }
 
 /// Whether every entry is in `[floor_fill - 1e-5, 0]` (no NaN): lane
@@ -552,15 +453,6 @@ fn all_in_range(emwa: &[f32], floor_fill: f64) -> bool {
     let hi = hi.iter().chain(tail).copied().fold(f32::NEG_INFINITY, f32::max);
     nan |= tail.iter().any(|t| t.is_nan());
     !nan && (lo as f64) >= floor_fill - 1e-5 && hi <= 0.0
-}
-
-/// Minka's starting point for the inverse digamma.
-fn inv_digamma_start(y: f64) -> f64 {
-    if y >= -2.22 {
-        y.exp() + 0.5
-    } else {
-        -1.0 / (y + super::special::EULER_GAMMA)
-    }
 }
 
 /// Carries alphas from an old support to a new one (both sorted by id, the
