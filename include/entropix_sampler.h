@@ -363,7 +363,10 @@ typedef struct {
   // Seed 003's `probs_ent_offset`, the reference's bias (nats).
   // Default 1.5.
   float target_bias_nats;
-  // temp_tune: starting temperature, > 0. Default 1.0.
+  // temp_tune: starting temperature, > 0. Default 1.0. The sampler's
+  // per-step temp_tune starts from a Halley step off T = 1 computed
+  // from the model's moments instead, and uses this only when those
+  // are unusable; the top-k temperature (inlier path) starts here.
   float temp_tune_t_init;
   // temp_tune: relative step when the gradient vanishes, > 0. Default 0.1.
   float temp_tune_lr;

@@ -161,7 +161,10 @@ pub struct DirichletParams {
     /// Default 1.5.
     pub target_bias_nats: f32,
 
-    /// temp_tune: starting temperature, > 0. Default 1.0.
+    /// temp_tune: starting temperature, > 0. Default 1.0. The sampler's
+    /// per-step temp_tune starts from a Halley step off T = 1 computed
+    /// from the model's moments instead, and uses this only when those
+    /// are unusable; the top-k temperature (inlier path) starts here.
     pub temp_tune_t_init: f32,
     /// temp_tune: relative step when the gradient vanishes, > 0. Default 0.1.
     pub temp_tune_lr: f32,

@@ -10,7 +10,7 @@ use super::inv_digamma_table::inv_digamma_fast;
 use super::special::digamma;
 use super::support::{remap, TailModel};
 use super::kernels;
-use super::temp_tune::{temp_tune, temp_tune_f32_keep, TempTuneConfig, MAX_TEMP, MIN_TEMP};
+use super::temp_tune::{start_from_unit_temperature, temp_tune, temp_tune_f32_keep, TempTuneConfig, MAX_TEMP, MIN_TEMP};
 use crate::core::math::max_logit;
 use crate::core::sampler::require_candidates;
 use crate::core::{Candidates, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId};
@@ -123,9 +123,9 @@ struct StepInfo {
     pre_temp: f64,
     pre_entropy_nats: f64,
     pre_temp_converged: bool,
-    /// dH/dT at `pre_temp` (nats per unit temperature), for the next
-    /// step's starting temperature.
-    pre_temp_grad: f64,
+    /// temp_tune's Halley steps (each costs a pass over the candidates;
+    /// the start is free).
+    pre_temp_iterations: u32,
     topk_temp: f64,
     fit_iterations: u32,
     lump_evals: u32,
@@ -298,9 +298,11 @@ struct Config {
 /// moments within 1e-6 relative, the true entropy at the tuned
 /// temperature within 9.6e-7 nats of the target (the f64 tolerance is
 /// 1e-6), probabilities written to the candidates within about 3e-7
-/// relative. temp_tune starts from the previous step's `pre_temp` (the
-/// seed's `t_init` on the first step): the same root to the same
-/// tolerance, in fewer passes. The token is drawn from the f32
+/// relative. temp_tune starts from one Halley step from T = 1 taken with
+/// the model's moments (its evaluation at T = 1, already computed for the
+/// entropy; see [`super::temp_tune::start_from_unit_temperature`]), and
+/// from `temp_tune_t_init` when those are unusable: the same root to the
+/// same tolerance, in fewer passes. The token is drawn from the f32
 /// probabilities (block sums, then a scan of one block).
 ///
 /// The Dirichlet side: psi, psi', psi'' in vector lanes (bit for bit the
@@ -552,7 +554,7 @@ impl DirichletSampler {
             }
             olds
         };
-        let [s0, s1, s2, _, s_old] = kernels::moments(xs, Some(aux), max, 1.0);
+        let [s0, s1, s2, s3, s_old] = kernels::moments(xs, Some(aux), max, 1.0);
         let ln_s0 = s0.ln();
         let (m1, m2) = (s1 / s0, s2 / s0);
         let h_naked = (ln_s0 - m1).max(0.0);
@@ -680,20 +682,20 @@ impl DirichletSampler {
         dir.alpha.clear();
         dir.alpha.extend(dir.fit.iter().zip(&work.remapped).map(|(&f, &o)| (c_dir * f + (1.0 - c_dir) * o).clamp(ALPHA_MIN, ALPHA_MAX)));
 
-        // 5. Target entropy, pre_temp (started from the previous step's,
-        // moved by the change of target, see `predicted_start`), emwa_temp.
+        // 5. Target entropy, pre_temp (started from the moments at T = 1
+        // of step 1, see `start_from_unit_temperature`), emwa_temp.
         let mut emas = base.emas;
         let mut target = p.target_bias_nats as f64 + p.target_cross_ent_weight as f64 * base.emas.cross_ent_nats + p.target_inv_temp as f64 / base.emas.temp;
         for (w, v) in p.target_linear.iter().zip(se) {
             target += *w as f64 * v;
         }
         info.target_entropy_nats = target;
-        let t_start = predicted_start(&base.last, target, cfg.tt.t_init);
+        let t_start = start_from_unit_temperature([s0, s1, s2, s3], target).unwrap_or(cfg.tt.t_init);
         let (tt, s0_pre) = temp_tune_f32_keep(xs, max, target, &cfg.tt, t_start, &mut work.pre);
         let pre_temp = tt.temperature;
         info.pre_temp = pre_temp;
         info.pre_temp_converged = tt.converged;
-        info.pre_temp_grad = tt.varentropy_nats2 / pre_temp;
+        info.pre_temp_iterations = tt.iterations;
         emas.temp = ema(p.emwa_temp_coeff, pre_temp, base.emas.temp).clamp(MIN_TEMP, MAX_TEMP);
         let (h_pre, v_pre) = (tt.entropy_nats, tt.varentropy_nats2.max(0.0));
         info.pre_entropy_nats = h_pre;
@@ -826,25 +828,6 @@ impl DirichletSampler {
         pending.valid = true;
         Ok(index)
     }
-}
-
-/// Where temp_tune starts: one Newton step from the previous step's
-/// temperature toward the new target, `T + (target - H) / (dH/dT)` with
-/// the previous step's entropy and derivative there (the change of target
-/// moves the root along the previous curve; the change of logits is not
-/// known before an evaluation), limited to the factor `[1/2, 3/2]` of a
-/// temp_tune step. The previous temperature when the derivative is not
-/// usable, `t_init` on the first step.
-fn predicted_start(last: &StepInfo, target: f64, t_init: f64) -> f64 {
-    let prev = last.pre_temp;
-    if !(prev.is_finite() && prev > 0.0) {
-        return t_init;
-    }
-    let (h, g) = (last.pre_entropy_nats, last.pre_temp_grad);
-    if !(h.is_finite() && g.is_finite() && g > 1e-8) {
-        return prev;
-    }
-    (prev + (target - h) / g).clamp(0.5 * prev, 1.5 * prev).clamp(MIN_TEMP, MAX_TEMP)
 }
 
 /// The seed's fit on the support, plus the lump when there is one (its
@@ -1395,6 +1378,7 @@ impl Sampler for DirichletSampler {
             "pre_temp": json_f64(l.pre_temp),
             "pre_entropy_nats": json_f64(l.pre_entropy_nats),
             "pre_temp_converged": l.pre_temp_converged,
+            "pre_temp_iterations": l.pre_temp_iterations,
             "topk_temp": json_f64(l.topk_temp),
             "fit_iterations": l.fit_iterations,
             "lump_exact_evals": l.lump_evals,
@@ -1462,18 +1446,4 @@ mod tests {
         }
     }
 
-    #[test]
-    fn predicted_start_steps_toward_the_new_target() {
-        let last = |t: f64, h: f64, g: f64| StepInfo { pre_temp: t, pre_entropy_nats: h, pre_temp_grad: g, ..Default::default() };
-        // First step: t_init.
-        assert_eq!(predicted_start(&StepInfo::default(), 3.0, 1.0), 1.0);
-        // One Newton step on the previous curve.
-        assert!((predicted_start(&last(0.5, 3.0, 8.0), 3.4, 1.0) - 0.55).abs() < 1e-12);
-        assert!((predicted_start(&last(0.5, 3.0, 8.0), 2.6, 1.0) - 0.45).abs() < 1e-12);
-        // Limited like a temp_tune step; no usable derivative: the old T.
-        assert_eq!(predicted_start(&last(0.5, 3.0, 0.1), 13.0, 1.0), 0.75);
-        assert_eq!(predicted_start(&last(0.5, 3.0, 0.1), -7.0, 1.0), 0.25);
-        assert_eq!(predicted_start(&last(0.5, 3.0, 0.0), 3.4, 1.0), 0.5);
-        assert_eq!(predicted_start(&last(0.5, f64::NAN, 8.0), 3.4, 1.0), 0.5);
-    }
 }
