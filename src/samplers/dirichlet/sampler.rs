@@ -126,6 +126,9 @@ struct StepInfo {
     /// temp_tune's Halley steps (each costs a pass over the candidates;
     /// the start is free).
     pre_temp_iterations: u32,
+    /// dH/dT at `pre_temp` (nats per unit temperature), for the next
+    /// step's start.
+    pre_temp_grad: f64,
     topk_temp: f64,
     fit_iterations: u32,
     lump_evals: u32,
@@ -690,12 +693,13 @@ impl DirichletSampler {
             target += *w as f64 * v;
         }
         info.target_entropy_nats = target;
-        let t_start = start_from_unit_temperature([s0, s1, s2, s3], target).unwrap_or(cfg.tt.t_init);
+        let t_start = temp_tune_start(&base.last, (h_naked, v_naked), [s0, s1, s2, s3], target, cfg.tt.t_init);
         let (tt, s0_pre) = temp_tune_f32_keep(xs, max, target, &cfg.tt, t_start, &mut work.pre);
         let pre_temp = tt.temperature;
         info.pre_temp = pre_temp;
         info.pre_temp_converged = tt.converged;
         info.pre_temp_iterations = tt.iterations;
+        info.pre_temp_grad = tt.varentropy_nats2 / pre_temp;
         emas.temp = ema(p.emwa_temp_coeff, pre_temp, base.emas.temp).clamp(MIN_TEMP, MAX_TEMP);
         let (h_pre, v_pre) = (tt.entropy_nats, tt.varentropy_nats2.max(0.0));
         info.pre_entropy_nats = h_pre;
@@ -828,6 +832,24 @@ impl DirichletSampler {
         pending.valid = true;
         Ok(index)
     }
+}
+
+/// Where temp_tune starts. When this step's distribution has the previous
+/// step's entropy and varentropy at T = 1 (`unit_h_v`, to 1e-9 relative:
+/// the same distribution again, as when a host applies the sampler to the
+/// same logits twice), the previous root moved by one Newton step along
+/// the previous curve toward the new target, limited to the factor
+/// `[1/2, 3/2]` of a temp_tune step. Otherwise one Halley step off T = 1
+/// from this step's moments ([`start_from_unit_temperature`]); `t_init`
+/// when neither is usable.
+fn temp_tune_start(last: &StepInfo, unit_h_v: (f64, f64), unit_moments: [f64; 4], target: f64, t_init: f64) -> f64 {
+    let same = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(1.0);
+    let (prev, h, g) = (last.pre_temp, last.pre_entropy_nats, last.pre_temp_grad);
+    let unchanged = same(unit_h_v.0, last.naked_entropy_nats) && same(unit_h_v.1, last.naked_varentropy_nats2);
+    if unchanged && prev.is_finite() && prev > 0.0 && h.is_finite() && g.is_finite() && g > 1e-8 {
+        return (prev + (target - h) / g).clamp(0.5 * prev, 1.5 * prev).clamp(MIN_TEMP, MAX_TEMP);
+    }
+    start_from_unit_temperature(unit_moments, target).unwrap_or(t_init)
 }
 
 /// The seed's fit on the support, plus the lump when there is one (its
@@ -1426,6 +1448,21 @@ mod tests {
 
     /// The k largest (ties: smaller index first), -inf never, across block
     /// boundaries and with the blocks below the k-th skipped.
+    #[test]
+    fn temp_tune_start_reuses_the_root_only_for_the_same_distribution() {
+        let last = StepInfo { pre_temp: 0.5, pre_entropy_nats: 3.0, pre_temp_grad: 8.0, naked_entropy_nats: 2.0, naked_varentropy_nats2: 4.0, ..Default::default() };
+        // Moments at T = 1 of a distribution whose entropy there is 2.0.
+        let unit = |h: f64| [1.0, -h, h * h + 4.0, 0.0];
+        // Same H and V at T = 1: one Newton step on the previous curve.
+        assert!((temp_tune_start(&last, (2.0, 4.0), unit(2.0), 3.4, 1.0) - 0.55).abs() < 1e-12);
+        assert_eq!(temp_tune_start(&last, (2.0, 4.0), unit(2.0), 13.0, 1.0), 0.75);
+        // A different distribution: the Halley step off T = 1 instead.
+        let other = temp_tune_start(&last, (2.1, 4.0), unit(2.1), 3.4, 1.0);
+        assert_eq!(Some(other), start_from_unit_temperature(unit(2.1), 3.4));
+        // First step (no previous root) and unusable moments: t_init.
+        assert_eq!(temp_tune_start(&StepInfo::default(), (0.0, 0.0), [0.0; 4], 3.0, 0.8), 0.8);
+    }
+
     #[test]
     fn top_k_f32_is_the_sorted_top_k() {
         let mut d = crate::core::DrawStream::from_state(31);
