@@ -201,6 +201,48 @@ fn effect_of_llama(s: &Smpl, history: &[i32], base: &[TokenData]) -> bool {
     arr.size != base.len() || arr.selected >= 0 || out.iter().zip(base).any(|(x, y)| x.id != y.id || x.logit.to_bits() != y.logit.to_bits())
 }
 
+/// A lower bound on any exact step of the adaptive Dirichlet sampler with
+/// this crate's kernels: only the passes over the vocabulary that seed 003
+/// cannot do without, each once. The logits out of the records (with
+/// their maximum); the model's softmax moments at T = 1 (entropy,
+/// varentropy); the weights at the tuned temperature with their moments
+/// (temp_tune's final evaluation, as if its first guess were the root);
+/// the normaliser at emwa_temp (the seed's cross-entropy) with the
+/// weights normalised; the probabilities written back to the candidates.
+/// Left out, though the sampler needs them too: the emwa_logp update and
+/// its normaliser, temp_tune's other evaluations, the support and the
+/// fit, the draw.
+#[derive(Clone, Default)]
+struct DirichletFloor {
+    xs: Vec<f32>,
+    w: Vec<f32>,
+}
+
+impl entropix_sampler::core::Sampler for DirichletFloor {
+    fn name(&self) -> &'static str {
+        "dirichlet-floor"
+    }
+
+    fn apply(&mut self, candidates: &mut Candidates<'_>) -> Result<(), entropix_sampler::core::SampleError> {
+        use entropix_sampler::samplers::dirichlet::kernels;
+        let cands = candidates.as_mut_slice();
+        self.xs.resize(cands.len(), 0.0);
+        let (max, _) = kernels::scan_candidates(cands, &mut self.xs);
+        let unit = kernels::moments(&self.xs, None, max, 1.0);
+        let tuned = kernels::moments_keep(&self.xs, max, 1.0 / 0.8, &mut self.w);
+        let (_, at_temp) = kernels::scale_and_sum(&self.xs, max, (1.0 / tuned[0]) as f32, 1.0 / 0.9, &mut self.w);
+        for (t, &q) in cands.iter_mut().zip(&self.w) {
+            t.p = q;
+        }
+        std::hint::black_box((unit, at_temp));
+        Ok(())
+    }
+
+    fn box_clone(&self) -> Box<dyn entropix_sampler::core::Sampler> {
+        Box::new(self.clone())
+    }
+}
+
 fn fmt_us(us: f64) -> String {
     if us >= 100.0 {
         format!("{us:.0}")
@@ -334,8 +376,14 @@ fn main() {
         );
         println!("| sampler | n_vocab | ours µs | llama.cpp chain µs | ours / chain | iters |");
         println!("|---|---:|---:|---:|---:|---:|");
-        for name in ["entropix", "four-mode", "dirichlet"] {
-            let Some((_, s)) = reg.iter().find(|(n, _)| *n == name) else { continue };
+        let floor: Box<dyn entropix_sampler::core::Sampler> = Box::new(DirichletFloor::default());
+        for name in ["entropix", "four-mode", "dirichlet", "dirichlet-floor"] {
+            let s = if name == "dirichlet-floor" {
+                &floor
+            } else {
+                let Some((_, s)) = reg.iter().find(|(n, _)| *n == name) else { continue };
+                s
+            };
             for &n in &VOCABS {
                 let base = lm_logits(n, 777 + n as u64);
                 let ours = Smpl::new(into_llama_sampler(s.box_clone()));
