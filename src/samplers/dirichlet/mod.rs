@@ -66,5 +66,9 @@ mod tests {
         assert_eq!(serde_json::from_str::<DirichletParams>(&json).unwrap(), p);
         assert_eq!(serde_json::from_str::<DirichletParams>("{}").unwrap(), p);
         assert!(serde_json::from_str::<DirichletParams>("{\"no_such_field\": 1}").is_err());
+        // The fit's polish budget: 0 (off) to 100.
+        assert!(DirichletParams { fit_polish_steps: 0, ..p }.validate().is_ok());
+        let err = DirichletParams { fit_polish_steps: 101, ..p }.validate().unwrap_err();
+        assert!(err.to_string().contains("fit_polish_steps"), "{err}");
     }
 }
