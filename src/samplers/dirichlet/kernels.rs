@@ -17,6 +17,7 @@
 
 use crate::core::fast_exp::{exp_nonpositive, exp_nonpositive_fma, EXP_FLOOR};
 use crate::core::TokenData;
+use super::sampler::SNAP_NATS;
 
 /// Scaled logits below this give exp = 0 and are clamped here so that
 /// `0 * w` stays 0 (not NaN for -inf).
@@ -244,9 +245,11 @@ fn scale_impl<const FMA: bool>(xs: &[f32], max: f32, scale: f32, inv_t2: f32, ou
     (sa, sb)
 }
 
-/// The emwa_logp update of tokens 0..n, `out[i] = (b + c (f - b)) as f32`
-/// with `b = old[i]`, `lp = x[i] - lse` and `f = lp` when `lp >= floor`,
-/// else `fill`, all in f64: a plain map loop, compiled for the active
+/// The emwa_logp update of tokens 0..n, `out[i] = (v as f32)` with
+/// `v = b + c (f - b)`, `b = old[i]`, `lp = x[i] - lse` and `f = lp` when
+/// `lp >= floor`, else `fill`, all in f64, and `v` replaced by `fill`
+/// within [`SNAP_NATS`] of it (the sampler's rule, see there): a plain
+/// map loop, compiled for the active
 /// kernel's vector width (the same IEEE operations in every lane, no
 /// contraction: bit for bit the scalar result).
 pub fn ema_logp(x: &[f32], old: &[f32], out: &mut [f32], lse: f64, floor: f64, fill: f64, c: f64) {
@@ -267,7 +270,8 @@ fn ema_logp_impl<const FMA: bool>(x: &[f32], old: &[f32], out: &mut [f32], lse: 
         let lp = x[i] as f64 - lse;
         let f = if lp >= floor { lp } else { fill };
         let b = old[i] as f64;
-        out[i] = (b + c * (f - b)) as f32;
+        let v = b + c * (f - b);
+        out[i] = (if (v - fill).abs() <= SNAP_NATS { fill } else { v }) as f32;
     }
 }
 
@@ -1057,6 +1061,34 @@ mod tests {
 
     /// Sizes around the block widths (8, 16) and flush lengths (128, 256).
     const SIZES: [usize; 12] = [0, 1, 7, 8, 9, 15, 17, 129, 257, 1000, 4099, 49_153];
+
+    #[test]
+    fn ema_logp_snaps_to_the_fill_value_instead_of_stalling() {
+        let fill = -18.420_680_743_952_367_f64 as f32 as f64;
+        let lse = 0.0;
+        // Every token below the floor: each step moves toward the fill.
+        let x = [-30.0f32; 3];
+        for k in Simd::available() {
+            // Within SNAP_NATS after the step: exactly the fill; farther:
+            // the plain EMA.
+            let old = [(fill + 2e-3) as f32, (fill + 0.01) as f32, fill as f32];
+            let mut out = [0.0f32; 3];
+            ema_logp_with(k, &x, &old, &mut out, lse, -12.0, fill, 0.6);
+            assert_eq!(out[0] as f64, fill, "{k:?}");
+            assert_eq!(out[1], (old[1] as f64 + 0.6 * (fill - old[1] as f64)) as f32, "{k:?}");
+            assert_eq!(out[2] as f64, fill, "{k:?}");
+            // A small coefficient: without the snap the f32 value stops a
+            // few ulps above the fill (c (b - fill) under half an ulp);
+            // with it, it reaches the fill.
+            let mut v = [(fill + 1.0) as f32; 3];
+            for _ in 0..20_000 {
+                let mut next = [0.0f32; 3];
+                ema_logp_with(k, &x, &v, &mut next, lse, -12.0, fill, 1e-3);
+                v = next;
+            }
+            assert!(v.iter().all(|&e| e as f64 == fill), "{k:?}: {v:?}");
+        }
+    }
 
     #[test]
     fn moments_match_f64() {

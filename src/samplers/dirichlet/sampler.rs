@@ -25,6 +25,15 @@ pub const LN_EPS: f64 = -18.420_680_743_952_367;
 /// rounded to f32 (emwa_logp is stored in f32), so that a token at the
 /// floor stays exactly there under the moving average.
 pub const FILL: f64 = LN_EPS as f32 as f64;
+/// emwa_logp entries that come within this many nats of [`FILL`] become
+/// FILL. Stored in f32, an entry decaying toward FILL otherwise stops a few
+/// ulps above it once `c (b - FILL)` is below half an ulp (up to 4e-3
+/// nats above for small coefficients), and every such entry stays in the
+/// per-step work over the entries not at FILL (support, tail histogram)
+/// for the rest of the generation: on the default model, 200 tokens in,
+/// 10-50% of those entries were within 1e-3 nats of FILL. The probability
+/// such an entry stands for changes by at most 0.1% of 1e-8.
+pub(super) const SNAP_NATS: f64 = 1e-3;
 /// Token ids at or above this (and negative ids) are not tracked in the
 /// per-token statistics (they count as remainder, never as support).
 pub const MAX_TRACKED_ID: usize = 1 << 24;
@@ -942,11 +951,17 @@ fn floored(lp: f64, floor: f64) -> f64 {
     }
 }
 
-/// `c x + (1 - c) b`, computed as `b + c (x - b)` so that `x == b` leaves
-/// b exactly unchanged.
-#[inline]
+/// One emwa_logp entry's update: `c x + (1 - c) b`, computed as
+/// `b + c (x - b)` so that `x == b` leaves b exactly unchanged, then the
+/// fill value when within [`SNAP_NATS`] of it (see there).
+#[inline(always)]
 fn ema_toward(b: f64, x: f64, c: f64) -> f64 {
-    b + c * (x - b)
+    let v = b + c * (x - b);
+    if (v - FILL).abs() <= SNAP_NATS {
+        FILL
+    } else {
+        v
+    }
 }
 
 #[inline]
