@@ -248,7 +248,7 @@ fn scale_impl<const FMA: bool>(xs: &[f32], max: f32, scale: f32, inv_t2: f32, ou
 /// The emwa_logp update of tokens 0..n, `out[i] = (v as f32)` with
 /// `v = b + c (f - b)`, `b = old[i]`, `lp = x[i] - lse` and `f = lp` when
 /// `lp >= floor`, else `fill`, all in f64, and `v` replaced by `fill`
-/// within [`SNAP_NATS`] of it (the sampler's rule, see there): a plain
+/// within 1e-3 nats of it (the sampler's `SNAP_NATS`, see there): a plain
 /// map loop, compiled for the active
 /// kernel's vector width (the same IEEE operations in every lane, no
 /// contraction: bit for bit the scalar result).

@@ -389,8 +389,8 @@ impl LumpModel for TailModel {
     /// `g = psi^-1` and `y_b = t_b + psi(S)`,
     /// `A' = psi'(S) sum c_b g'(y_b)`,
     /// `A'' = sum c_b (g''(y_b) psi'(S)^2 + g'(y_b) psi''(S))`.
-    /// `g` and its derivatives come from the table of
-    /// [`super::inv_digamma_table`] (Newton outside its range). Near the
+    /// `g` and its derivatives come from the table of the module
+    /// `inv_digamma_table` (Newton outside its range). Near the
     /// last exact evaluation a Taylor model answers instead.
     fn eval(&mut self, s: f64) -> (f64, f64, f64) {
         // Within 3e-3 (relative) of the last exact evaluation, its
