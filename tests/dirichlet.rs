@@ -950,7 +950,7 @@ fn measure_cost_per_token() {
     for &n_sup in &[64u32, 128, 256] {
         let mut times = Vec::new();
         let mut init = Vec::new();
-        let (mut fit_iters, mut tt_iters) = (Vec::new(), Vec::new());
+        let (mut fit_iters, mut tt_iters, mut tt_missed) = (Vec::new(), Vec::new(), 0usize);
         for (k, (rows, steps, toks)) in data.iter().enumerate() {
             let mut s = DirichletSampler::new(DirichletParams { support_size: n_sup, ..params(k as u32) }).unwrap();
             let t0 = std::time::Instant::now();
@@ -965,18 +965,20 @@ fn measure_cost_per_token() {
                 let last = &s.state_json()["last"];
                 fit_iters.push(last["fit_iterations"].as_u64().unwrap());
                 tt_iters.push(last["pre_temp_iterations"].as_u64().unwrap());
+                tt_missed += usize::from(last["pre_temp_converged"] == false);
             }
         }
         times.sort_by(f64::total_cmp);
         fit_iters.sort_unstable();
         let tt_mean = tt_iters.iter().sum::<u64>() as f64 / tt_iters.len() as f64;
         println!(
-            "dirichlet N={n_sup}: median {:.0} us per token (p90 {:.0}); fit iterations median {} (p90 {}, max {}); temp_tune steps mean {tt_mean:.2}; prompt init {:?} (ms, positions)",
+            "dirichlet N={n_sup}: median {:.0} us per token (p90 {:.0}); fit iterations median {} (p90 {}, max {}); temp_tune steps mean {tt_mean:.2}, not converged {tt_missed}/{}; prompt init {:?} (ms, positions)",
             times[times.len() / 2],
             times[times.len() * 9 / 10],
             fit_iters[fit_iters.len() / 2],
             fit_iters[fit_iters.len() * 9 / 10],
             fit_iters[fit_iters.len() - 1],
+            tt_iters.len(),
             init
         );
     }
