@@ -269,9 +269,21 @@ fn ema_logp_impl<const FMA: bool>(x: &[f32], old: &[f32], out: &mut [f32], lse: 
     for i in 0..n {
         let lp = x[i] as f64 - lse;
         let f = if lp >= floor { lp } else { fill };
-        let b = old[i] as f64;
-        let v = b + c * (f - b);
-        out[i] = (if (v - fill).abs() <= SNAP_NATS { fill } else { v }) as f32;
+        out[i] = ema_entry(old[i] as f64, f, c, fill) as f32;
+    }
+}
+
+/// One emwa_logp entry's update: `c f + (1 - c) b`, computed as
+/// `b + c (f - b)` so that `f == b` leaves b exactly unchanged, then
+/// `fill` when within the sampler's `SNAP_NATS` (1e-3 nats) of it. The one
+/// rule for [`ema_logp`] and the sampler's scalar paths.
+#[inline(always)]
+pub(super) fn ema_entry(b: f64, f: f64, c: f64, fill: f64) -> f64 {
+    let v = b + c * (f - b);
+    if (v - fill).abs() <= SNAP_NATS {
+        fill
+    } else {
+        v
     }
 }
 

@@ -953,17 +953,11 @@ fn floored(lp: f64, floor: f64) -> f64 {
     }
 }
 
-/// One emwa_logp entry's update: `c x + (1 - c) b`, computed as
-/// `b + c (x - b)` so that `x == b` leaves b exactly unchanged, then the
-/// fill value when within [`SNAP_NATS`] of it (see there).
+/// One emwa_logp entry's update toward `x` (see [`kernels::ema_entry`]:
+/// the same rule as the vectorised update, [`SNAP_NATS`] included).
 #[inline(always)]
 fn ema_toward(b: f64, x: f64, c: f64) -> f64 {
-    let v = b + c * (x - b);
-    if (v - FILL).abs() <= SNAP_NATS {
-        FILL
-    } else {
-        v
-    }
+    kernels::ema_entry(b, x, c, FILL)
 }
 
 #[inline]

@@ -43,36 +43,14 @@ pub fn digamma(x: f64) -> f64 {
     acc + digamma_asymptotic(x)
 }
 
-/// trigamma psi'(x) = polygamma(1, x), for x > 0.
+/// trigamma psi'(x) = polygamma(1, x), for x > 0 (from [`polygamma012`]).
 pub fn trigamma(x: f64) -> f64 {
-    if x.is_nan() || x <= 0.0 {
-        return f64::NAN;
-    }
-    if x == f64::INFINITY {
-        return 0.0;
-    }
-    let (mut x, mut acc) = (x, 0.0);
-    while x < SHIFT {
-        acc += 1.0 / (x * x);
-        x += 1.0;
-    }
-    acc + trigamma_asymptotic(x)
+    polygamma012(x).1
 }
 
-/// tetragamma psi''(x) = polygamma(2, x), for x > 0.
+/// tetragamma psi''(x) = polygamma(2, x), for x > 0 (from [`polygamma012`]).
 pub fn tetragamma(x: f64) -> f64 {
-    if x.is_nan() || x <= 0.0 {
-        return f64::NAN;
-    }
-    if x == f64::INFINITY {
-        return 0.0;
-    }
-    let (mut x, mut acc) = (x, 0.0);
-    while x < SHIFT {
-        acc -= 2.0 / (x * x * x);
-        x += 1.0;
-    }
-    acc + tetragamma_asymptotic(x)
+    polygamma012(x).2
 }
 
 /// `(psi(x), psi'(x), psi''(x))` sharing one recurrence: what each step of

@@ -303,10 +303,11 @@ impl TailModel {
         self.n_tokens
     }
 
-    /// `A_R(S)`: the summed full-fit alphas of the remainder for total S.
+    /// `A_R(S)`: the summed full-fit alphas of the remainder for total S
+    /// (the value of [`LumpModel::eval`]'s exact evaluation, without its
+    /// Taylor shortcut).
     pub fn alpha_sum(&self, s: f64) -> f64 {
-        let ps = digamma(s);
-        self.occupied.iter().map(|&(c, t)| c * inv_digamma_fast(t + ps)).sum()
+        self.eval_exact(s).0
     }
 
     /// The lump's target `psi(A_R(S)) - psi(S)` (nats) and `A_R(S)`.
