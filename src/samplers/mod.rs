@@ -38,3 +38,23 @@ pub fn registry() -> Vec<(&'static str, Box<dyn Sampler>)> {
     all.extend(alpha::registry());
     all
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_names_match_sampler_names() {
+        for (name, s) in registry() {
+            assert_eq!(name, s.name());
+        }
+        // The adaptive families select the token themselves; the
+        // AlphaSampler asks for attention.
+        for (name, s) in entropix::registry().into_iter().chain(dirichlet::registry()).chain(alpha::registry()) {
+            assert!(s.selects(), "{name}");
+        }
+        for (name, s) in alpha::registry() {
+            assert!(s.needs_attention(), "{name}");
+        }
+    }
+}

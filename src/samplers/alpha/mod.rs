@@ -33,16 +33,3 @@ pub fn registry() -> Vec<(&'static str, Box<dyn Sampler>)> {
     let params = AlphaParams { seed: 1234, ..Default::default() };
     vec![(NAME, Box::new(AlphaSampler::new(params).expect("default params are valid")) as Box<dyn Sampler>)]
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn registry_names_match_sampler_names() {
-        for (name, s) in registry() {
-            assert_eq!(name, s.name());
-            assert!(s.selects() && s.needs_attention());
-        }
-    }
-}
