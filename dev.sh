@@ -14,7 +14,9 @@ install_build_deps() {
     local missing=()
     command -v cmake >/dev/null 2>&1 || missing+=(cmake)
     command -v cc >/dev/null 2>&1 && command -v c++ >/dev/null 2>&1 || missing+=(build-essential)
-    if ! ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/*/libclang*.so* >/dev/null 2>&1; then
+    # bindgen loads libclang.so or libclang-N.so; libclang-cpp (which many
+    # machines have without libclang) is a different library.
+    if ! compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null && ! compgen -G '/usr/lib/*/libclang-[0-9]*.so*' >/dev/null; then
         missing+=(libclang-dev)
     fi
     if ((${#missing[@]})); then

@@ -34,6 +34,17 @@ impl<'a> Candidates<'a> {
         Self { data, selected, sorted }
     }
 
+    /// A view over an array whose flags come from a host that may not keep
+    /// them true: llama.cpp's own samplers (logit bias, grammar) change
+    /// logits without clearing `sorted`. The claim `sorted` is kept only
+    /// when the logits really are in descending order (NaN counted as
+    /// -inf), checked in one pass; otherwise the view is unsorted, so that
+    /// a selecting sampler scans instead of trusting `data[0]`.
+    pub fn from_host(data: &'a mut [TokenData], sorted: bool, selected: Option<usize>) -> Self {
+        let sorted = sorted && is_descending(data);
+        Self::with_state(data, sorted, selected)
+    }
+
     /// Number of candidates still in the view.
     pub fn len(&self) -> usize {
         self.data.len()
@@ -174,6 +185,12 @@ impl<'a> Candidates<'a> {
     }
 }
 
+/// True when the logits of `data` never rise from one entry to the next,
+/// NaN counted as -inf (the order [`cmp_logit_desc`] sorts into).
+pub fn is_descending(data: &[TokenData]) -> bool {
+    data.windows(2).all(|w| logit_key(w[0].logit) >= logit_key(w[1].logit))
+}
+
 /// Finds the `k` largest candidates of `data` in one scan and leaves them,
 /// sorted descending, in `out`.
 ///
@@ -247,6 +264,30 @@ mod tests {
         c.sort_descending();
         assert_eq!(c.as_slice()[0].id, 3);
         assert!(c.as_slice()[3].logit.is_nan());
+    }
+
+    #[test]
+    fn from_host_keeps_only_a_true_sorted_claim() {
+        // A masked head (logit bias after top-k) and an ascending array both
+        // arrive claiming `sorted`; neither is.
+        let mut masked = tokens(&[f32::NEG_INFINITY, 2.0, 1.0]);
+        let c = Candidates::from_host(&mut masked, true, None);
+        assert!(!c.is_sorted());
+        assert_eq!(c.argmax(), Some(1));
+        let mut ascending = tokens(&[0.0, 1.0, 2.0]);
+        let c = Candidates::from_host(&mut ascending, true, None);
+        assert_eq!(c.argmax(), Some(2));
+        assert_eq!(c.max_logit(), 2.0);
+        // NaN counts as -inf: a NaN head is out of order, a NaN tail is not.
+        let mut nan_head = tokens(&[f32::NAN, 1.0]);
+        assert!(!Candidates::from_host(&mut nan_head, true, None).is_sorted());
+        let mut nan_tail = tokens(&[3.0, 3.0, f32::NAN, f32::NEG_INFINITY]);
+        let c = Candidates::from_host(&mut nan_tail, true, None);
+        assert!(c.is_sorted());
+        assert_eq!(c.argmax(), Some(0));
+        // No claim, no check.
+        let mut plain = tokens(&[3.0, 2.0]);
+        assert!(!Candidates::from_host(&mut plain, false, None).is_sorted());
     }
 
     #[test]

@@ -134,7 +134,9 @@ unsafe extern "C" fn iface_apply(smpl: *mut llama_sampler, cur_p: *mut llama_tok
             std::slice::from_raw_parts_mut(arr.data.cast::<TokenData>(), arr.size)
         };
         let selected = usize::try_from(arr.selected).ok();
-        let mut cands = Candidates::with_state(data, arr.sorted, selected);
+        // The host's `sorted` flag is checked, not trusted: llama.cpp's
+        // logit bias and grammar change logits without clearing it.
+        let mut cands = Candidates::from_host(data, arr.sorted, selected);
         let result = ctx.sampler.apply(&mut cands);
         let (len, sorted, selected) = (cands.len(), cands.is_sorted(), cands.selected());
         arr.size = len;
