@@ -423,6 +423,12 @@ typedef struct {
   // is on). Default 0.03. (The reference computed min-p and never
   // applied it; here it is applied.)
   float min_p;
+  // Upper bound of every strategy's temperature (dimensionless, > 0),
+  // applied after each strategy's own formula and bounds. The
+  // reference has none (`reference()`: 3.4e38, the largest f32): its
+  // adaptive and resampling temperatures reach 2-3.5 on small models
+  // and write noise. See `Default` for the value `eval` chose.
+  float max_temp;
   // Flowing needs logits entropy below this, bits. Default 0.1.
   // Negative disables the flowing strategy.
   float low_ent;
@@ -591,6 +597,12 @@ typedef struct {
   // (p_i >= min_p * p_max; the reference used an absolute p_i >= min_p),
   // in [0, 1]; 0 disables. Default 0.03.
   float min_p;
+  // Upper bound of every strategy's temperature (dimensionless, > 0),
+  // applied after each strategy's own formula and bounds. The
+  // reference has none (`reference()`: 3.4e38, the largest f32): its
+  // adaptive and resampling temperatures reach 2-3.5 on small models
+  // and write noise. See `Default` for the value `eval` chose.
+  float max_temp;
   // LELV needs entropy below this, bits. Default 0.1.
   float low_ent;
   // LELV and HELV need varentropy below this, bits². Default 0.1.
@@ -936,6 +948,11 @@ extern "C" {
 // 0.9, weights 0.8 / 0.2, seed 0xFFFFFFFF (random).
 entropix_alpha_params entropix_alpha_default_params(void);
 
+// The reference settings of the AlphaSampler (seed 000): its
+// reference implementation's exact values (the `reference` preset).
+// The defaults depart from them where `eval` measured better text.
+entropix_alpha_params entropix_alpha_reference_params(void);
+
 // AlphaSampler (seed 000): alpha = normalised token entropy + normalised
 // attention entropy picks COLD / MIXED / HOT and the temperature, top-k,
 // top-p and repetition penalty; COLD steps can look one token ahead
@@ -1099,6 +1116,11 @@ struct llama_sampler *entropix_sampler_init_top_k(const entropix_top_k_params *p
 // 0xFFFFFFFF (random).
 entropix_dirichlet_params entropix_dirichlet_default_params(void);
 
+// The reference settings of the adaptive Dirichlet sampler (seed 003): its
+// reference implementation's exact values (the `reference` preset).
+// The defaults depart from them where `eval` measured better text.
+entropix_dirichlet_params entropix_dirichlet_reference_params(void);
+
 // The adaptive Dirichlet sampler (seed 003): moving averages of the
 // model's log-probabilities, a Dirichlet fitted to them, an entropy-tuned
 // temperature and Dirichlet perturbation of the tempered distribution.
@@ -1158,6 +1180,11 @@ int entropix_sampler_observe_prompt_logits(struct llama_sampler *smpl,
 // variant 0, seed 0xFFFFFFFF = random).
 entropix_entropix_params entropix_entropix_default_params(void);
 
+// The reference settings of the Entropix sampler (xjdr-alt/entropix, seed 002): its
+// reference implementation's exact values (the `reference` preset).
+// The defaults depart from them where `eval` measured better text.
+entropix_entropix_params entropix_entropix_reference_params(void);
+
 // Entropix ("Shrek") sampler: flowing, treading (clarifying-token
 // insertion), exploring, resampling and adaptive multi-sample strategies
 // chosen from the logits entropy/varentropy and the model's attention.
@@ -1179,6 +1206,11 @@ struct llama_sampler *entropix_sampler_init_entropix(const entropix_entropix_par
 // Entropix; HEHV temperature floor 1.5; no pause or clarifying token;
 // seed 0xFFFFFFFF = random).
 entropix_four_mode_params entropix_four_mode_default_params(void);
+
+// The reference settings of the four-mode sampler (seed 001): its
+// reference implementation's exact values (the `reference` preset).
+// The defaults depart from them where `eval` measured better text.
+entropix_four_mode_params entropix_four_mode_reference_params(void);
 
 // Entropy-based four-mode sampler (seed 001): LELV top-5 sample (or
 // argmax), HELV pause token then clarifying-question token then boosted

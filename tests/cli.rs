@@ -18,13 +18,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn run(args: &[&str]) -> Output {
     let model = common::llama::model_path();
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    Command::new(cli_path())
-        .env_remove("LD_LIBRARY_PATH")
-        .arg("-m")
-        .arg(&model)
-        .args(args)
-        .output()
-        .expect("the CLI runs")
+    Command::new(cli_path()).env_remove("LD_LIBRARY_PATH").arg("-m").arg(&model).args(args).output().expect("the CLI runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -220,11 +214,7 @@ fn interactive_mode_keeps_the_conversation() {
     let o = child.wait_with_output().unwrap();
     assert_ok(&o);
     let err = stderr(&o);
-    let prompts: Vec<usize> = err
-        .lines()
-        .filter_map(|l| l.strip_prefix("prompt:"))
-        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
-        .collect();
+    let prompts: Vec<usize> = err.lines().filter_map(|l| l.strip_prefix("prompt:")).map(|l| l.split_whitespace().next().unwrap().parse().unwrap()).collect();
     assert_eq!(prompts.len(), 2, "{err}");
     // The second turn decodes only what is new, not the whole conversation.
     assert!(prompts[1] < prompts[0] + 10, "second turn re-decoded the history: {prompts:?}");
@@ -251,7 +241,22 @@ fn alpha_family_runs_the_cold_lookahead_and_is_deterministic() {
     std::fs::create_dir_all(&dir).unwrap();
     let trace = dir.join("a.jsonl");
     // cold-point 3 makes every step COLD (alpha <= 2), so every step looks ahead.
-    let args = ["--sampler", "alpha", "--cold-point", "3", "--ignore-eos", "-p", "The capital of France is", "--no-chat", "-n", "10", "-s", "1", "--trace", trace.to_str().unwrap()];
+    let args = [
+        "--sampler",
+        "alpha",
+        "--cold-point",
+        "3",
+        "--ignore-eos",
+        "-p",
+        "The capital of France is",
+        "--no-chat",
+        "-n",
+        "10",
+        "-s",
+        "1",
+        "--trace",
+        trace.to_str().unwrap(),
+    ];
     let a = run(&args);
     assert_ok(&a);
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&trace).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -280,5 +285,66 @@ fn tune_writes_a_dirichlet_profile_that_does_not_get_worse() {
     entropix_sampler::samplers::dirichlet::load_profile(&out).unwrap();
     let o = run(&["--sampler", "dirichlet", "--profile", out.to_str().unwrap(), "-p", "hi", "-n", "4", "-s", "1"]);
     assert_ok(&o);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sampler_params_and_presets_reach_the_samplers() {
+    let dir = std::env::temp_dir().join(format!("entropix-params-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = dir.join("t.jsonl");
+    // A parameter by its field name lands in the sampler (its state says so).
+    let o =
+        run(&["--sampler", "entropix", "--sampler-param", "max_temp=0.25", "-p", "Name a colour.", "-n", "6", "-s", "2", "--trace", trace.to_str().unwrap()]);
+    assert_ok(&o);
+    let text = std::fs::read_to_string(&trace).unwrap();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let step = v["samplers"].as_array().unwrap().iter().find_map(|s| s["state"]["last_step"].as_object().cloned()).unwrap();
+        let t = step["temperature"].as_f64().unwrap_or(0.0);
+        assert!(t <= 0.25 + 1e-6, "temperature {t} above max_temp: {line}");
+    }
+    assert_clean_failure(&run(&["--sampler", "entropix", "--sampler-param", "nope=1", "-p", "hi"]), "unknown parameter `nope`");
+    assert_clean_failure(&run(&["--sampler", "entropix", "--sampler-param", "max_temp=0", "-p", "hi"]), "max_temp");
+    assert_clean_failure(&run(&["--sampler", "alpha", "--sampler-param", "window=x", "-p", "hi"]), "not a number");
+    assert_clean_failure(&run(&["--sampler", "dirichlet", "--sampler-param", "temp", "-p", "hi"]), "expected NAME=VALUE");
+    // The reference preset reads no profile and says so.
+    let reference = run(&["--sampler", "entropix", "--preset", "reference", "-p", "hi", "-n", "2"]);
+    assert_ok(&reference);
+    assert!(stderr(&reference).contains("reference thresholds"), "{}", stderr(&reference));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_model_without_a_profile_is_calibrated_once() {
+    let dir = std::env::temp_dir().join(format!("entropix-auto-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // The same weights under a name no shipped profile has.
+    let model = dir.join("Unprofiled-Model.gguf");
+    std::os::unix::fs::symlink(common::llama::model_path(), &model).unwrap();
+    let cache = dir.join("cache");
+    let go = || {
+        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        Command::new(cli_path())
+            .env("ENTROPIX_CACHE_DIR", &cache)
+            .arg("-m")
+            .arg(&model)
+            .args(["--sampler", "four-mode", "-p", "Name a fruit.", "-n", "4", "-s", "1"])
+            .output()
+            .unwrap()
+    };
+    let first = go();
+    assert_ok(&first);
+    assert!(stderr(&first).contains("calibrating"), "{}", stderr(&first));
+    let profiles: Vec<_> = std::fs::read_dir(cache.join("profiles")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(profiles.len(), 1, "{profiles:?}");
+    let profile: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&profiles[0]).unwrap()).unwrap();
+    assert!(profile["thresholds"]["high_ent"]["value"].as_f64().unwrap() > profile["thresholds"]["low_ent"]["value"].as_f64().unwrap());
+    assert!(stderr(&first).contains("thresholds from profile"), "{}", stderr(&first));
+    let second = go();
+    assert_ok(&second);
+    assert!(!stderr(&second).contains("calibrating"), "{}", stderr(&second));
+    assert_eq!(first.stdout, second.stdout);
     let _ = std::fs::remove_dir_all(&dir);
 }

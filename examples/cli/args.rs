@@ -114,6 +114,21 @@ pub struct Args {
     #[arg(long = "lookahead-k", default_value_t = 3)]
     pub lookahead_k: u32,
 
+    /// Settings of the entropix, four-mode, alpha and dirichlet samplers:
+    /// `default` (chosen by `eval`; entropix and four-mode read the model's
+    /// threshold profile, made on first use when none ships) or `reference`
+    /// (the seeds' and reference implementations' exact values, reference
+    /// thresholds, no profile unless --profile).
+    #[arg(long = "preset", value_enum, default_value_t = Preset::Default)]
+    pub preset: Preset,
+
+    /// A parameter of the entropix, four-mode, alpha or dirichlet sampler by
+    /// its C/Rust field name, as NAME=VALUE (repeatable; applied after
+    /// --profile; e.g. `--sampler-param temp=0.5`). Validated by the
+    /// sampler's own checks.
+    #[arg(long = "sampler-param", value_name = "NAME=VALUE")]
+    pub sampler_params: Vec<String>,
+
     /// Colour each generated token by the strategy that chose it (entropix
     /// and four-mode; ANSI colours on a terminal).
     #[arg(long = "color")]
@@ -165,6 +180,11 @@ pub enum Command {
         #[arg(long = "tokens-per-prompt", default_value_t = 48)]
         tokens_per_prompt: i32,
     },
+    /// Measure the text sampler configurations write: accuracy on
+    /// generated arithmetic (and any JSONL of questions), repetition,
+    /// diversity and likelihood on open-ended prompts, cost; paired tests
+    /// against a baseline; equal tuning budgets with --tune-budget.
+    Eval(crate::eval::EvalArgs),
     /// Search the adaptive Dirichlet sampler's hyperparameters on a prompt
     /// set (minimising the average cross-entropy rate) and write a profile.
     Tune {
@@ -181,6 +201,22 @@ pub enum Command {
         #[arg(long = "budget", default_value_t = 16)]
         budget: usize,
     },
+}
+
+/// The settings the adaptive samplers start from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Preset {
+    /// This library's defaults.
+    Default,
+    /// The seeds' and reference implementations' exact behaviour.
+    Reference,
+}
+
+impl Args {
+    /// True with `--preset reference`.
+    pub fn reference_preset(&self) -> bool {
+        self.preset == Preset::Reference
+    }
 }
 
 /// Flash attention policy flag.

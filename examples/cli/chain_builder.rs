@@ -6,6 +6,9 @@ use std::ffi::CString;
 
 use entropix_sampler::ffi;
 use entropix_sampler::llama::{Model, SamplerChain};
+use entropix_sampler::samplers::alpha::AlphaParams;
+use entropix_sampler::samplers::dirichlet::DirichletParams;
+use entropix_sampler::samplers::entropix::{EntropixParams, FourModeParams};
 use entropix_sampler::samplers::filters::{MinPParams, TopNSigmaParams, TopPParams, TypicalParams};
 use entropix_sampler::samplers::mirostat::{MirostatParams, MirostatV2Params};
 use entropix_sampler::samplers::penalties::{DryParams, PenaltiesParams};
@@ -104,19 +107,24 @@ fn build_with(args: &Args, model: &Model, use_shipped_profile: bool) -> Result<B
 /// context by [`attach_lookahead`] once the context exists.
 fn alpha(args: &Args) -> Result<SamplerChain, String> {
     let mut chain = SamplerChain::new(true);
-    let mut p = ffi::entropix_alpha_default_params();
+    let mut p = if args.reference_preset() { AlphaParams::reference() } else { AlphaParams::default() };
     p.seed = args.seed;
     p.lookahead = !args.no_lookahead;
     p.lookahead_k = args.lookahead_k as i32;
     p.cold_point = args.cold_point;
     p.hot_point = args.hot_point;
+    let p = with_overrides(p, &args.sampler_params)?;
     unsafe { chain.add(ffi::entropix_sampler_init_alpha(&p)) }.map_err(|e| e.to_string())?;
     Ok(chain)
 }
 
 /// Lends the context and capture to the chain's AlphaSampler for its COLD
 /// lookahead (sequence 0 is the main sequence).
-pub fn attach_lookahead(chain: &SamplerChain, ctx: &entropix_sampler::llama::Context<'_>, capture: &std::sync::Arc<entropix_sampler::attention::AttentionCapture>) -> Result<(), String> {
+pub fn attach_lookahead(
+    chain: &SamplerChain,
+    ctx: &entropix_sampler::llama::Context<'_>,
+    capture: &std::sync::Arc<entropix_sampler::attention::AttentionCapture>,
+) -> Result<(), String> {
     for i in 0..chain.len() {
         let s = chain.get(i);
         let name = unsafe { std::ffi::CStr::from_ptr(sys::llama_sampler_name(s)) }.to_string_lossy().into_owned();
@@ -146,15 +154,23 @@ fn last_error() -> String {
 fn entropy_family(args: &Args, model: &Model, use_shipped_profile: bool) -> Result<SamplerChain, String> {
     let mut chain = SamplerChain::new(true);
     let clarify = args.clarify_token.as_deref().map(|t| token_from_text(model, t, "--clarify-token")).transpose()?.unwrap_or(-1);
-    let profile_path = args.profile.clone().or_else(|| if use_shipped_profile { shipped_profile(model) } else { None });
+    let profile_path = args.profile.clone().or_else(|| {
+        if use_shipped_profile && !args.reference_preset() {
+            shipped_profile(model).or_else(|| Some(crate::auto_profile::cached_path(model)).filter(|p| p.is_file()))
+        } else {
+            None
+        }
+    });
     match &profile_path {
         Some(p) if !args.quiet => eprintln!("entropix: thresholds from profile {}", p.display()),
-        None if !args.quiet => eprintln!("entropix: no threshold profile for this model: using the reference defaults (run `calibrate` to make one)"),
+        None if !args.quiet => {
+            eprintln!("entropix: no threshold profile: using the reference thresholds")
+        }
         _ => {}
     }
     let profile = profile_path.as_ref().map(|p| CString::new(p.to_string_lossy().as_bytes()).map_err(|_| "--profile: NUL in path".to_string())).transpose()?;
     if args.sampler == "entropix" {
-        let mut p = ffi::entropix_entropix_default_params();
+        let mut p = if args.reference_preset() { EntropixParams::reference() } else { EntropixParams::default() };
         if let Some(path) = &profile {
             if unsafe { ffi::entropix_entropix_params_load_profile(path.as_ptr(), &mut p) } != 0 {
                 return Err(last_error());
@@ -163,9 +179,10 @@ fn entropy_family(args: &Args, model: &Model, use_shipped_profile: bool) -> Resu
         p.seed = args.seed;
         p.variant = args.entropix_variant;
         p.clarifying_token_id = clarify;
+        let p = with_overrides(p, &args.sampler_params)?;
         unsafe { chain.add(ffi::entropix_sampler_init_entropix(&p)) }.map_err(|e| e.to_string())?;
     } else {
-        let mut p = ffi::entropix_four_mode_default_params();
+        let mut p = if args.reference_preset() { FourModeParams::reference() } else { FourModeParams::default() };
         if let Some(path) = &profile {
             if unsafe { ffi::entropix_four_mode_params_load_profile(path.as_ptr(), &mut p) } != 0 {
                 return Err(last_error());
@@ -174,6 +191,7 @@ fn entropy_family(args: &Args, model: &Model, use_shipped_profile: bool) -> Resu
         p.seed = args.seed;
         p.clarifying_token_id = clarify;
         p.pause_token_id = args.pause_token.as_deref().map(|t| token_from_text(model, t, "--pause-token")).transpose()?.unwrap_or(-1);
+        let p = with_overrides(p, &args.sampler_params)?;
         unsafe { chain.add(ffi::entropix_sampler_init_four_mode(&p)) }.map_err(|e| e.to_string())?;
     }
     Ok(chain)
@@ -184,7 +202,7 @@ fn entropy_family(args: &Args, model: &Model, use_shipped_profile: bool) -> Resu
 /// logits by the generation loop.
 fn dirichlet(args: &Args) -> Result<SamplerChain, String> {
     let mut chain = SamplerChain::new(true);
-    let mut p = ffi::entropix_dirichlet_default_params();
+    let mut p = if args.reference_preset() { DirichletParams::reference() } else { DirichletParams::default() };
     if let Some(path) = &args.profile {
         let c = CString::new(path.to_string_lossy().as_bytes()).map_err(|_| "--profile: NUL in path".to_string())?;
         if unsafe { ffi::entropix_dirichlet_load_profile(c.as_ptr(), &mut p) } != 0 {
@@ -192,12 +210,36 @@ fn dirichlet(args: &Args) -> Result<SamplerChain, String> {
         }
     }
     p.seed = args.seed;
+    let p = with_overrides(p, &args.sampler_params)?;
     unsafe { chain.add(ffi::entropix_sampler_init_dirichlet(&p)) }.map_err(|e| e.to_string())?;
     Ok(chain)
 }
 
+/// `params` with each `NAME=VALUE` of `--sampler-param` written into the
+/// field of that name (through serde: numbers, `true`/`false`). Unknown
+/// names and values of the wrong type are errors that list what exists;
+/// ranges are checked later by the sampler's constructor.
+fn with_overrides<P: serde::Serialize + serde::de::DeserializeOwned>(params: P, overrides: &[String]) -> Result<P, String> {
+    if overrides.is_empty() {
+        return Ok(params);
+    }
+    let mut value = serde_json::to_value(&params).map_err(|e| e.to_string())?;
+    let fields = value.as_object_mut().ok_or("--sampler-param: these parameters are not a struct")?;
+    for item in overrides {
+        let (name, text) = item.split_once('=').ok_or_else(|| format!("--sampler-param {item:?}: expected NAME=VALUE"))?;
+        let (name, text) = (name.trim(), text.trim());
+        let Some(slot) = fields.get_mut(name) else {
+            let mut known: Vec<&str> = fields.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            return Err(format!("--sampler-param: unknown parameter `{name}` (known: {})", known.join(", ")));
+        };
+        *slot = serde_json::from_str(text).map_err(|_| format!("--sampler-param {name}={text}: not a number or true/false"))?;
+    }
+    serde_json::from_value(value).map_err(|e| format!("--sampler-param: {e}"))
+}
+
 /// The profile shipped in `profiles/` for the model's file name, if any.
-fn shipped_profile(model: &Model) -> Option<std::path::PathBuf> {
+pub fn shipped_profile(model: &Model) -> Option<std::path::PathBuf> {
     let name = model.path().file_name()?.to_string_lossy().into_owned();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles").join(format!("{}.json", name.trim_end_matches(".gguf")));
     path.is_file().then_some(path)
@@ -259,8 +301,11 @@ fn classic(args: &Args, model: &Model) -> Result<SamplerChain, String> {
                     };
                     let breakers: Vec<String> =
                         if s.dry_sequence_breaker.is_empty() { ["\n", ":", "\"", "*"].map(String::from).to_vec() } else { s.dry_sequence_breaker.clone() };
-                    let c_breakers: Vec<CString> =
-                        breakers.iter().map(|b| CString::new(b.as_str())).collect::<Result<_, _>>().map_err(|_| "a DRY sequence breaker contains a NUL byte")?;
+                    let c_breakers: Vec<CString> = breakers
+                        .iter()
+                        .map(|b| CString::new(b.as_str()))
+                        .collect::<Result<_, _>>()
+                        .map_err(|_| "a DRY sequence breaker contains a NUL byte")?;
                     let ptrs: Vec<*const std::ffi::c_char> = c_breakers.iter().map(|c| c.as_ptr()).collect();
                     add(if ours {
                         unsafe { ffi::entropix_sampler_init_dry(model.vocab_ptr(), model.n_ctx_train() as i32, &p, ptrs.as_ptr(), ptrs.len()) }
@@ -308,7 +353,11 @@ fn classic(args: &Args, model: &Model) -> Result<SamplerChain, String> {
     } else if mirostat == 1 {
         add(temperature_stage(args, ours))?;
         let p = MirostatParams { n_vocab, seed: args.seed, tau: s.mirostat_ent, eta: s.mirostat_lr, m: 100 };
-        add(if ours { unsafe { ffi::entropix_sampler_init_mirostat(&p) } } else { unsafe { sys::llama_sampler_init_mirostat(n_vocab, p.seed, p.tau, p.eta, p.m) } })?;
+        add(if ours {
+            unsafe { ffi::entropix_sampler_init_mirostat(&p) }
+        } else {
+            unsafe { sys::llama_sampler_init_mirostat(n_vocab, p.seed, p.tau, p.eta, p.m) }
+        })?;
     } else if mirostat == 2 {
         add(temperature_stage(args, ours))?;
         let p = MirostatV2Params { seed: args.seed, tau: s.mirostat_ent, eta: s.mirostat_lr };

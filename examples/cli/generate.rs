@@ -19,6 +19,8 @@ pub struct Stats {
     pub generation_time: Duration,
     pub sampling_time: Duration,
     pub stopped_by_eog: bool,
+    /// Generation ended at one of [`Generator::stop`]'s strings.
+    pub stopped_by_string: bool,
     pub context_full: bool,
 }
 
@@ -36,12 +38,32 @@ pub struct Generator<'c, 'm> {
     /// Give the chain's samplers the logits of every prompt position
     /// (the adaptive Dirichlet sampler initialises its state from them).
     pub observe_prompt: bool,
+    /// Stop once the generated text contains one of these strings (the
+    /// token that completes it is kept; the caller trims the text).
+    pub stop: Vec<String>,
+    /// When set, the log-probability (nats) of every generated token under
+    /// the raw model (temperature 1, no filtering) is pushed here: what
+    /// `eval` reports as the NLL of the produced tokens. Costs one pass
+    /// over the logits and a copy of them per token, outside the sampling
+    /// time.
+    pub raw_logprobs: Option<Vec<f64>>,
     candidates: Vec<TokenData>,
 }
 
 impl<'c, 'm> Generator<'c, 'm> {
     pub fn new(ctx: &'c mut Context<'m>, chain: &'c mut SamplerChain, trace: Option<&'c mut TraceWriter>) -> Self {
-        Self { ctx, chain, trace, n_past: 0, banned_eog: Vec::new(), color: false, observe_prompt: false, candidates: Vec::new() }
+        Self {
+            ctx,
+            chain,
+            trace,
+            n_past: 0,
+            banned_eog: Vec::new(),
+            color: false,
+            observe_prompt: false,
+            stop: Vec::new(),
+            raw_logprobs: None,
+            candidates: Vec::new(),
+        }
     }
 
     /// Decodes `prompt` after what is already in the cache, then generates up
@@ -66,17 +88,29 @@ impl<'c, 'm> Generator<'c, 'm> {
 
         let mut text = Utf8Stream::default();
         let mut generated = Vec::new();
+        // The text so far, kept only when stop strings are watched.
+        let mut so_far = String::new();
         let t_gen = Instant::now();
         while n_predict < 0 || generated.len() < n_predict as usize {
+            // Read before the chain runs (and outside its time): a sampler
+            // may decode (the AlphaSampler's lookahead), which reuses the
+            // logits buffer.
+            let raw_norm = self.raw_logprobs.is_some().then(|| log_sum_exp(self.ctx.logits(-1)));
             let t_sample = Instant::now();
             let token = self.sample_next(generated.len())?;
             stats.sampling_time += t_sample.elapsed();
+            if let (Some(lp), Some((lse, raw))) = (self.raw_logprobs.as_mut(), raw_norm) {
+                lp.push(raw.get(token as usize).map_or(f64::NEG_INFINITY, |&l| l as f64 - lse));
+            }
             if model.is_eog(token) {
                 stats.stopped_by_eog = true;
                 break;
             }
             generated.push(token);
             let piece = text.push(&model.token_bytes(token, false));
+            if !self.stop.is_empty() {
+                so_far.push_str(&piece);
+            }
             if !piece.is_empty() {
                 let colour = if self.color { strategy_colour(self.chain) } else { None };
                 match colour {
@@ -88,6 +122,10 @@ impl<'c, 'm> Generator<'c, 'm> {
                     }
                 }
                 let _ = out.flush();
+            }
+            if !self.stop.is_empty() && self.stop.iter().any(|s| so_far.contains(s.as_str())) {
+                stats.stopped_by_string = true;
+                break;
             }
             if self.n_past as usize + 1 >= n_ctx {
                 stats.context_full = true;
@@ -138,12 +176,7 @@ impl<'c, 'm> Generator<'c, 'm> {
             }
         }
         let raw = self.trace.is_some().then(|| RawView::new(logits));
-        let mut arr = sys::llama_token_data_array {
-            data: self.candidates.as_mut_ptr().cast(),
-            size: self.candidates.len(),
-            selected: -1,
-            sorted: false,
-        };
+        let mut arr = sys::llama_token_data_array { data: self.candidates.as_mut_ptr().cast(), size: self.candidates.len(), selected: -1, sorted: false };
         unsafe { sys::llama_sampler_apply(self.chain.as_ptr(), &mut arr) };
         let n = arr.size;
         let sel = usize::try_from(arr.selected).ok().filter(|&s| s < n).ok_or_else(|| LlamaError::Sampler("the sampler chain selected no token".into()))?;
@@ -156,6 +189,15 @@ impl<'c, 'm> Generator<'c, 'm> {
         self.chain.accept(token);
         Ok(token)
     }
+}
+
+/// ln sum exp(logits) (f64, relative to the largest logit) and a copy of
+/// the logits: with them, a token's log-probability under the raw model
+/// (T 1, no filtering) is `logit - lse`.
+fn log_sum_exp(logits: &[f32]) -> (f64, Vec<f32>) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    (max + sum.ln(), logits.to_vec())
 }
 
 /// The ANSI colour of the strategy the chain's entropix-family sampler
@@ -177,7 +219,13 @@ fn strategy_colour(chain: &SamplerChain) -> Option<&'static str> {
 
 /// Prints the timing summary to stderr.
 pub fn print_summary(stats: &Stats, chain: &SamplerChain) {
-    let per_s = |n: usize, d: Duration| if d.as_secs_f64() > 0.0 { n as f64 / d.as_secs_f64() } else { 0.0 };
+    let per_s = |n: usize, d: Duration| {
+        if d.as_secs_f64() > 0.0 {
+            n as f64 / d.as_secs_f64()
+        } else {
+            0.0
+        }
+    };
     eprintln!();
     eprintln!("chain: {}", chain.names().join(" -> "));
     eprintln!(

@@ -3,10 +3,13 @@
 //! `cargo run --release --example cli -- -p "Hello"`; `--help` lists flags.
 
 mod args;
+mod auto_profile;
 mod calibrate;
 mod chain_builder;
 mod chat;
+mod eval;
 mod generate;
+mod session;
 mod trace;
 mod tune;
 
@@ -60,44 +63,27 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(Command::Calibrate { prompts, output, tokens_per_prompt }) = &args.command {
         return run_calibrate(&args, &model_path, prompts.as_deref(), output, *tokens_per_prompt);
     }
+    if let Some(Command::Eval(eval_args)) = &args.command {
+        return eval::run(&args, eval_args, &model_path);
+    }
     if let Some(Command::Tune { prompts, output, tokens_per_prompt, budget }) = &args.command {
         return run_tune(&args, &model_path, prompts.as_deref(), output, *tokens_per_prompt, *budget);
     }
     let model = Model::load(&model_path, &ModelOptions { n_gpu_layers: args.n_gpu_layers }).map_err(|e| e.to_string())?;
 
+    auto_profile::ensure(&args, &model)?;
     let built = chain_builder::build(&args, &model)?;
+    let mut session = session::Session::open(&args, &model, &built)?;
     let mut chain = built.chain;
-    let mut options = context_options(&args);
-    // Kept alive as long as the context: the eval callback points into it.
-    let mut capture = None;
-    if built.needs_attention {
-        if options.flash_attention != FlashAttention::Off && !args.quiet {
-            eprintln!("entropix: flash attention turned off: the `{}` sampler reads attention", args.sampler);
-        }
-        options.flash_attention = FlashAttention::Off;
-        let config = CaptureConfig { layer: args.attention_layer, ..CaptureConfig::default() };
-        let c = AttentionCapture::new(&model, config)?;
-        options.cb_eval = Some(entropix_sampler::ffi::entropix_attention_eval_callback);
-        options.cb_eval_user_data = c.user_data();
-        chain_builder::attach_attention(&chain, &c)?;
-        capture = Some(c);
-    }
-    if let Some(k) = built.lookahead_k {
-        // Spare sequences for the candidates, one KV stream for the capture.
-        options.n_seq_max = k + 1;
-        options.kv_unified = true;
-    }
-    let mut ctx = entropix_sampler::llama::Context::new(&model, &options).map_err(|e| e.to_string())?;
-    if let (Some(_), Some(c)) = (built.lookahead_k, &capture) {
-        chain_builder::attach_lookahead(&chain, &ctx, c)?;
-    }
+    session.attach(&chain)?;
+    let ctx = &mut session.ctx;
     let mut trace = match &args.trace {
         Some(p) => Some(trace::TraceWriter::create(p).map_err(|e| format!("cannot write trace file {}: {e}", p.display()))?),
         None => None,
     };
 
     if args.interactive {
-        return chat::run(&args, &model, &mut ctx, &mut chain, trace.as_mut());
+        return chat::run(&args, &model, ctx, &mut chain, trace.as_mut());
     }
 
     let prompt_text = read_prompt(&args)?;
@@ -125,7 +111,7 @@ fn run(args: Args) -> Result<(), String> {
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut generator = generate::Generator::new(&mut ctx, &mut chain, trace.as_mut());
+    let mut generator = generate::Generator::new(ctx, &mut chain, trace.as_mut());
     generator.color = args.color;
     generator.observe_prompt = args.sampler == "dirichlet";
     if args.ignore_eos {
@@ -140,12 +126,10 @@ fn run(args: Args) -> Result<(), String> {
     if !args.quiet {
         generate::print_summary(&stats, &chain);
     }
-    drop(ctx);
-    drop(capture);
     Ok(())
 }
 
-fn read_prompt_set(prompts: Option<&std::path::Path>) -> Result<Vec<String>, String> {
+pub(crate) fn read_prompt_set(prompts: Option<&std::path::Path>) -> Result<Vec<String>, String> {
     let default_prompts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/calibration-prompts.txt");
     let path = prompts.unwrap_or(&default_prompts);
     let list: Vec<String> = std::fs::read_to_string(path)
@@ -161,7 +145,14 @@ fn read_prompt_set(prompts: Option<&std::path::Path>) -> Result<Vec<String>, Str
     Ok(list)
 }
 
-fn run_tune(args: &Args, model_path: &std::path::Path, prompts: Option<&std::path::Path>, output: &std::path::Path, n: usize, budget: usize) -> Result<(), String> {
+fn run_tune(
+    args: &Args,
+    model_path: &std::path::Path,
+    prompts: Option<&std::path::Path>,
+    output: &std::path::Path,
+    n: usize,
+    budget: usize,
+) -> Result<(), String> {
     let prompts = read_prompt_set(prompts)?;
     let model = Model::load(model_path, &ModelOptions { n_gpu_layers: args.n_gpu_layers }).map_err(|e| e.to_string())?;
     let mut ctx = entropix_sampler::llama::Context::new(&model, &context_options(args)).map_err(|e| e.to_string())?;
@@ -184,31 +175,45 @@ fn run_tune(args: &Args, model_path: &std::path::Path, prompts: Option<&std::pat
 fn run_calibrate(args: &Args, model_path: &std::path::Path, prompts: Option<&std::path::Path>, output: &std::path::Path, n_predict: i32) -> Result<(), String> {
     let prompts = read_prompt_set(prompts)?;
     let model = Model::load(model_path, &ModelOptions { n_gpu_layers: args.n_gpu_layers }).map_err(|e| e.to_string())?;
+    let profile = calibrate_profile(args, &model, &prompts, n_predict, args.quiet)?;
+    profile.save(output).map_err(|e| e.to_string())?;
+    if !args.quiet {
+        eprintln!("calibrate: wrote {} ({} prompts)", output.display(), prompts.len());
+    }
+    Ok(())
+}
+
+/// Runs `prompts` through `model` with the entropix-family sampler of
+/// `args` (entropix when it names none) at the reference thresholds, and
+/// returns the percentile profile of the metrics it saw.
+pub(crate) fn calibrate_profile(
+    args: &Args,
+    model: &Model,
+    prompts: &[String],
+    n_predict: i32,
+    quiet: bool,
+) -> Result<entropix_sampler::samplers::entropix::Profile, String> {
     // Calibrate with the reference defaults, never with an old profile.
     let mut cal_args = args.clone();
-    if cal_args.sampler == "classic" {
+    if cal_args.sampler != "entropix" && cal_args.sampler != "four-mode" {
         cal_args.sampler = "entropix".into();
     }
     cal_args.profile = None;
-    let built = chain_builder::build_without_profile(&cal_args, &model)?;
+    let built = chain_builder::build_without_profile(&cal_args, model)?;
     let mut chain = built.chain;
-    let capture = AttentionCapture::new(&model, CaptureConfig { layer: args.attention_layer, ..CaptureConfig::default() })?;
+    let capture = AttentionCapture::new(model, CaptureConfig { layer: args.attention_layer, ..CaptureConfig::default() })?;
     let mut options = context_options(args);
     options.flash_attention = FlashAttention::Off;
     options.cb_eval = Some(entropix_sampler::ffi::entropix_attention_eval_callback);
     options.cb_eval_user_data = capture.user_data();
     chain_builder::attach_attention(&chain, &capture)?;
-    let mut ctx = entropix_sampler::llama::Context::new(&model, &options).map_err(|e| e.to_string())?;
-    let samples = calibrate::collect(&model, &mut ctx, &mut chain, &prompts, n_predict, args.quiet)?;
-    let name = model_path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let mut ctx = entropix_sampler::llama::Context::new(model, &options).map_err(|e| e.to_string())?;
+    let samples = calibrate::collect(model, &mut ctx, &mut chain, prompts, n_predict, quiet)?;
+    let name = model.path().file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let profile = calibrate::profile_from(&samples, &name, prompts.len())?;
-    profile.save(output).map_err(|e| e.to_string())?;
     drop(ctx);
     drop(capture);
-    if !args.quiet {
-        eprintln!("calibrate: wrote {} ({} tokens from {} prompts)", output.display(), samples.n_tokens, prompts.len());
-    }
-    Ok(())
+    Ok(profile)
 }
 
 fn resolve_model(args: &Args) -> Result<PathBuf, String> {
@@ -226,7 +231,7 @@ fn read_prompt(args: &Args) -> Result<String, String> {
     }
 }
 
-fn context_options(args: &Args) -> ContextOptions {
+pub(crate) fn context_options(args: &Args) -> ContextOptions {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as i32);
     ContextOptions {
         n_ctx: args.ctx_size,

@@ -96,11 +96,7 @@ impl Clone for LlamaLookahead {
 
 impl std::fmt::Debug for LlamaLookahead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlamaLookahead")
-            .field("ctx", &self.ctx)
-            .field("main_seq", &self.main_seq)
-            .field("spare_seq_base", &self.spare_seq_base)
-            .finish()
+        f.debug_struct("LlamaLookahead").field("ctx", &self.ctx).field("main_seq", &self.main_seq).field("spare_seq_base", &self.spare_seq_base).finish()
     }
 }
 
@@ -287,6 +283,14 @@ impl LookaheadBackend for LlamaLookahead {
 #[no_mangle]
 pub extern "C" fn entropix_alpha_default_params() -> AlphaParams {
     guard(AlphaParams::default(), || Ok(AlphaParams::default()))
+}
+
+/// The reference settings of the AlphaSampler (seed 000): its
+/// reference implementation's exact values (the `reference` preset).
+/// The defaults depart from them where `eval` measured better text.
+#[no_mangle]
+pub extern "C" fn entropix_alpha_reference_params() -> AlphaParams {
+    guard(AlphaParams::reference(), || Ok(AlphaParams::reference()))
 }
 
 /// AlphaSampler (seed 000): alpha = normalised token entropy + normalised

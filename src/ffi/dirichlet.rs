@@ -22,7 +22,6 @@ use super::error::{fail, guard, ENTROPIX_ERR_INVALID as ERR_INVALID, ENTROPIX_ER
 use super::plugin::sampler_ref;
 use crate::samplers::dirichlet::{load_profile_over, DirichletParams, DirichletSampler};
 
-
 /// Default parameters of the adaptive Dirichlet sampler, all in nats: the
 /// reference DSConfig (EMA coefficients 0.70, cross-entropy coefficients
 /// 0.65, emwa_logp base 4 / factor 3, perturbation base 10 / coefficient 1,
@@ -34,6 +33,14 @@ use crate::samplers::dirichlet::{load_profile_over, DirichletParams, DirichletSa
 #[no_mangle]
 pub extern "C" fn entropix_dirichlet_default_params() -> DirichletParams {
     guard(DirichletParams::default(), || Ok(DirichletParams::default()))
+}
+
+/// The reference settings of the adaptive Dirichlet sampler (seed 003): its
+/// reference implementation's exact values (the `reference` preset).
+/// The defaults depart from them where `eval` measured better text.
+#[no_mangle]
+pub extern "C" fn entropix_dirichlet_reference_params() -> DirichletParams {
+    guard(DirichletParams::reference(), || Ok(DirichletParams::reference()))
 }
 
 /// The adaptive Dirichlet sampler (seed 003): moving averages of the

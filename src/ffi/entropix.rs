@@ -38,6 +38,14 @@ pub extern "C" fn entropix_entropix_default_params() -> EntropixParams {
     guard(EntropixParams::default(), || Ok(EntropixParams::default()))
 }
 
+/// The reference settings of the Entropix sampler (xjdr-alt/entropix, seed 002): its
+/// reference implementation's exact values (the `reference` preset).
+/// The defaults depart from them where `eval` measured better text.
+#[no_mangle]
+pub extern "C" fn entropix_entropix_reference_params() -> EntropixParams {
+    guard(EntropixParams::reference(), || Ok(EntropixParams::reference()))
+}
+
 /// Entropix ("Shrek") sampler: flowing, treading (clarifying-token
 /// insertion), exploring, resampling and adaptive multi-sample strategies
 /// chosen from the logits entropy/varentropy and the model's attention.
@@ -64,6 +72,14 @@ pub unsafe extern "C" fn entropix_sampler_init_entropix(params: *const EntropixP
 #[no_mangle]
 pub extern "C" fn entropix_four_mode_default_params() -> FourModeParams {
     guard(FourModeParams::default(), || Ok(FourModeParams::default()))
+}
+
+/// The reference settings of the four-mode sampler (seed 001): its
+/// reference implementation's exact values (the `reference` preset).
+/// The defaults depart from them where `eval` measured better text.
+#[no_mangle]
+pub extern "C" fn entropix_four_mode_reference_params() -> FourModeParams {
+    guard(FourModeParams::reference(), || Ok(FourModeParams::reference()))
 }
 
 /// Entropy-based four-mode sampler (seed 001): LELV top-5 sample (or
@@ -239,12 +255,7 @@ mod tests {
             assert_eq!(entropix_entropix_last_step(s, &mut out), ENTROPIX_OK);
             assert!(!out.valid);
             let mut data: Vec<TokenData> = (0..64).map(|i| TokenData::new(i, 0.0)).collect();
-            let mut arr = llama_cpp_sys_2::llama_token_data_array {
-                data: data.as_mut_ptr().cast(),
-                size: data.len(),
-                selected: -1,
-                sorted: false,
-            };
+            let mut arr = llama_cpp_sys_2::llama_token_data_array { data: data.as_mut_ptr().cast(), size: data.len(), selected: -1, sorted: false };
             llama_cpp_sys_2::llama_sampler_apply(s, &mut arr);
             assert!(arr.selected >= 0);
             assert_eq!(entropix_entropix_last_step(s, &mut out), ENTROPIX_OK);

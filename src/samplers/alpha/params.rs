@@ -69,6 +69,15 @@ pub struct AlphaParams {
 
 impl Default for AlphaParams {
     fn default() -> Self {
+        Self::reference()
+    }
+}
+
+impl AlphaParams {
+    /// The settings of seed 000 and its reference (EdwardDali/alpha): the `reference`
+    /// preset (`--preset reference` in the CLI). [`Default`] departs from
+    /// it where `eval` showed better text; the fields say where and why.
+    pub fn reference() -> Self {
         Self {
             window: 100,
             cold_point: 0.6,

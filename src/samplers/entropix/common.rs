@@ -60,9 +60,7 @@ impl Strategy {
 
     /// Inverse of [`Strategy::name`].
     pub fn from_name(name: &str) -> Option<Self> {
-        [Strategy::Flowing, Strategy::Treading, Strategy::Exploring, Strategy::Resampling, Strategy::Adaptive]
-            .into_iter()
-            .find(|s| s.name() == name)
+        [Strategy::Flowing, Strategy::Treading, Strategy::Exploring, Strategy::Resampling, Strategy::Adaptive].into_iter().find(|s| s.name() == name)
     }
 }
 
@@ -203,12 +201,8 @@ impl AttnTerms {
     /// and picks the varentropy statistic `kind`. Never cached.
     pub fn read(source: Option<&Arc<dyn AttentionSource>>, use_it: bool, kind: AttnVarentropyKind) -> Self {
         let metrics = if use_it { source.and_then(|s| s.metrics()) } else { None };
-        let metrics = metrics.filter(|m| {
-            m.entropy_bits.is_finite()
-                && m.head_entropy_variance_bits2.is_finite()
-                && m.varentropy_bits2.is_finite()
-                && m.agreement.is_finite()
-        });
+        let metrics = metrics
+            .filter(|m| m.entropy_bits.is_finite() && m.head_entropy_variance_bits2.is_finite() && m.varentropy_bits2.is_finite() && m.agreement.is_finite());
         match metrics {
             None => Self::default(),
             Some(m) => {
@@ -254,6 +248,12 @@ impl Derived {
     pub const GREEDY: Derived = Derived { temperature: 0.0, top_k: 1, top_p: 1.0, min_p: 0.0 };
     /// What an insertion step reports: nothing was sampled.
     pub const UNUSED: Derived = Derived { temperature: f32::NAN, top_k: -1, top_p: f32::NAN, min_p: f32::NAN };
+
+    /// The same with the temperature at most `max_temp` (a NaN
+    /// temperature, an insertion, stays NaN).
+    pub fn with_max_temp(self, max_temp: f32) -> Derived {
+        Derived { temperature: if self.temperature > max_temp { max_temp } else { self.temperature }, ..self }
+    }
 }
 
 /// One of the adaptive strategy's draws with its score.
@@ -469,10 +469,7 @@ impl EntropixStep {
         let tok = |k: &str| step.get(k).and_then(Value::as_i64).map_or(-1, |v| v as i32);
         let strategy = Strategy::from_name(step.get("strategy")?.as_str()?)?;
         let samples = step.get("samples").and_then(Value::as_array).map_or(&[][..], |v| v.as_slice());
-        let best_score = samples
-            .iter()
-            .filter_map(|s| s.get("score").and_then(Value::as_f64))
-            .fold(f64::NAN, |m, s| if m.is_nan() || s > m { s } else { m });
+        let best_score = samples.iter().filter_map(|s| s.get("score").and_then(Value::as_f64)).fold(f64::NAN, |m, s| if m.is_nan() || s > m { s } else { m });
         Some(Self {
             valid: true,
             strategy: strategy.code(),

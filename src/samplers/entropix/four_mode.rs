@@ -9,8 +9,8 @@ use serde_json::json;
 use super::common::{
     insertable, sample_one, scan_argmax, scan_depth, scan_step, trunc_i32, AttnTerms, AttnVarentropyKind, Derived, Insertion, StepReport, Strategy,
 };
-use crate::core::logit_scan::LogitScan;
 use crate::core::error::check_range;
+use crate::core::logit_scan::LogitScan;
 use crate::core::sampler::require_candidates;
 use crate::core::{Candidates, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId, RANDOM_SEED};
 use crate::metrics::AttentionSource;
@@ -32,6 +32,12 @@ pub struct FourModeParams {
     /// (p_i >= min_p * p_max; the reference used an absolute p_i >= min_p),
     /// in [0, 1]; 0 disables. Default 0.03.
     pub min_p: f32,
+    /// Upper bound of every strategy's temperature (dimensionless, > 0),
+    /// applied after each strategy's own formula and bounds. The
+    /// reference has none (`reference()`: 3.4e38, the largest f32): its
+    /// adaptive and resampling temperatures reach 2-3.5 on small models
+    /// and write noise. See `Default` for the value `eval` chose.
+    pub max_temp: f32,
     /// LELV needs entropy below this, bits. Default 0.1.
     pub low_ent: f32,
     /// LELV and HELV need varentropy below this, bits². Default 0.1.
@@ -118,11 +124,21 @@ pub struct FourModeParams {
 
 impl Default for FourModeParams {
     fn default() -> Self {
+        Self::reference()
+    }
+}
+
+impl FourModeParams {
+    /// The settings of seed 001 and its reference (Maximilian-Winter/entropy_sampler): the `reference`
+    /// preset (`--preset reference` in the CLI). [`Default`] departs from
+    /// it where `eval` showed better text; the fields say where and why.
+    pub fn reference() -> Self {
         Self {
             temp: 0.666,
             top_p: 0.90,
             top_k: 27,
             min_p: 0.03,
+            max_temp: f32::MAX,
             low_ent: 0.1,
             low_vent: 0.1,
             med_ent: 3.0,
@@ -167,6 +183,9 @@ impl FourModeParams {
         }
         check_range("top_p", self.top_p, 0.0, 1.0, "must be in [0, 1] (1 disables)")?;
         check_range("min_p", self.min_p, 0.0, 1.0, "must be in [0, 1] (0 disables)")?;
+        if !(self.max_temp > 0.0) {
+            return Err(ParamError::new("max_temp", self.max_temp, "must be > 0 (3.4e38: no bound)"));
+        }
         for (name, v) in [
             ("low_ent", self.low_ent),
             ("low_vent", self.low_vent),
@@ -213,11 +232,7 @@ impl FourModeParams {
             return Err(ParamError::new("pause_token_id", self.pause_token_id, "must differ from clarifying_token_id"));
         }
         if AttnVarentropyKind::from_code(self.attn_varentropy_kind).is_none() {
-            return Err(ParamError::new(
-                "attn_varentropy_kind",
-                self.attn_varentropy_kind,
-                "must be 0 (head-entropy variance) or 1 (per-head varentropy)",
-            ));
+            return Err(ParamError::new("attn_varentropy_kind", self.attn_varentropy_kind, "must be 0 (head-entropy variance) or 1 (per-head varentropy)"));
         }
         Ok(())
     }
@@ -330,7 +345,7 @@ impl FourMode {
         let p = &self.params;
         let temp = p.temp as f64;
         let base = Derived { temperature: p.temp, top_k: p.top_k.max(0), top_p: p.top_p, min_p: p.min_p };
-        match strategy {
+        let derived = match strategy {
             Strategy::Flowing => {
                 if p.lelv_argmax {
                     Derived::GREEDY
@@ -343,13 +358,9 @@ impl FourMode {
                 Derived { temperature: t as f32, ..base }
             }
             Strategy::Exploring => {
-                let t = (temp * (p.lehv_interaction_strength_offset as f64 + p.lehv_interaction_strength_coef as f64 * a.interaction))
-                    .min(p.lehv_max_temp as f64);
-                let k = if p.top_k > 0 {
-                    trunc_i32(p.top_k as f64 * (1.0 + p.lehv_agree_coef as f64 * (1.0 - a.agreement))).max(p.lehv_min_top_k)
-                } else {
-                    0
-                };
+                let t =
+                    (temp * (p.lehv_interaction_strength_offset as f64 + p.lehv_interaction_strength_coef as f64 * a.interaction)).min(p.lehv_max_temp as f64);
+                let k = if p.top_k > 0 { trunc_i32(p.top_k as f64 * (1.0 + p.lehv_agree_coef as f64 * (1.0 - a.agreement))).max(p.lehv_min_top_k) } else { 0 };
                 Derived { temperature: t as f32, top_k: k, ..base }
             }
             Strategy::Resampling => {
@@ -360,23 +371,20 @@ impl FourMode {
             Strategy::Adaptive => {
                 let u_logits = h + v;
                 let u_attn = a.entropy_bits + a.varentropy_bits2;
-                let t = (temp
-                    * (1.0 + p.ada_temp_logits as f64 * u_logits + p.ada_temp_attn as f64 * u_attn
-                        - p.ada_temp_agree as f64 * a.agreement))
+                let t = (temp * (1.0 + p.ada_temp_logits as f64 * u_logits + p.ada_temp_attn as f64 * u_attn - p.ada_temp_agree as f64 * a.agreement))
                     .clamp(ADA_TEMP_MIN, ADA_TEMP_MAX);
                 let top_p = (p.top_p as f64 * (1.0 + p.ada_top_p as f64 * a.varentropy_bits2)).clamp(0.1, 1.0);
                 let top_k = if p.top_k > 0 {
-                    super::common::round_i32(
-                        p.top_k as f64 * (1.0 + p.ada_top_k_int as f64 * a.interaction - p.ada_top_k_agree as f64 * a.agreement),
-                    )
-                    .clamp(1, 100)
+                    super::common::round_i32(p.top_k as f64 * (1.0 + p.ada_top_k_int as f64 * a.interaction - p.ada_top_k_agree as f64 * a.agreement))
+                        .clamp(1, 100)
                 } else {
                     0
                 };
                 let min_p = if p.min_p > 0.0 { (p.min_p as f64 * (1.0 - p.ada_min_p as f64 * u_logits)).clamp(0.01, 0.5) } else { 0.0 };
                 Derived { temperature: t as f32, top_k, top_p: top_p as f32, min_p: min_p as f32 }
             }
-        }
+        };
+        derived.with_max_temp(p.max_temp)
     }
 
     /// Which token HELV inserts after `prev` (before checking presence).

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::common::{
     best_index, insertable, raw_logit, round_i32, sample_one, scan_argmax, scan_depth, scan_step, trunc_i32, truncate, AttnTerms, AttnVarentropyKind, Derived,
-    ScoredSample, Insertion, StepReport, Strategy,
+    Insertion, ScoredSample, StepReport, Strategy,
 };
 use crate::core::error::check_range;
 use crate::core::logit_scan::LogitScan;
@@ -116,6 +116,12 @@ pub struct EntropixParams {
     /// is on). Default 0.03. (The reference computed min-p and never
     /// applied it; here it is applied.)
     pub min_p: f32,
+    /// Upper bound of every strategy's temperature (dimensionless, > 0),
+    /// applied after each strategy's own formula and bounds. The
+    /// reference has none (`reference()`: 3.4e38, the largest f32): its
+    /// adaptive and resampling temperatures reach 2-3.5 on small models
+    /// and write noise. See `Default` for the value `eval` chose.
+    pub max_temp: f32,
     /// Flowing needs logits entropy below this, bits. Default 0.1.
     /// Negative disables the flowing strategy.
     pub low_ent: f32,
@@ -272,11 +278,21 @@ pub struct EntropixParams {
 
 impl Default for EntropixParams {
     fn default() -> Self {
+        Self::reference()
+    }
+}
+
+impl EntropixParams {
+    /// The settings of seed 002 and its reference (xjdr-alt/entropix): the `reference`
+    /// preset (`--preset reference` in the CLI). [`Default`] departs from
+    /// it where `eval` showed better text; the fields say where and why.
+    pub fn reference() -> Self {
         Self {
             temp: 0.666,
             top_p: 0.90,
             top_k: 27,
             min_p: 0.03,
+            max_temp: f32::MAX,
             low_ent: 0.1,
             low_vent: 0.1,
             med_ent: 3.0,
@@ -344,6 +360,9 @@ impl EntropixParams {
         }
         check_range("top_p", self.top_p, 0.0, 1.0, "must be in [0, 1] (1 disables)")?;
         check_range("min_p", self.min_p, 0.0, 1.0, "must be in [0, 1] (0 disables)")?;
+        if !(self.max_temp > 0.0) {
+            return Err(ParamError::new("max_temp", self.max_temp, "must be > 0 (3.4e38: no bound)"));
+        }
         for (name, v) in [
             ("low_ent", self.low_ent),
             ("low_vent", self.low_vent),
@@ -404,11 +423,7 @@ impl EntropixParams {
             return Err(ParamError::new("variant", self.variant, "must be 0 (original), 1 (all metrics) or 2 (logits only)"));
         }
         if AttnVarentropyKind::from_code(self.attn_varentropy_kind).is_none() {
-            return Err(ParamError::new(
-                "attn_varentropy_kind",
-                self.attn_varentropy_kind,
-                "must be 0 (head-entropy variance) or 1 (per-head varentropy)",
-            ));
+            return Err(ParamError::new("attn_varentropy_kind", self.attn_varentropy_kind, "must be 0 (head-entropy variance) or 1 (per-head varentropy)"));
         }
         Ok(())
     }
@@ -542,8 +557,7 @@ impl Entropix {
     /// The strategy for these metrics.
     fn choose(&self, h: f64, v: f64, a: &AttnTerms) -> Strategy {
         let p = &self.params;
-        let (low_ent, low_vent, med_ent, high_ent, high_vent) =
-            (p.low_ent as f64, p.low_vent as f64, p.med_ent as f64, p.high_ent as f64, p.high_vent as f64);
+        let (low_ent, low_vent, med_ent, high_ent, high_vent) = (p.low_ent as f64, p.low_vent as f64, p.med_ent as f64, p.high_ent as f64, p.high_vent as f64);
         // Variant 1's attention conditions; all true when attention (or the
         // metric) is unavailable, or in the other variants.
         let six = p.variant_enum() == Variant::AllMetrics && a.available();
@@ -576,20 +590,16 @@ impl Entropix {
         let p = &self.params;
         let temp = p.temp as f64;
         let base = Derived { temperature: p.temp, top_k: p.top_k.max(0), top_p: p.top_p, min_p: p.min_p };
-        match strategy {
+        let derived = match strategy {
             Strategy::Flowing => Derived::GREEDY,
             Strategy::Treading => {
                 let t = (temp * (p.helv_attn_ent_offset as f64 + p.helv_attn_ent_coef as f64 * a.entropy_bits)).min(p.helv_max_temp as f64);
                 Derived { temperature: t as f32, ..base }
             }
             Strategy::Exploring => {
-                let t = (temp * (p.lehv_interaction_strength_offset as f64 + p.lehv_interaction_strength_coef as f64 * a.interaction))
-                    .min(p.lehv_max_temp as f64);
-                let k = if p.top_k > 0 {
-                    trunc_i32(p.top_k as f64 * (1.0 + p.lehv_agree_coef as f64 * (1.0 - a.agreement))).max(p.lehv_min_top_k)
-                } else {
-                    0
-                };
+                let t =
+                    (temp * (p.lehv_interaction_strength_offset as f64 + p.lehv_interaction_strength_coef as f64 * a.interaction)).min(p.lehv_max_temp as f64);
+                let k = if p.top_k > 0 { trunc_i32(p.top_k as f64 * (1.0 + p.lehv_agree_coef as f64 * (1.0 - a.agreement))).max(p.lehv_min_top_k) } else { 0 };
                 Derived { temperature: t as f32, top_k: k, ..base }
             }
             Strategy::Resampling => {
@@ -600,20 +610,18 @@ impl Entropix {
             Strategy::Adaptive => {
                 let u_logits = h + v;
                 let u_attn = a.entropy_bits + a.varentropy_bits2;
-                let t = temp
-                    * (1.0 + p.ada_temp_logits as f64 * u_logits + p.ada_temp_attn as f64 * u_attn
-                        - p.ada_temp_agree as f64 * a.agreement);
+                let t = temp * (1.0 + p.ada_temp_logits as f64 * u_logits + p.ada_temp_attn as f64 * u_attn - p.ada_temp_agree as f64 * a.agreement);
                 let top_p = (p.top_p as f64 * (1.0 + p.ada_top_p as f64 * a.varentropy_bits2)).clamp(0.1, 1.0);
                 let top_k = if p.top_k > 0 {
-                    round_i32(p.top_k as f64 * (1.0 + p.ada_top_k_int as f64 * a.interaction - p.ada_top_k_agree as f64 * a.agreement))
-                        .clamp(1, 100)
+                    round_i32(p.top_k as f64 * (1.0 + p.ada_top_k_int as f64 * a.interaction - p.ada_top_k_agree as f64 * a.agreement)).clamp(1, 100)
                 } else {
                     0
                 };
                 let min_p = if p.min_p > 0.0 { (p.min_p as f64 * (1.0 - p.ada_min_p as f64 * u_logits)).clamp(0.01, 0.5) } else { 0.0 };
                 Derived { temperature: t as f32, top_k, top_p: top_p as f32, min_p: min_p as f32 }
             }
-        }
+        };
+        derived.with_max_temp(p.max_temp)
     }
 
     /// The confidence term of the adaptive score for a draw with ln p =
@@ -862,6 +870,25 @@ mod tests {
         assert!((d.top_p as f64 - 0.9 * 1.09).abs() < 1e-6);
         assert_eq!(d.top_k, (27.0f64 * (1.0 + 0.24 - 0.02)).round() as i32);
         assert!((d.min_p - 0.01).abs() < 1e-7);
+    }
+
+    #[test]
+    fn max_temp_bounds_every_sampling_strategy() {
+        let src: Arc<dyn AttentionSource> = Arc::new(FixedAttention(Some(attn(2.0, 0.9, 0.3, 0.1, Some(0.8)))));
+        let a = AttnTerms::read(Some(&src), true, AttnVarentropyKind::HeadEntropyVariance);
+        let bounded = sampler(EntropixParams { temp: 1.0, max_temp: 0.7, ..EntropixParams::reference() });
+        // Unbounded, each of these is above 1.2 (treading 1.5, exploring
+        // 1.44, resampling 2.45, adaptive 1 + 0.3 (6 + 12) + ...).
+        for st in [Strategy::Treading, Strategy::Exploring, Strategy::Resampling, Strategy::Adaptive] {
+            assert_eq!(bounded.derive(st, 6.0, 12.0, &a).temperature, 0.7, "{st:?}");
+        }
+        assert_eq!(bounded.derive(Strategy::Flowing, 0.0, 0.0, &a).temperature, 0.0);
+        // The reference has no bound.
+        let reference = sampler(EntropixParams { temp: 1.0, ..EntropixParams::reference() });
+        assert_eq!(EntropixParams::reference().max_temp, f32::MAX);
+        assert!((reference.derive(Strategy::Resampling, 5.5, 5.2, &a).temperature - 2.45).abs() < 1e-6);
+        assert!(EntropixParams { max_temp: 0.0, ..EntropixParams::reference() }.validate().is_err());
+        assert!(EntropixParams { max_temp: f32::NAN, ..EntropixParams::reference() }.validate().is_err());
     }
 
     #[test]
