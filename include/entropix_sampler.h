@@ -131,7 +131,7 @@ typedef struct {
   // Number of steps whose alpha is averaged (the current step's alpha
   // and the alphas of the last `window - 1` accepted steps), in
   // [1, 1000000]. `1` disables the averaging (each step uses its own
-  // alpha). Default 100.
+  // alpha). Default 1 (reference 100; see `Default`).
   uint32_t window;
   // COLD below this (dimensionless alpha, compared with the window
   // mean): `alpha < cold_point`. Finite. COLD is checked first, so a
@@ -142,12 +142,14 @@ typedef struct {
   // Default 1.8.
   float hot_point;
   // Window of the repetition penalty: the last n accepted tokens, in
-  // [0, 1000000]. `0` disables the penalty. Default 128 (seed 000).
+  // [0, 1000000]. `0` disables the penalty. Default 0 (seed 000: 128;
+  // see `Default`).
   int32_t penalty_last_n;
   // Run the COLD-state lookahead when a context is attached
   // (`entropix_alpha_set_lookahead`). `false` disables it: COLD steps
   // then sample with the derived parameters like the other states.
-  // Default true (it does nothing until a context is attached).
+  // Default false (reference true; see `Default`: with the lookahead on,
+  // it does nothing until a context is attached).
   bool lookahead;
   // Most candidates the lookahead decodes, in [1, 64]; each one uses one
   // spare KV sequence (the context needs `n_seq_max >= lookahead_k + 1`).
@@ -361,7 +363,7 @@ typedef struct {
   // Default 0.
   float target_inv_temp;
   // Seed 003's `probs_ent_offset`, the reference's bias (nats).
-  // Default 1.5.
+  // Default 0.3 (reference 1.5; see `Default`).
   float target_bias_nats;
   // temp_tune: starting temperature, > 0. Default 1.0. The sampler's
   // per-step temp_tune starts from a Halley step off T = 1 computed
@@ -420,14 +422,14 @@ typedef struct {
   // Base min-p, relative to the top probability at the step's
   // temperature (p_i >= min_p * p_max), in [0, 1]; 0 disables min-p in
   // every strategy (the adaptive clamp [0.01, 0.5] applies only when it
-  // is on). Default 0.03. (The reference computed min-p and never
+  // is on). Default 0.05 (reference 0.03). (The reference computed min-p and never
   // applied it; here it is applied.)
   float min_p;
   // Upper bound of every strategy's temperature (dimensionless, > 0),
   // applied after each strategy's own formula and bounds. The
   // reference has none (`reference()`: 3.4e38, the largest f32): its
   // adaptive and resampling temperatures reach 2-3.5 on small models
-  // and write noise. See `Default` for the value `eval` chose.
+  // and write noise. Default 0.8, chosen with `eval` (see `Default`).
   float max_temp;
   // Flowing needs logits entropy below this, bits. Default 0.1.
   // Negative disables the flowing strategy.
@@ -492,7 +494,8 @@ typedef struct {
   // Lower bound of the resampling temperature (dimensionless, > 0).
   // Default 2.0; a tiny value removes the bound.
   float hehv_min_temp;
-  // Number of draws the adaptive strategy scores, >= 1. Default 5 (the
+  // Number of draws the adaptive strategy scores, >= 1. Default
+  // 2, chosen with `eval` (see `Default`); reference 5 (the
   // reference code; seed 002's prose says 12). 1 makes it a plain draw.
   int32_t n_adaptive_samples;
   // Adaptive temperature: T = temp * (1 + ada_temp_logits * (H + V) +
@@ -518,7 +521,8 @@ typedef struct {
   // the term.
   float ada_top_k_agree;
   // Adaptive min-p: clip(min_p * (1 - ada_min_p * (H + V)), 0.01, 0.5),
-  // per unit of logits uncertainty H + V. Default 0.5; 0 keeps min_p
+  // per unit of logits uncertainty H + V. Default 0 (reference 0.5,
+  // see `Default`); 0 keeps min_p
   // (clipped).
   float ada_min_p;
   // Score weight w1 of (1 - logits entropy in bits), dimensionless.
@@ -595,13 +599,13 @@ typedef struct {
   int32_t top_k;
   // Min-p relative to the top probability at the step's temperature
   // (p_i >= min_p * p_max; the reference used an absolute p_i >= min_p),
-  // in [0, 1]; 0 disables. Default 0.03.
+  // in [0, 1]; 0 disables. Default 0.05 (reference 0.03).
   float min_p;
   // Upper bound of every strategy's temperature (dimensionless, > 0),
   // applied after each strategy's own formula and bounds. The
   // reference has none (`reference()`: 3.4e38, the largest f32): its
   // adaptive and resampling temperatures reach 2-3.5 on small models
-  // and write noise. See `Default` for the value `eval` chose.
+  // and write noise. Default 0.8, chosen with `eval` (see `Default`).
   float max_temp;
   // LELV needs entropy below this, bits. Default 0.1.
   float low_ent;
@@ -669,7 +673,7 @@ typedef struct {
   // Per unit of agreement. Default 0.2.
   float ada_top_k_agree;
   // Adaptive min-p: clip(min_p (1 - ada_min_p (H + V)), 0.01, 0.5).
-  // Default 0.5.
+  // Default 0 (reference 0.5, see `Default`).
   float ada_min_p;
   // Pause token ("..." in the reference), -1 = none. Default -1.
   int32_t pause_token_id;

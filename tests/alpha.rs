@@ -12,8 +12,8 @@ use common::llama::{last_error, LlamaSampler};
 use entropix_sampler::attention::{AttentionCapture, CaptureConfig};
 use entropix_sampler::core::{Candidates, Sampler, TokenData, TokenId};
 use entropix_sampler::ffi::{
-    entropix_alpha_default_params, entropix_alpha_set_lookahead, entropix_attention_eval_callback, entropix_sampler_init_alpha,
-    entropix_sampler_init_greedy, entropix_sampler_state_json, LlamaLookahead,
+    entropix_alpha_default_params, entropix_alpha_set_lookahead, entropix_attention_eval_callback, entropix_sampler_init_alpha, entropix_sampler_init_greedy,
+    entropix_sampler_state_json, LlamaLookahead,
 };
 use entropix_sampler::llama::{Context, ContextOptions, FlashAttention, Model, ModelOptions};
 use entropix_sampler::metrics::{AttentionMetrics, AttentionSource, FixedAttention};
@@ -45,15 +45,7 @@ fn seed_rep_penalty(a: f64) -> f64 {
 }
 
 fn attn(entropy_bits: f64, n_valid: usize) -> AttentionMetrics {
-    AttentionMetrics {
-        entropy_bits,
-        head_entropy_variance_bits2: 0.0,
-        varentropy_bits2: 0.0,
-        agreement: 0.0,
-        interaction_strength: None,
-        n_head: 9,
-        n_valid,
-    }
+    AttentionMetrics { entropy_bits, head_entropy_variance_bits2: 0.0, varentropy_bits2: 0.0, agreement: 0.0, interaction_strength: None, n_head: 9, n_valid }
 }
 
 /// Runs one apply whose alpha is exactly `alpha` (in [0, 2]): the token half
@@ -75,7 +67,7 @@ fn step_at(alpha: f64, params: AlphaParams) -> Value {
 #[test]
 fn parameter_maps_equal_the_seed_formulas() {
     for a in [0.0, 0.3, 0.6, 1.0, 1.8, 2.0] {
-        let j = step_at(a, AlphaParams { seed: 1, ..Default::default() });
+        let j = step_at(a, AlphaParams { seed: 1, ..AlphaParams::reference() });
         let last = &j["last_step"];
         let f = |k: &str| last[k].as_f64().unwrap();
         assert!((f("temperature") - seed_temperature(a)).abs() < 1e-12, "alpha {a}: temperature {}", f("temperature"));
@@ -95,7 +87,7 @@ fn parameter_maps_equal_the_seed_formulas() {
 #[test]
 fn states_switch_exactly_at_the_thresholds() {
     for (cold, hot) in [(0.6f32, 1.8f32), (0.25, 1.25), (1.0, 1.5)] {
-        let p = AlphaParams { cold_point: cold, hot_point: hot, seed: 3, ..Default::default() };
+        let p = AlphaParams { cold_point: cold, hot_point: hot, seed: 3, ..AlphaParams::reference() };
         let (c, h) = (cold as f64, hot as f64);
         let state = |a: f64| step_at(a, p)["last_step"]["state"].as_str().unwrap().to_string();
         let below = |x: f64| f64::from_bits(x.to_bits() - 1);
@@ -112,7 +104,7 @@ fn states_switch_exactly_at_the_thresholds() {
 
 #[test]
 fn without_attention_the_attention_half_is_zero_and_reported() {
-    let mut s = AlphaSampler::new(AlphaParams { seed: 5, window: 1, ..Default::default() }).unwrap();
+    let mut s = AlphaSampler::new(AlphaParams { seed: 5, window: 1, ..AlphaParams::reference() }).unwrap();
     let mut data: Vec<TokenData> = (0..8).map(|i| TokenData::new(i, 0.0)).collect();
     s.apply(&mut Candidates::new(&mut data)).unwrap();
     let j = s.state_json();
@@ -126,7 +118,7 @@ fn without_attention_the_attention_half_is_zero_and_reported() {
     s.apply(&mut Candidates::new(&mut data)).unwrap();
     assert_eq!(s.state_json()["last_step"]["attention_available"], Value::Bool(false));
     // COLD without a context samples and says why no lookahead ran.
-    let mut cold = AlphaSampler::new(AlphaParams { seed: 5, cold_point: 3.0, hot_point: 3.5, ..Default::default() }).unwrap();
+    let mut cold = AlphaSampler::new(AlphaParams { seed: 5, cold_point: 3.0, hot_point: 3.5, ..AlphaParams::reference() }).unwrap();
     let mut data: Vec<TokenData> = (0..8).map(|i| TokenData::new(i, i as f32)).collect();
     cold.apply(&mut Candidates::new(&mut data)).unwrap();
     assert_eq!(cold.last_step().unwrap().lookahead, LookaheadOutcome::NoContext);
@@ -166,7 +158,7 @@ fn seq_pos_max(ctx: &Context<'_>, seq: i32) -> i32 {
 /// COLD at every step (cold_point above any alpha), three candidates
 /// whatever their mass.
 fn always_cold(seed: u32) -> AlphaParams {
-    AlphaParams { cold_point: 3.0, hot_point: 3.5, lookahead_k: 3, lookahead_p: 1.0, seed, ..Default::default() }
+    AlphaParams { cold_point: 3.0, hot_point: 3.5, lookahead_k: 3, lookahead_p: 1.0, seed, ..AlphaParams::reference() }
 }
 
 /// A sampler with the capture as attention source and the lookahead on `ctx`.
@@ -322,7 +314,7 @@ fn generation_is_deterministic_with_a_seed() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let model = model();
     // Default thresholds (states follow the model), and always-COLD.
-    for params in [AlphaParams { seed: 42, ..Default::default() }, always_cold(42)] {
+    for params in [AlphaParams { seed: 42, ..AlphaParams::reference() }, always_cold(42)] {
         let (a, sa) = generate(&model, params, 16, false);
         let (b, _) = generate(&model, params, 16, false);
         assert_eq!(a, b, "two Rust runs differ");
@@ -336,8 +328,8 @@ fn generation_is_deterministic_with_a_seed() {
         }
     }
     // A different seed with sampling steps gives another text.
-    let (a, _) = generate(&model, AlphaParams { seed: 42, cold_point: -1.0, ..Default::default() }, 16, false);
-    let (b, _) = generate(&model, AlphaParams { seed: 43, cold_point: -1.0, ..Default::default() }, 16, false);
+    let (a, _) = generate(&model, AlphaParams { seed: 42, cold_point: -1.0, ..AlphaParams::reference() }, 16, false);
+    let (b, _) = generate(&model, AlphaParams { seed: 43, cold_point: -1.0, ..AlphaParams::reference() }, 16, false);
     assert_ne!(a, b, "seeds 42 and 43 gave the same 16 tokens");
 }
 
@@ -351,6 +343,8 @@ fn c_api_checks_its_arguments() {
     unsafe {
         let p = entropix_alpha_default_params();
         assert_eq!(p, AlphaParams::default());
+        assert_eq!(entropix_sampler::ffi::entropix_alpha_reference_params(), AlphaParams::reference());
+        assert!(!p.lookahead && AlphaParams::reference().lookahead);
         let bad = AlphaParams { lookahead_k: 0, ..p };
         assert!(entropix_sampler_init_alpha(&bad).is_null());
         assert!(last_error().contains("lookahead_k"));
@@ -505,10 +499,8 @@ fn bench_cold_lookahead_step_against_a_plain_decode() {
         })
         .collect();
     eprintln!("[{threads} threads] raw batched decode: 1 token with logits {one:.2} ms; {}", rows.join("; "));
-    for (label, params) in [
-        ("3 candidates (lookahead_p 1.0)", always_cold(1)),
-        ("default lookahead_p 0.9", AlphaParams { lookahead_p: 0.9, ..always_cold(1) }),
-    ] {
+    for (label, params) in [("3 candidates (lookahead_p 1.0)", always_cold(1)), ("default lookahead_p 0.9", AlphaParams { lookahead_p: 0.9, ..always_cold(1) })]
+    {
         let (d, l, p, c, n) = bench_run(&model, params, 40);
         eprintln!(
             "[{threads} threads] {label}: medians over {n} steps: plain decode {d:.2} ms; COLD apply with lookahead {l:.2} ms \

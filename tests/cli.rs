@@ -240,10 +240,13 @@ fn alpha_family_runs_the_cold_lookahead_and_is_deterministic() {
     let dir = std::env::temp_dir().join(format!("entropix-alpha-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let trace = dir.join("a.jsonl");
-    // cold-point 3 makes every step COLD (alpha <= 2), so every step looks ahead.
+    // cold-point 3 makes every step COLD (alpha <= 2), so every step looks
+    // ahead (the reference preset's lookahead; the default has it off).
     let args = [
         "--sampler",
         "alpha",
+        "--preset",
+        "reference",
         "--cold-point",
         "3",
         "--ignore-eos",

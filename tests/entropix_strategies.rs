@@ -8,9 +8,7 @@ use std::sync::{Arc, Mutex};
 use entropix_sampler::core::{Candidates, Sampler, SeededRng, TokenData, TokenId};
 use entropix_sampler::metrics::{AttentionMetrics, AttentionSource, FixedAttention};
 use entropix_sampler::samplers::dist::pick_by_probability;
-use entropix_sampler::samplers::entropix::{
-    Entropix, EntropixParams, EntropixStep, FourMode, FourModeParams, Insertion, Profile, StepReport, Strategy,
-};
+use entropix_sampler::samplers::entropix::{Entropix, EntropixParams, EntropixStep, FourMode, FourModeParams, Insertion, Profile, StepReport, Strategy};
 
 const LN2: f64 = std::f64::consts::LN_2;
 
@@ -96,7 +94,7 @@ fn observed_temperature(survivors: &[TokenData], logits: &[f32]) -> f64 {
 }
 
 fn params() -> EntropixParams {
-    EntropixParams { seed: 42, ..Default::default() }
+    EntropixParams { seed: 42, ..EntropixParams::reference() }
 }
 
 #[test]
@@ -246,7 +244,7 @@ fn adaptive_derives_parameters_and_keeps_the_best_scoring_draw() {
     let logits = moderate();
     let (h, v) = moments_bits(&logits);
     for (n, score_mode, seed) in [(5, 0, 1), (12, 0, 2), (12, 1, 3), (12, 1, 4), (30, 1, 5)] {
-        let p = EntropixParams { n_adaptive_samples: n, score_mode, seed, ..Default::default() };
+        let p = EntropixParams { n_adaptive_samples: n, score_mode, seed, ..EntropixParams::reference() };
         let mut s = Entropix::new(p).unwrap();
         let a = ref_attn();
         attach(&mut s, Some(a));
@@ -311,7 +309,7 @@ fn single_draws_follow_the_adjusted_distribution() {
     // n = 1: the adaptive strategy is one draw; its frequencies must match
     // the survivors' probabilities (no biased noise race).
     let logits = moderate();
-    let mut s = Entropix::new(EntropixParams { n_adaptive_samples: 1, seed: 9, ..Default::default() }).unwrap();
+    let mut s = Entropix::new(EntropixParams { n_adaptive_samples: 1, seed: 9, ..EntropixParams::reference() }).unwrap();
     let (survivors, _) = apply(&mut s, &logits);
     let mut counts = std::collections::HashMap::new();
     let runs = 40_000;
@@ -398,9 +396,9 @@ fn all_metrics_variant_gates_strategies_on_attention() {
 fn same_seed_same_tokens() {
     let inputs: Vec<Vec<f32>> = vec![moderate(), bimodal(100), bimodal(4096), flat(64), one_hot_ish(50, 9)];
     let run = |seed: u32| {
-        let mut s = Entropix::new(EntropixParams { seed, clarifying_token_id: 3, ..Default::default() }).unwrap();
+        let mut s = Entropix::new(EntropixParams { seed, clarifying_token_id: 3, ..EntropixParams::reference() }).unwrap();
         attach(&mut s, Some(ref_attn()));
-        let mut f = FourMode::new(FourModeParams { seed, pause_token_id: 4, clarifying_token_id: 3, ..Default::default() }).unwrap();
+        let mut f = FourMode::new(FourModeParams { seed, pause_token_id: 4, clarifying_token_id: 3, ..FourModeParams::reference() }).unwrap();
         attach(&mut f, Some(ref_attn()));
         let mut out = Vec::new();
         for i in 0..60 {
@@ -420,7 +418,7 @@ fn same_seed_same_tokens() {
 #[test]
 fn four_mode_helv_pause_then_clarifying_question() {
     let logits = flat(64);
-    let p = FourModeParams { pause_token_id: 11, clarifying_token_id: 12, seed: 5, ..Default::default() };
+    let p = FourModeParams { pause_token_id: 11, clarifying_token_id: 12, seed: 5, ..FourModeParams::reference() };
     let mut s = FourMode::new(p).unwrap();
     attach(&mut s, Some(ref_attn()));
     let step = |s: &mut FourMode| {
@@ -448,21 +446,21 @@ fn four_mode_helv_pause_then_clarifying_question() {
 #[test]
 fn four_mode_modes_follow_the_reference() {
     // LELV: top-5 sample at temp.
-    let mut s = FourMode::new(FourModeParams { seed: 1, ..Default::default() }).unwrap();
+    let mut s = FourMode::new(FourModeParams { seed: 1, ..FourModeParams::reference() }).unwrap();
     let (surv, _) = apply(&mut s, &one_hot_ish(100, 3));
     let r = s.last_step().unwrap().clone();
     assert_eq!(r.strategy, Strategy::Flowing);
     assert_eq!((r.derived.top_k, r.derived.temperature), (5, 0.666));
     assert_eq!(surv.len(), 5);
     // HEHV: floor 1.5.
-    let mut s = FourMode::new(FourModeParams { temp: 0.5, seed: 1, ..Default::default() }).unwrap();
+    let mut s = FourMode::new(FourModeParams { temp: 0.5, seed: 1, ..FourModeParams::reference() }).unwrap();
     attach(&mut s, Some(ref_attn()));
     apply(&mut s, &bimodal(4096));
     let r = s.last_step().unwrap().clone();
     assert_eq!(r.strategy, Strategy::Resampling);
     assert_eq!(r.derived.temperature, 1.5);
     // Adaptive: one draw, relative min-p, temperature clipped to 2.
-    let mut s = FourMode::new(FourModeParams { temp: 1.5, seed: 1, ..Default::default() }).unwrap();
+    let mut s = FourMode::new(FourModeParams { temp: 1.5, seed: 1, ..FourModeParams::reference() }).unwrap();
     apply(&mut s, &moderate());
     let r = s.last_step().unwrap().clone();
     assert_eq!(r.strategy, Strategy::Adaptive);
@@ -508,12 +506,7 @@ fn c_accessor_reports_the_step_with_attention() {
         assert!(!smpl.is_null());
         assert!(sampler_ref(smpl).unwrap().set_attention_source(Some(Arc::new(FixedAttention(Some(ref_attn()))))));
         let mut data = tokens(&bimodal(4096));
-        let mut arr = entropix_sampler::sys::llama_token_data_array {
-            data: data.as_mut_ptr().cast(),
-            size: data.len(),
-            selected: -1,
-            sorted: false,
-        };
+        let mut arr = entropix_sampler::sys::llama_token_data_array { data: data.as_mut_ptr().cast(), size: data.len(), selected: -1, sorted: false };
         entropix_sampler::sys::llama_sampler_apply(smpl, &mut arr);
         let mut step = EntropixStep::default();
         assert_eq!(entropix_entropix_last_step(smpl, &mut step), 0);
@@ -534,7 +527,7 @@ fn per_candidate_scores_can_prefer_a_less_probable_draw() {
     let l = moderate();
     let mut differs = 0;
     for seed in 1..8 {
-        let mut s = Entropix::new(EntropixParams { n_adaptive_samples: 12, score_mode: 1, seed, ..Default::default() }).unwrap();
+        let mut s = Entropix::new(EntropixParams { n_adaptive_samples: 12, score_mode: 1, seed, ..EntropixParams::reference() }).unwrap();
         attach(&mut s, Some(ref_attn()));
         apply(&mut s, &l);
         let r = report(&s);

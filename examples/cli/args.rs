@@ -102,17 +102,18 @@ pub struct Args {
     #[arg(long = "no-lookahead")]
     pub no_lookahead: bool,
 
-    /// AlphaSampler: alpha below this is COLD.
-    #[arg(long = "cold-point", default_value_t = 0.6)]
-    pub cold_point: f32,
+    /// AlphaSampler: alpha below this is COLD (default: the sampler's, 0.6).
+    #[arg(long = "cold-point")]
+    pub cold_point: Option<f32>,
 
-    /// AlphaSampler: alpha above this is HOT.
-    #[arg(long = "hot-point", default_value_t = 1.8)]
-    pub hot_point: f32,
+    /// AlphaSampler: alpha above this is HOT (default: the sampler's, 1.8).
+    #[arg(long = "hot-point")]
+    pub hot_point: Option<f32>,
 
-    /// AlphaSampler: candidates decoded ahead in a COLD step.
-    #[arg(long = "lookahead-k", default_value_t = 3)]
-    pub lookahead_k: u32,
+    /// AlphaSampler: candidates decoded ahead in a COLD step (default: the
+    /// sampler's, 3).
+    #[arg(long = "lookahead-k")]
+    pub lookahead_k: Option<u32>,
 
     /// Settings of the entropix, four-mode, alpha and dirichlet samplers:
     /// `default` (chosen by `eval`; entropix and four-mode read the model's

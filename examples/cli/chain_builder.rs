@@ -91,31 +91,43 @@ pub fn build_without_profile(args: &Args, model: &Model) -> Result<BuiltChain, S
 }
 
 fn build_with(args: &Args, model: &Model, use_shipped_profile: bool) -> Result<BuiltChain, String> {
-    let chain = match args.sampler.as_str() {
-        "classic" => classic(args, model)?,
-        "entropix" | "four-mode" => entropy_family(args, model, use_shipped_profile)?,
-        "dirichlet" => dirichlet(args)?,
-        "alpha" => alpha(args)?,
+    let (chain, lookahead_k) = match args.sampler.as_str() {
+        "classic" => (classic(args, model)?, None),
+        "entropix" | "four-mode" => (entropy_family(args, model, use_shipped_profile)?, None),
+        "dirichlet" => (dirichlet(args)?, None),
+        "alpha" => {
+            let (chain, p) = alpha(args)?;
+            (chain, p.lookahead.then_some(p.lookahead_k as u32))
+        }
         other => return Err(format!("unknown sampler family `{other}` (known: {})", FAMILIES.join(", "))),
     };
     let needs_attention = (0..chain.len()).any(|i| unsafe { ffi::entropix_sampler_needs_attention(chain.get(i)) });
-    let lookahead_k = (args.sampler == "alpha" && !args.no_lookahead).then_some(args.lookahead_k);
     Ok(BuiltChain { chain, needs_attention, lookahead_k })
 }
 
 /// The AlphaSampler alone (it selects). Its lookahead is attached to the
 /// context by [`attach_lookahead`] once the context exists.
-fn alpha(args: &Args) -> Result<SamplerChain, String> {
+/// Returns the parameters too: the context needs `lookahead_k` spare
+/// sequences when the lookahead is on.
+fn alpha(args: &Args) -> Result<(SamplerChain, AlphaParams), String> {
     let mut chain = SamplerChain::new(true);
     let mut p = if args.reference_preset() { AlphaParams::reference() } else { AlphaParams::default() };
     p.seed = args.seed;
-    p.lookahead = !args.no_lookahead;
-    p.lookahead_k = args.lookahead_k as i32;
-    p.cold_point = args.cold_point;
-    p.hot_point = args.hot_point;
+    if args.no_lookahead {
+        p.lookahead = false;
+    }
+    if let Some(k) = args.lookahead_k {
+        p.lookahead_k = i32::try_from(k).unwrap_or(i32::MAX);
+    }
+    if let Some(c) = args.cold_point {
+        p.cold_point = c;
+    }
+    if let Some(h) = args.hot_point {
+        p.hot_point = h;
+    }
     let p = with_overrides(p, &args.sampler_params)?;
     unsafe { chain.add(ffi::entropix_sampler_init_alpha(&p)) }.map_err(|e| e.to_string())?;
-    Ok(chain)
+    Ok((chain, p))
 }
 
 /// Lends the context and capture to the chain's AlphaSampler for its COLD

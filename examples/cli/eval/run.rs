@@ -203,16 +203,20 @@ impl<'m> Runner<'m> {
     }
 }
 
+/// The one-shot example before a base model's question.
+const BASE_MODEL_EXAMPLE: &str = "Question: What is 2 + 3? Answer with the number only.\nAnswer: 5\n\n";
+
 /// The prompt text for `job`: the model's chat template when it has one,
-/// else a plain completion ("Question: ...\nAnswer:" for QA, ending at the
-/// line's end). Returns the text and the stop strings.
+/// else a plain completion (for QA, one worked example then "Question:
+/// ...\nAnswer:", ending at the line's end). Returns the text and the stop strings.
 fn render(model: &Model, job: &Job) -> Result<(String, Vec<String>), String> {
     if model.chat_template().is_some() {
         let messages = [ChatMessage { role: "user".into(), content: job.prompt.clone() }];
         return Ok((model.apply_chat_template(&messages, true).map_err(|e| e.to_string())?, Vec::new()));
     }
     Ok(match job.task {
-        Task::Qa => (format!("Question: {}\nAnswer:", job.prompt), vec!["\n".to_string()]),
+        // One worked example shows a base model the format.
+        Task::Qa => (format!("{BASE_MODEL_EXAMPLE}Question: {}\nAnswer:", job.prompt), vec!["\n".to_string()]),
         Task::Open => (format!("{}\n", job.prompt), vec!["\n\n\n".to_string()]),
     })
 }

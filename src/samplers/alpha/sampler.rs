@@ -362,11 +362,7 @@ impl AlphaSampler {
     /// The lookahead of a COLD step. Returns the outcome and the scored
     /// candidates; on `Decided`/`SingleCandidate` the candidates are
     /// truncated to the lookahead set with the winner selected.
-    fn look_ahead(
-        &mut self,
-        candidates: &mut Candidates<'_>,
-        main_attention: Option<AttentionMetrics>,
-    ) -> (LookaheadOutcome, Vec<ScoredCandidate>, bool) {
+    fn look_ahead(&mut self, candidates: &mut Candidates<'_>, main_attention: Option<AttentionMetrics>) -> (LookaheadOutcome, Vec<ScoredCandidate>, bool) {
         let chosen = lookahead_candidates(candidates.as_slice(), self.params.lookahead_k as usize, self.params.lookahead_p);
         if chosen.is_empty() {
             return (LookaheadOutcome::Failed("no candidate with p > 0".into()), Vec::new(), false);
@@ -693,7 +689,7 @@ mod tests {
 
     #[test]
     fn penalty_is_sign_aware_and_only_on_history() {
-        let mut s = AlphaSampler::new(AlphaParams { seed: 1, window: 1, ..Default::default() }).unwrap();
+        let mut s = AlphaSampler::new(AlphaParams { seed: 1, window: 1, ..AlphaParams::reference() }).unwrap();
         s.accept(0);
         s.accept(1);
         let base = tokens(&[2.0, -2.0, 1.0]);
