@@ -4,7 +4,7 @@
 //! `eval` resumes where it stopped.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -98,6 +98,7 @@ impl Sample {
 }
 
 /// The append-only log of finished samples.
+#[derive(Debug)]
 pub struct ResumeLog {
     path: Option<PathBuf>,
     done: HashMap<(String, Task, String, u32), Sample>,
@@ -105,24 +106,36 @@ pub struct ResumeLog {
 
 impl ResumeLog {
     /// Reads the samples already in `path` (missing file: none). A torn
-    /// last line (an interrupted write) is ignored; any other bad line is
+    /// last line (an interrupted write) is dropped from the file, so that
+    /// the next sample starts on a line of its own; any other bad line is
     /// an error.
     pub fn open(path: Option<&Path>) -> Result<Self, String> {
         let mut done = HashMap::new();
         if let Some(p) = path.filter(|p| p.exists()) {
-            let file = std::fs::File::open(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-            let lines: Vec<String> = std::io::BufReader::new(file).lines().collect::<Result<_, _>>().map_err(|e| format!("reading {}: {e}", p.display()))?;
+            let text = std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            let lines: Vec<&str> = text.split_inclusive('\n').collect();
+            let mut good_len = 0;
             for (i, line) in lines.iter().enumerate() {
+                let last = i + 1 == lines.len();
                 if line.trim().is_empty() {
+                    good_len += line.len();
                     continue;
                 }
                 match serde_json::from_str::<Sample>(line) {
-                    Ok(s) => {
+                    Ok(s) if line.ends_with('\n') => {
+                        good_len += line.len();
                         done.insert(s.key(), s);
                     }
-                    Err(_) if i + 1 == lines.len() => {}
+                    // Whole but unterminated, or torn: redone.
+                    Ok(_) if last => {}
+                    Err(_) if last => {}
+                    Ok(_) => unreachable!("only the last piece lacks its newline"),
                     Err(e) => return Err(format!("{} line {}: {e}", p.display(), i + 1)),
                 }
+            }
+            if good_len < text.len() {
+                let f = std::fs::OpenOptions::new().write(true).open(p).map_err(|e| format!("cannot repair {}: {e}", p.display()))?;
+                f.set_len(good_len as u64).map_err(|e| format!("cannot repair {}: {e}", p.display()))?;
             }
         }
         Ok(Self { path: path.map(Path::to_path_buf), done })
@@ -268,4 +281,46 @@ fn generate_one(args: &Args, model: &Model, session: &mut Session<'_>, flags: &s
         generation_s: stats.generation_time.as_secs_f64().min(wall.as_secs_f64()),
         sampling_s: stats.sampling_time.as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(item: &str) -> Sample {
+        Sample {
+            flags: "--temp 0".into(),
+            task: Task::Qa,
+            item: item.into(),
+            seed: 1,
+            text: "42".into(),
+            tokens: vec![1, 2],
+            correct: Some(true),
+            nll_sum: 0.5,
+            n_scored: 2,
+            stop: Stop::Eog,
+            generation_s: 0.1,
+            sampling_s: 0.01,
+        }
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_and_the_log_stays_valid() {
+        let dir = std::env::temp_dir().join(format!("entropix-resume-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("samples.jsonl");
+        let line = |s: &Sample| serde_json::to_string(s).unwrap();
+        let torn = line(&sample("c"));
+        std::fs::write(&path, format!("{}\n{}\n{}", line(&sample("a")), line(&sample("b")), &torn[..torn.len() / 2])).unwrap();
+        let mut log = ResumeLog::open(Some(&path)).unwrap();
+        assert_eq!(log.len(), 2);
+        log.append(&sample("c")).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let items: Vec<String> = text.lines().map(|l| serde_json::from_str::<Sample>(l).unwrap().item).collect();
+        assert_eq!(items, ["a", "b", "c"]);
+        // A bad line that is not the last is an error, not silently lost work.
+        std::fs::write(&path, format!("garbage\n{}\n", line(&sample("a")))).unwrap();
+        assert!(ResumeLog::open(Some(&path)).unwrap_err().contains("line 1"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
