@@ -128,7 +128,7 @@ fn tuning_spends_the_same_budget_and_reports_the_test_split() {
             "--config",
             "greedy",
             "--config",
-            "default",
+            "min-p",
             "--tune-budget",
             "3",
             "--dev-fraction",
@@ -138,7 +138,8 @@ fn tuning_spends_the_same_budget_and_reports_the_test_split() {
     assert!(o.status.success(), "{}", text(&o));
     let r = report(&out);
     let configs = r["configs"].as_array().unwrap();
-    // Greedy has nothing to tune: one trial; the default chain gets three.
+    // Greedy has nothing to tune: one trial; the min-p chain gets three,
+    // its grid's --temp and --min-p overriding its own.
     assert_eq!(configs[0]["trials"].as_array().unwrap().len(), 1);
     let trials = configs[1]["trials"].as_array().unwrap();
     assert_eq!(trials.len(), 3);

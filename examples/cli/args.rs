@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// Without -m, the default model (SmolLM2-135M-Instruct, Q4_1) is fetched
 /// on first use into a cache folder and checked by sha256.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "entropix-cli", version, about, long_about = None)]
+// A flag given twice keeps its last value (as in llama.cpp's tools), so
+// that `eval`'s tuning grids can override a configuration's own flags.
+#[command(name = "entropix-cli", version, about, long_about = None, args_override_self = true)]
 pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
