@@ -48,6 +48,9 @@ pub struct Generator<'c, 'm> {
     /// time.
     pub raw_logprobs: Option<Vec<f64>>,
     candidates: Vec<TokenData>,
+    /// The raw logits of the step, kept for `raw_logprobs` (reused: no
+    /// allocation per token).
+    raw_logits: Vec<f32>,
 }
 
 impl<'c, 'm> Generator<'c, 'm> {
@@ -63,6 +66,7 @@ impl<'c, 'm> Generator<'c, 'm> {
             stop: Vec::new(),
             raw_logprobs: None,
             candidates: Vec::new(),
+            raw_logits: Vec::new(),
         }
     }
 
@@ -95,12 +99,12 @@ impl<'c, 'm> Generator<'c, 'm> {
             // Read before the chain runs (and outside its time): a sampler
             // may decode (the AlphaSampler's lookahead), which reuses the
             // logits buffer.
-            let raw_norm = self.raw_logprobs.is_some().then(|| log_sum_exp(self.ctx.logits(-1)));
+            let lse = self.raw_logprobs.is_some().then(|| copy_with_log_sum_exp(self.ctx.logits(-1), &mut self.raw_logits));
             let t_sample = Instant::now();
             let token = self.sample_next(generated.len())?;
             stats.sampling_time += t_sample.elapsed();
-            if let (Some(lp), Some((lse, raw))) = (self.raw_logprobs.as_mut(), raw_norm) {
-                lp.push(raw.get(token as usize).map_or(f64::NEG_INFINITY, |&l| l as f64 - lse));
+            if let (Some(lp), Some(lse)) = (self.raw_logprobs.as_mut(), lse) {
+                lp.push(self.raw_logits.get(token as usize).map_or(f64::NEG_INFINITY, |&l| l as f64 - lse));
             }
             if model.is_eog(token) {
                 stats.stopped_by_eog = true;
@@ -191,13 +195,15 @@ impl<'c, 'm> Generator<'c, 'm> {
     }
 }
 
-/// ln sum exp(logits) (f64, relative to the largest logit) and a copy of
-/// the logits: with them, a token's log-probability under the raw model
-/// (T 1, no filtering) is `logit - lse`.
-fn log_sum_exp(logits: &[f32]) -> (f64, Vec<f32>) {
+/// Copies `logits` into `into` and returns ln sum exp(logits) (f64,
+/// relative to the largest logit): a token's log-probability under the
+/// raw model (T 1, no filtering) is then `into[token] - lse`.
+fn copy_with_log_sum_exp(logits: &[f32], into: &mut Vec<f32>) -> f64 {
+    into.clear();
+    into.extend_from_slice(logits);
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
-    (max + sum.ln(), logits.to_vec())
+    max + sum.ln()
 }
 
 /// The ANSI colour of the strategy the chain's entropix-family sampler
