@@ -5,8 +5,9 @@
 #   ./dev.sh test                   run the whole test suite
 #
 # Both first install what the build needs when it is missing (cmake, a C/C++
-# compiler, libclang for bindgen) with apt-get, then call cargo. Everything
-# runs in release mode: llama.cpp is built once (a few minutes the first time).
+# compiler, libclang for bindgen; valgrind for the tests) with apt-get, then
+# call cargo. Everything runs in release mode: llama.cpp is built once (a few
+# minutes the first time).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -18,6 +19,10 @@ install_build_deps() {
     # machines have without libclang) is a different library.
     if ! compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null && ! compgen -G '/usr/lib/*/libclang-[0-9]*.so*' >/dev/null; then
         missing+=(libclang-dev)
+    fi
+    # The test suite runs a C host under valgrind (tests/c_example.rs).
+    if [ "${1:-}" = test ]; then
+        command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
     fi
     if ((${#missing[@]})); then
         echo "dev.sh: installing ${missing[*]}" >&2
@@ -37,7 +42,7 @@ case "$cmd" in
         exec cargo run --release --quiet --example cli -- "$@"
         ;;
     test)
-        install_build_deps
+        install_build_deps test
         # The C example links the cdylib, which `cargo test` alone does not
         # produce; and the default model is fetched once, before tests run
         # in parallel.

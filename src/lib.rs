@@ -12,6 +12,11 @@
 //!
 //! The raw llama.cpp bindings are re-exported as [`sys`].
 
+// `!(x > y)` is how this crate says "not greater, or NaN": the negation is
+// the point (a NaN logit must fail every admission test), which
+// `partial_cmp` would only spell out at length.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 pub mod attention;
 pub mod core;
 pub mod default_model;

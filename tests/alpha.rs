@@ -13,7 +13,7 @@ use entropix_sampler::attention::{AttentionCapture, CaptureConfig};
 use entropix_sampler::core::{Candidates, Sampler, TokenData, TokenId};
 use entropix_sampler::ffi::{
     entropix_alpha_default_params, entropix_alpha_set_lookahead, entropix_attention_eval_callback, entropix_sampler_init_alpha, entropix_sampler_init_greedy,
-    entropix_sampler_state_json, LlamaLookahead,
+    state_json_string, LlamaLookahead,
 };
 use entropix_sampler::llama::{Context, ContextOptions, FlashAttention, Model, ModelOptions};
 use entropix_sampler::metrics::{AttentionMetrics, AttentionSource, FixedAttention};
@@ -286,8 +286,8 @@ fn generate(model: &Model, params: AlphaParams, steps: usize, via_c: bool) -> (V
         assert_eq!(rc, 0, "{}", last_error());
         for i in 0..steps {
             let token = unsafe { sys::llama_sampler_sample(smpl.0, ctx.as_ptr(), -1) };
-            let json = unsafe { std::ffi::CStr::from_ptr(entropix_sampler_state_json(smpl.0)) };
-            states.push(serde_json::from_str(json.to_str().unwrap()).unwrap());
+            let json = unsafe { state_json_string(smpl.0) }.unwrap();
+            states.push(serde_json::from_str(&json).unwrap());
             out.push(token);
             ctx.decode(&[token], (prompt.len() + i) as i32, 0, false).unwrap();
         }
@@ -360,17 +360,17 @@ fn c_api_checks_its_arguments() {
         assert_eq!(entropix_alpha_set_lookahead(alpha.0, one_seq.as_ptr(), cap, 5), -1);
         assert_eq!(entropix_alpha_set_lookahead(alpha.0, one_seq.as_ptr(), cap, 0), -1);
         assert!(last_error().contains("n_seq_max"), "{}", last_error());
-        let state: Value = serde_json::from_str(std::ffi::CStr::from_ptr(entropix_sampler_state_json(alpha.0)).to_str().unwrap()).unwrap();
+        let state: Value = serde_json::from_str(&state_json_string(alpha.0).unwrap()).unwrap();
         assert_eq!(state["lookahead_attached"], Value::Bool(false));
         // Attach, then detach with a NULL context (the source stays).
         drop(one_seq);
         let ctx = Context::new(&model, &options(&capture, 4)).unwrap();
         assert_eq!(entropix_alpha_set_lookahead(alpha.0, ctx.as_ptr(), cap, 0), 0, "{}", last_error());
-        let state: Value = serde_json::from_str(std::ffi::CStr::from_ptr(entropix_sampler_state_json(alpha.0)).to_str().unwrap()).unwrap();
+        let state: Value = serde_json::from_str(&state_json_string(alpha.0).unwrap()).unwrap();
         assert_eq!(state["lookahead_attached"], Value::Bool(true));
         assert_eq!(state["has_attention_source"], Value::Bool(true));
         assert_eq!(entropix_alpha_set_lookahead(alpha.0, std::ptr::null_mut(), std::ptr::null(), 0), 0);
-        let state: Value = serde_json::from_str(std::ffi::CStr::from_ptr(entropix_sampler_state_json(alpha.0)).to_str().unwrap()).unwrap();
+        let state: Value = serde_json::from_str(&state_json_string(alpha.0).unwrap()).unwrap();
         assert_eq!(state["lookahead_attached"], Value::Bool(false));
         assert_eq!(state["has_attention_source"], Value::Bool(true));
     }
@@ -422,8 +422,7 @@ fn bench_run(model: &Model, params: AlphaParams, steps: usize) -> (f64, f64, f64
     let source: Arc<dyn AttentionSource> = capture.clone();
     plain.set_attention_source(Some(source));
     let (mut t_decode, mut t_lookahead, mut t_plain, mut n_cands) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut n_past = prompt.len() as i32;
-    for step in 0..steps {
+    for (step, n_past) in (0..steps).zip(prompt.len() as i32..) {
         let logits = ctx.logits(-1).to_vec();
         // The COLD apply without lookahead (sampling only), for reference.
         let mut cands = candidates_of(&logits);
@@ -446,7 +445,6 @@ fn bench_run(model: &Model, params: AlphaParams, steps: usize) -> (f64, f64, f64
         let t0 = Instant::now();
         ctx.decode(&[token], n_past, 0, false).unwrap();
         let dec_ms = t0.elapsed().as_secs_f64() * 1e3;
-        n_past += 1;
         if step >= 5 {
             t_decode.push(dec_ms);
             t_lookahead.push(look_ms);

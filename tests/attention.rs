@@ -194,3 +194,133 @@ fn no_stale_attention_with_flash_attention_on_or_no_callback() {
     ctx2.decode(&tokens, 0, 0, false).unwrap();
     assert!(never.graphs_done() > 0 && never.metrics().is_none());
 }
+
+/// Issue 13, defect 3: an announcement covers one decode. Before the fix the
+/// expected rows and the batch offset outlived their decode, so the next,
+/// unannounced decode captured nothing for them and the samplers were served
+/// the previous decode's rows as fresh.
+#[test]
+fn rows_serve_only_the_decode_and_output_they_came_from() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let model = model();
+    let pa = model.tokenize("Paris is the capital of", true, false).unwrap();
+    let pb = model.tokenize("One, two, three, four, five, six,", true, false).unwrap();
+    let capture = AttentionCapture::new(&model, CaptureConfig::default()).unwrap();
+    let mut opts = options(Some(&capture), FlashAttention::Off, 512);
+    opts.n_seq_max = 2;
+    opts.kv_unified = true;
+    let mut ctx = Context::new(&model, &opts).unwrap();
+    let mut entries: Vec<(i32, i32, i32, bool)> = pa.iter().enumerate().map(|(i, &t)| (t, i as i32, 0, i + 1 == pa.len())).collect();
+    entries.extend(pb.iter().enumerate().map(|(i, &t)| (t, i as i32, 1, i + 1 == pb.len())));
+    let (ia, ib) = (pa.len() - 1, pa.len() + pb.len() - 1);
+    capture.expect_outputs(&[ia, ib]);
+    ctx.decode_entries(&entries).unwrap();
+    capture.select_output(Some(ia));
+    let first = capture.metrics().expect("the announced decode's row");
+
+    // The next decode (one token of sequence 0) is not announced: the row
+    // the sampler selected does not exist for it.
+    ctx.decode_entries(&[(pa[1], pa.len() as i32, 0, true)]).unwrap();
+    assert!(capture.metrics().is_none(), "batch index {ia} of the previous decode must not be served");
+    let rows = capture.rows().expect("the unannounced decode's last token");
+    assert_eq!((rows.len(), rows[0].batch_index), (1, None));
+    assert!(capture.problem().is_some_and(|p| p.contains("not announced")), "{:?}", capture.problem());
+    // Selecting nothing reads that decode's (last token's) row.
+    capture.select_output(None);
+    let m = capture.metrics().expect("fresh last-token row");
+    assert_eq!(m.n_valid, pa.len() + 1);
+    assert_ne!(m, first);
+
+    // A new announcement resets the selection and the offsets: batch index 0
+    // of a one-token batch for sequence 1.
+    capture.expect_outputs(&[0]);
+    ctx.decode_entries(&[(pb[1], pb.len() as i32, 1, true)]).unwrap();
+    let rows = capture.rows().expect("announced again");
+    assert_eq!((rows.len(), rows[0].batch_index), (1, Some(0)));
+    capture.select_output(Some(ib));
+    assert!(capture.metrics().is_none(), "an index of an older decode gives no attention, not another row");
+    capture.select_output(Some(0));
+    assert_eq!(capture.metrics().unwrap().n_valid, pb.len() + 1);
+}
+
+/// A batch announced with `expect_batch` may end with tokens that have no
+/// output (a prompt chunk after the sampled rows), spread over ubatches.
+#[test]
+fn an_announced_batch_spans_its_ubatches_and_nothing_more() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let model = model();
+    let pa = model.tokenize("Paris is the capital of", true, false).unwrap();
+    let pb = model.tokenize("One, two, three, four, five, six, seven, eight, nine, ten", true, false).unwrap();
+    let capture = AttentionCapture::new(&model, CaptureConfig::default()).unwrap();
+    let mut opts = options(Some(&capture), FlashAttention::Off, 4);
+    opts.n_seq_max = 2;
+    opts.kv_unified = true;
+    let mut ctx = Context::new(&model, &opts).unwrap();
+    // Sequence 0 has its output; sequence 1 is a prompt chunk without one.
+    let mut entries: Vec<(i32, i32, i32, bool)> = pa.iter().enumerate().map(|(i, &t)| (t, i as i32, 0, i + 1 == pa.len())).collect();
+    entries.extend(pb.iter().enumerate().map(|(i, &t)| (t, i as i32, 1, false)));
+    let ia = pa.len() - 1;
+    // Announced as ending at its last output, the trailing ubatches look
+    // like a new decode: no rows, never stale ones.
+    capture.expect_outputs(&[ia]);
+    ctx.decode_entries(&entries).unwrap();
+    capture.select_output(Some(ia));
+    assert!(capture.metrics().is_none());
+    // Announced with the whole batch, the row is served.
+    ctx.clear();
+    capture.expect_batch(&[ia], entries.len()).unwrap();
+    ctx.decode_entries(&entries).unwrap();
+    assert_eq!(capture.metrics().expect("the row of batch index ia").n_valid, pa.len());
+    assert!(capture.expect_batch(&[entries.len()], entries.len()).is_err());
+}
+
+/// Issue 13, defect 4: interaction strength scales the scores by the scale
+/// the softmax applied, read from the graph. SmolLM2's is 1/sqrt(64).
+#[test]
+fn score_scale_is_the_one_the_graph_applied() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let model = model();
+    let capture = AttentionCapture::new(&model, CaptureConfig::default()).unwrap();
+    assert_eq!(capture.scale(), None, "no graph seen yet");
+    let mut ctx = Context::new(&model, &options(Some(&capture), FlashAttention::Off, 512)).unwrap();
+    ctx.decode(&model.tokenize(PROMPT, true, false).unwrap(), 0, 0, false).unwrap();
+    assert_eq!(capture.scale(), Some(0.125));
+    let row = capture.rows().unwrap().pop().unwrap();
+    let scores = row.scores.as_ref().unwrap();
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    for (s, p) in scores.iter().zip(&row.probs) {
+        if *p > 0.0 {
+            sum += (*s as f64 * 0.125).abs();
+            n += 1;
+        }
+    }
+    let want = sum / n as f64;
+    let got = capture.metrics().unwrap().interaction_strength.unwrap();
+    assert!((got - want).abs() < 1e-6 * want.max(1.0), "{got} vs {want}");
+    // An override wins over the graph's scale.
+    let doubled = AttentionCapture::new(&model, CaptureConfig { attention_scale: 0.25, ..CaptureConfig::default() }).unwrap();
+    let mut ctx = Context::new(&model, &options(Some(&doubled), FlashAttention::Off, 512)).unwrap();
+    ctx.decode(&model.tokenize(PROMPT, true, false).unwrap(), 0, 0, false).unwrap();
+    let got2 = doubled.metrics().unwrap().interaction_strength.unwrap();
+    assert!((got2 - 2.0 * want).abs() < 1e-5 * want.max(1.0), "{got2} vs {}", 2.0 * want);
+    assert!(AttentionCapture::new(&model, CaptureConfig { attention_scale: f32::NAN, ..CaptureConfig::default() }).is_err());
+}
+
+/// The second model of issue 14 (Gemma 3 270M: head size 256, 640 / 4 =
+/// 160 by n_embd / n_head; Q is scaled before the product, so the softmax
+/// applies 1). Run with `ENTROPIX_GEMMA=/path/to/gemma-3-270m-q4_k_m.gguf
+/// cargo test --release --test attention -- --ignored gemma`.
+#[test]
+#[ignore = "needs ENTROPIX_GEMMA (a Gemma 3 GGUF)"]
+fn gemma_score_scale_is_not_one_over_sqrt_embd_per_head() {
+    let path = std::env::var("ENTROPIX_GEMMA").expect("ENTROPIX_GEMMA");
+    let model = Model::load(std::path::Path::new(&path), &ModelOptions::default()).unwrap();
+    let capture = AttentionCapture::new(&model, CaptureConfig::default()).unwrap();
+    let mut ctx = Context::new(&model, &options(Some(&capture), FlashAttention::Off, 512)).unwrap();
+    ctx.decode(&model.tokenize(PROMPT, true, false).unwrap(), 0, 0, false).unwrap();
+    // SAFETY: a live model.
+    let (n_embd, n_head) = unsafe { (entropix_sampler::sys::llama_model_n_embd(model.as_ptr()), entropix_sampler::sys::llama_model_n_head(model.as_ptr())) };
+    let by_shape = 1.0 / ((n_embd / n_head) as f32).sqrt();
+    eprintln!("graph scale {:?}, 1/sqrt(n_embd/n_head) = {by_shape}", capture.scale());
+    assert_eq!(capture.scale(), Some(1.0));
+}

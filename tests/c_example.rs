@@ -88,3 +88,29 @@ fn c_attention_capture_reports_fresh_metrics_each_step() {
     assert_eq!(steps.len(), 6, "{stdout}");
     assert!(steps[0].contains("heads=9"), "{stdout}");
 }
+
+/// A C host without a model (tests/c/chains_without_model.c): chains mixing
+/// llama.cpp's samplers with every family of ours, natively and under
+/// valgrind with the portable and AVX2 kernels forced: zero errors, no
+/// definitely lost bytes. `./dev.sh test` installs valgrind.
+#[test]
+fn c_chains_run_clean_under_valgrind() {
+    let exe = compile("tests/c/chains_without_model.c", "chains_without_model");
+    let out = Command::new(&exe).env_remove("LD_LIBRARY_PATH").arg("400").output().unwrap();
+    assert!(out.status.success(), "native run failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let valgrind = std::env::var("VALGRIND").unwrap_or_else(|_| "valgrind".into());
+    for kernel in ["portable", "avx2"] {
+        let out = Command::new(&valgrind)
+            .env_remove("LD_LIBRARY_PATH")
+            .env("ENTROPIX_SIMD", kernel)
+            .args(["--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite", "-q"])
+            .arg(&exe)
+            .arg("200")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run `{valgrind}` (./dev.sh test installs it): {e}"));
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "ENTROPIX_SIMD={kernel} under valgrind: exit {:?}\n{stdout}\n{stderr}", out.status.code());
+        assert!(stdout.contains("200 steps ok"), "{stdout}");
+        assert!(!stderr.contains("ERROR SUMMARY") || stderr.contains("ERROR SUMMARY: 0 errors"), "{stderr}");
+    }
+}

@@ -160,6 +160,7 @@ fn bad_input_through_the_c_boundary_is_contained() {
         let lm = lm_logits(1000, 3);
         let (a, b) = (wrapped.apply(&lm, false), copy.apply(&lm, false));
         assert_eq!(a.tokens, b.tokens, "{name}: C clone differs");
+        assert_eq!(a.selected, b.selected, "{name}: C clone selects another token");
     }
 }
 
@@ -170,10 +171,78 @@ fn foreign_and_null_samplers_are_rejected_by_accessors() {
         assert!(!entropix_sampler_is_ours(std::ptr::null()));
         let greedy = LlamaSampler::new(entropix_sampler::sys::llama_sampler_init_greedy());
         assert!(!entropix_sampler_is_ours(greedy.0));
-        assert!(entropix_sampler_state_json(greedy.0).is_null());
+        let mut buf = [b'x' as std::ffi::c_char; 8];
+        assert_eq!(entropix_sampler_state_json(greedy.0, buf.as_mut_ptr(), buf.len()), 0);
+        assert_eq!(buf[0], b'x' as std::ffi::c_char, "nothing is written on failure");
         assert!(common::llama::last_error().contains("not an entropix sampler"));
         let ours = LlamaSampler::new(entropix_sampler::ffi::entropix_sampler_init_greedy());
         assert!(entropix_sampler_is_ours(ours.0));
-        assert!(!entropix_sampler_state_json(ours.0).is_null());
+        assert!(common::llama::last_error().is_empty(), "a successful call clears the last error");
+        // A size query, a cut copy (NUL-terminated), then the whole JSON.
+        let n = entropix_sampler_state_json(ours.0, std::ptr::null_mut(), 0);
+        assert!(n >= 2);
+        assert_eq!(entropix_sampler_state_json(ours.0, buf.as_mut_ptr(), 1), n);
+        assert_eq!(buf[0], 0);
+        let mut whole = vec![0 as std::ffi::c_char; n + 1];
+        assert_eq!(entropix_sampler_state_json(ours.0, whole.as_mut_ptr(), whole.len()), n);
+        let text = std::ffi::CStr::from_ptr(whole.as_ptr()).to_str().unwrap();
+        assert_eq!(text.len(), n);
+        serde_json::from_str::<serde_json::Value>(text).unwrap();
+    }
+}
+
+/// Issue 13, defect 6: the last error is per thread, cleared by a successful
+/// export, kept by the sampler callbacks llama.cpp calls, and copyable into
+/// the caller's buffer.
+#[test]
+fn last_error_contract() {
+    use entropix_sampler::ffi::{entropix_last_error_copy, entropix_sampler_init_min_p, entropix_sampler_init_top_k, entropix_version};
+    use entropix_sampler::samplers::filters::MinPParams;
+    use entropix_sampler::samplers::TopKParams;
+    use std::ffi::c_char;
+    let copy = || {
+        let n = unsafe { entropix_last_error_copy(std::ptr::null_mut(), 0) };
+        let mut buf = vec![1 as c_char; n + 1];
+        assert_eq!(unsafe { entropix_last_error_copy(buf.as_mut_ptr(), buf.len()) }, n);
+        unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap().to_owned()
+    };
+    assert!(unsafe { entropix_sampler_init_min_p(&MinPParams { p: 2.0, min_keep: 1 }) }.is_null());
+    let message = copy();
+    assert!(message.contains("min_p") || message.contains("p "), "{message}");
+    // The pointer form and the copy agree; a cut copy is NUL-terminated.
+    assert_eq!(common::llama::last_error(), message);
+    let mut small = [1 as c_char; 5];
+    assert_eq!(unsafe { entropix_last_error_copy(small.as_mut_ptr(), small.len()) }, message.len());
+    assert_eq!(small[4], 0);
+    assert_eq!(unsafe { std::ffi::CStr::from_ptr(small.as_ptr()) }.to_bytes(), &message.as_bytes()[..4]);
+    // Another thread has its own (empty) last error and does not touch ours.
+    std::thread::spawn(|| assert_eq!(common::llama::last_error(), "")).join().unwrap();
+    assert_eq!(common::llama::last_error(), message);
+    // entropix_version is not guarded (a static string): the error stays.
+    let _ = entropix_version();
+    assert_eq!(common::llama::last_error(), message);
+    // A successful export clears it.
+    let top_k = LlamaSampler::new(unsafe { entropix_sampler_init_top_k(&TopKParams { k: 3 }) });
+    assert_eq!(common::llama::last_error(), "");
+    // A failed apply (empty array) stays readable after a later successful
+    // callback (llama.cpp runs the rest of the chain before the host looks).
+    let greedy = LlamaSampler::new(entropix_sampler::ffi::entropix_sampler_init_greedy());
+    let _ = greedy.apply(&[], false);
+    let failed = common::llama::last_error();
+    assert!(!failed.is_empty());
+    let _ = top_k.apply(&lm_logits(100, 1), false);
+    assert_eq!(common::llama::last_error(), failed);
+}
+
+/// Issue 13, defect 8: `size > 0` with NULL data is refused and the caller's
+/// array is left as it was (it used to be rewritten to size 0).
+#[test]
+fn null_data_with_a_size_is_left_alone() {
+    for (name, s) in registry() {
+        let wrapped = LlamaSampler::new(into_llama_sampler(s));
+        let mut arr = entropix_sampler::sys::llama_token_data_array { data: std::ptr::null_mut(), size: 5, selected: 2, sorted: true };
+        unsafe { entropix_sampler::sys::llama_sampler_apply(wrapped.0, &mut arr) };
+        assert_eq!((arr.size, arr.selected, arr.sorted), (5, 2, true), "{name}");
+        assert!(common::llama::last_error().contains("NULL data"), "{name}: {}", common::llama::last_error());
     }
 }

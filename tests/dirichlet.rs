@@ -17,7 +17,7 @@ use common::llama::{last_error, LlamaSampler};
 use entropix_sampler::core::{Candidates, DrawStream, Sampler, TokenData, TokenId};
 use entropix_sampler::ffi::{
     entropix_dirichlet_default_params, entropix_dirichlet_load_profile, entropix_sampler_init_dirichlet,
-    entropix_sampler_observe_prompt_logits, entropix_sampler_state_json, into_llama_sampler,
+    entropix_sampler_observe_prompt_logits, into_llama_sampler, state_json_string,
 };
 use entropix_sampler::llama::{Context, ContextOptions, Model, ModelOptions, SamplerChain};
 use entropix_sampler::samplers::dirichlet::fit::{fit_dirichlet, fit_dirichlet_exact, FitConfig, FitCorrection};
@@ -628,7 +628,7 @@ fn c_exports_build_load_and_observe() {
         let mut d = DrawStream::from_state(2);
         let logits: Vec<f32> = (0..4).flat_map(|_| lm_like(100, &mut d)).collect();
         assert_eq!(entropix_sampler_observe_prompt_logits(s.0, logits.as_ptr(), 4, 100), 0);
-        let state = std::ffi::CStr::from_ptr(entropix_sampler_state_json(s.0)).to_str().unwrap().to_owned();
+        let state = state_json_string(s.0).unwrap();
         assert!(state.contains("\"initialised\":true"), "{state}");
         let greedy = LlamaSampler::new(into_llama_sampler(Box::new(Greedy)));
         assert_eq!(entropix_sampler_observe_prompt_logits(greedy.0, logits.as_ptr(), 4, 100), 2);
@@ -677,7 +677,7 @@ fn generate(model: &Model, prompt: &[TokenId], n: usize, seed: u32) -> (Vec<Toke
         let t = chain.sample(&ctx, -1);
         out.push(t);
         let state: serde_json::Value =
-            serde_json::from_str(unsafe { std::ffi::CStr::from_ptr(entropix_sampler_state_json(chain.get(0))) }.to_str().unwrap()).unwrap();
+            serde_json::from_str(&unsafe { state_json_string(chain.get(0)) }.unwrap()).unwrap();
         assert_json_finite(&state, &format!("token {i}"));
         paths.push(state["last"]["path"].as_str().unwrap().to_owned());
         if model.is_eog(t) {

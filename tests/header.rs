@@ -61,7 +61,8 @@ fn header_is_up_to_date() {
     config.export.rename.insert("TokenData".into(), "llama_token_data".into());
     let mut generated = Vec::new();
     cbindgen::Builder::new().with_crate(root).with_config(config).generate().expect("cbindgen runs").write(&mut generated);
-    let generated = String::from_utf8(generated).unwrap();
+    // Rustdoc links (`[`X`]`, `[`super::X`]`) read as plain code in C.
+    let generated = String::from_utf8(generated).unwrap().replace("[`", "`").replace("`]", "`").replace("`super::", "`").replace("`crate::", "`");
     let path = root.join("include/entropix_sampler.h");
     if std::env::var_os("ENTROPIX_BLESS").is_some() {
         std::fs::write(&path, &generated).unwrap();

@@ -25,6 +25,9 @@
 //!   v2 tokens within 1e-4 bits of mu (llama.cpp sums the softmax in f32,
 //!   we sum in f64).
 
+// `!(x > y)` admits NaN on purpose, as llama.cpp's comparisons do.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 mod common;
 
 use common::cases::{random_cases, Case};
@@ -167,7 +170,7 @@ fn case_params(i: usize, len: usize) -> (f32, f32, i32, i32) {
     let tau = [5.0f32, 3.0, 8.0, 1.0][i % 4];
     let eta = [0.1f32, 0.5, 1.0][i % 3];
     let m = [100, 100, 2, 10, 400][i % 5];
-    let n_vocab = if i % 2 == 0 { len.max(2) as i32 } else { 151_936 };
+    let n_vocab = if i.is_multiple_of(2) { len.max(2) as i32 } else { 151_936 };
     (tau, eta, m, n_vocab)
 }
 

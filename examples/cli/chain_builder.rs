@@ -294,7 +294,6 @@ fn classic(args: &Args, model: &Model) -> Result<SamplerChain, String> {
                         penalty_repeat: s.repeat_penalty,
                         penalty_freq: s.frequency_penalty,
                         penalty_present: s.presence_penalty,
-                        ..PenaltiesParams::default()
                     };
                     add(if ours {
                         unsafe { ffi::entropix_sampler_init_penalties(&p) }
@@ -309,7 +308,6 @@ fn classic(args: &Args, model: &Model) -> Result<SamplerChain, String> {
                         base: s.dry_base,
                         allowed_length: s.dry_allowed_length,
                         penalty_last_n: last_n,
-                        ..DryParams::default()
                     };
                     let breakers: Vec<String> =
                         if s.dry_sequence_breaker.is_empty() { ["\n", ":", "\"", "*"].map(String::from).to_vec() } else { s.dry_sequence_breaker.clone() };
@@ -336,7 +334,7 @@ fn classic(args: &Args, model: &Model) -> Result<SamplerChain, String> {
                     })?;
                 }
                 Stage::TopNSigma => {
-                    let p = TopNSigmaParams { n: s.top_n_sigma, ..TopNSigmaParams::default() };
+                    let p = TopNSigmaParams { n: s.top_n_sigma };
                     add(if ours { unsafe { ffi::entropix_sampler_init_top_n_sigma(&p) } } else { unsafe { sys::llama_sampler_init_top_n_sigma(p.n) } })?;
                 }
                 Stage::TopK => {
@@ -344,15 +342,15 @@ fn classic(args: &Args, model: &Model) -> Result<SamplerChain, String> {
                     add(if ours { unsafe { ffi::entropix_sampler_init_top_k(&p) } } else { unsafe { sys::llama_sampler_init_top_k(p.k) } })?;
                 }
                 Stage::Typical => {
-                    let p = TypicalParams { p: s.typical, min_keep: 1, ..TypicalParams::default() };
+                    let p = TypicalParams { p: s.typical, min_keep: 1 };
                     add(if ours { unsafe { ffi::entropix_sampler_init_typical(&p) } } else { unsafe { sys::llama_sampler_init_typical(p.p, 1) } })?;
                 }
                 Stage::TopP => {
-                    let p = TopPParams { p: s.top_p, min_keep: 1, ..TopPParams::default() };
+                    let p = TopPParams { p: s.top_p, min_keep: 1 };
                     add(if ours { unsafe { ffi::entropix_sampler_init_top_p(&p) } } else { unsafe { sys::llama_sampler_init_top_p(p.p, 1) } })?;
                 }
                 Stage::MinP => {
-                    let p = MinPParams { p: s.min_p, min_keep: 1, ..MinPParams::default() };
+                    let p = MinPParams { p: s.min_p, min_keep: 1 };
                     add(if ours { unsafe { ffi::entropix_sampler_init_min_p(&p) } } else { unsafe { sys::llama_sampler_init_min_p(p.p, 1) } })?;
                 }
                 Stage::Temperature => add(temperature_stage(args, ours))?,

@@ -30,9 +30,9 @@ pub fn record(model: &Model, ctx: &mut Context<'_>, prompts: &[String], n: usize
         };
         let tokens = model.tokenize(&text, true, special).map_err(|e| e.to_string())?;
         ctx.decode(&tokens, 0, 0, false).map_err(|e| e.to_string())?;
-        let mut pos = tokens.len() as i32;
         let mut rec = Recording { logits: Vec::new(), tokens: Vec::new() };
-        for _ in 0..n {
+        let start = tokens.len() as i32;
+        for pos in start..start + n as i32 {
             let logits = ctx.logits(-1).to_vec();
             let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
             let z: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
@@ -52,20 +52,28 @@ pub fn record(model: &Model, ctx: &mut Context<'_>, prompts: &[String], n: usize
                 break;
             }
             ctx.decode(&[token], pos, 0, false).map_err(|e| e.to_string())?;
-            pos += 1;
         }
         out.push(rec);
     }
     Ok(out)
 }
 
-/// The objective: mean cross-entropy rate over the recordings, nats.
+/// The objective: mean cross-entropy rate over the recordings, nats. A
+/// parameter set that fails on any recording (the replay errs) scores
+/// +inf: dropping that recording would compare averages over different
+/// texts.
 pub fn objective(params: &DirichletParams, recordings: &[Recording]) -> f64 {
-    let rates: Vec<f64> = recordings.iter().filter_map(|r| cross_entropy_rate(params, &r.logits, &r.tokens).ok()).collect();
-    if rates.is_empty() {
+    let mut sum = 0.0;
+    for r in recordings {
+        match cross_entropy_rate(params, &r.logits, &r.tokens) {
+            Ok(rate) if rate.is_finite() => sum += rate,
+            _ => return f64::INFINITY,
+        }
+    }
+    if recordings.is_empty() {
         f64::INFINITY
     } else {
-        rates.iter().sum::<f64>() / rates.len() as f64
+        sum / recordings.len() as f64
     }
 }
 

@@ -17,7 +17,9 @@ pub struct CaptureConfig {
     /// Also capture the pre-softmax scores `kq-L` (for interaction
     /// strength and checks). Costs one more copy per step.
     pub capture_scores: bool,
-    /// Scale applied to raw scores; 0 derives 1/sqrt(d_head) from the model.
+    /// Scale applied to raw scores; 0 (the default) takes the scale the
+    /// graph applied (the softmax op's parameter: 1/sqrt(d_head) for most
+    /// models, 1 for those that scale Q beforehand, such as Gemma 3).
     pub attention_scale: f32,
 }
 
@@ -42,6 +44,9 @@ pub struct CapturedRow {
     pub probs: Vec<f32>,
     /// Raw Q.K scores, same layout, when captured.
     pub scores: Option<Vec<f32>>,
+    /// The scale the softmax applied to `scores` (its op parameter), or the
+    /// configured override.
+    pub scale: f32,
 }
 
 #[derive(Debug, Default)]
@@ -50,19 +55,31 @@ struct State {
     graphs_done: u64,
     /// The graph whose attention tensor we last saw.
     seen_graph: Option<u64>,
-    /// Rows of the current decode (batch indices), when the host named them.
-    expected: Option<Vec<usize>>,
-    /// Offset of the current ubatch in the host's batch.
-    batch_offset: usize,
+    /// The outputs of the decode the host announced, if it did.
+    expected: Option<Expectation>,
     /// Scores of the current ubatch, waiting for the softmax of that ubatch.
     pending_scores: Vec<(usize, Vec<f32>)>,
     /// Buffers of earlier rows, reused for the next copies.
     spare: Vec<Vec<f32>>,
     rows: Vec<CapturedRow>,
-    /// Row the samplers read (index into `rows`); `None`: the last.
-    current: Option<usize>,
+    /// Batch index of the row the samplers read; `None`: the last row.
+    selected: Option<usize>,
     /// Why the last observation was not usable, if it was not.
     problem: Option<String>,
+}
+
+/// One announced decode: which batch rows to keep, and how far its ubatches
+/// have come.
+#[derive(Debug)]
+struct Expectation {
+    /// Batch indices whose rows are kept, ascending.
+    indices: Vec<usize>,
+    /// Tokens in the host's batch.
+    n_tokens: usize,
+    /// Batch offset of the next ubatch.
+    offset: usize,
+    /// The graph that computed the last ubatch, once the decode is complete.
+    completed_in: Option<u64>,
 }
 
 /// Captures the attention rows of the tokens being sampled, for
@@ -76,13 +93,16 @@ struct State {
 /// earlier step's attention; the first such step is reported once on
 /// stderr.
 ///
-/// Batches: without [`AttentionCapture::expect_outputs`] the capture keeps
+/// Batches: without [`AttentionCapture::expect_batch`] the capture keeps
 /// the last token's row of the last ubatch, which is the row being sampled
 /// for one sequence decoded with `logits` on its last token. For several
 /// sequences or output rows, name the batch indices that carry logits
-/// before `llama_decode`; this needs a single KV stream (`n_seq_max == 1` or
-/// `kv_unified == true`), where llama.cpp splits batches into ubatches in
-/// order.
+/// before each `llama_decode`; this needs a single KV stream (`n_seq_max ==
+/// 1` or `kv_unified == true`), where llama.cpp splits batches into ubatches
+/// in order. An announcement covers one decode: rows are served only for
+/// the decode and the output they came from. A later decode that was not
+/// announced falls back to the last token's row (so a sampler that selects
+/// a batch index gets no attention then, not an earlier step's).
 #[derive(Debug)]
 pub struct AttentionCapture {
     softmax_name: String,
@@ -117,19 +137,14 @@ impl AttentionCapture {
         if layer < 0 || layer >= n_layer {
             return Err(format!("attention layer {} out of range: the model has {n_layer} layers", config.layer));
         }
-        let (n_embd, n_head) = (sys::llama_model_n_embd(model), sys::llama_model_n_head(model));
-        let scale = if config.attention_scale > 0.0 {
-            config.attention_scale
-        } else if n_head > 0 && n_embd > 0 {
-            1.0 / ((n_embd / n_head) as f32).sqrt()
-        } else {
-            1.0
-        };
-        Ok(Self::with_layer(layer, config.capture_scores, scale))
+        if !(config.attention_scale >= 0.0) || !config.attention_scale.is_finite() {
+            return Err(format!("attention_scale must be finite and >= 0 (0: the graph's own scale), got {}", config.attention_scale));
+        }
+        Ok(Self::with_layer(layer, config.capture_scores, config.attention_scale))
     }
 
-    /// A capture of layer `layer` with the given score scale, for hosts that
-    /// know their model's shape.
+    /// A capture of layer `layer`; `scale` > 0 overrides the score scale the
+    /// graph applied (0: use the graph's).
     pub fn with_layer(layer: i32, capture_scores: bool, scale: f32) -> Arc<Self> {
         Arc::new(Self {
             softmax_name: format!("kq_soft_max-{layer}"),
@@ -148,40 +163,62 @@ impl AttentionCapture {
         Arc::as_ptr(self).cast_mut().cast()
     }
 
-    /// The score scale (1/sqrt(d_head) unless configured).
-    pub fn scale(&self) -> f32 {
-        self.scale
+    /// The score scale of the last captured row: the configured override,
+    /// else the one the graph applied; `None` before the first capture
+    /// without an override.
+    pub fn scale(&self) -> Option<f32> {
+        if self.scale > 0.0 {
+            return Some(self.scale);
+        }
+        self.lock().rows.last().map(|r| r.scale)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Names the batch indices whose logits will be sampled in the next
-    /// `llama_decode` (in batch order); their rows are captured.
-    pub fn expect_outputs(&self, batch_indices: &[usize]) {
+    /// Announces the next `llama_decode`: a batch of `n_tokens` tokens whose
+    /// rows `batch_indices` will be sampled. Their rows are captured, and
+    /// served until the next decode. Errors (and changes nothing) when an
+    /// index is not below `n_tokens`.
+    pub fn expect_batch(&self, batch_indices: &[usize], n_tokens: usize) -> Result<(), String> {
+        if let Some(&bad) = batch_indices.iter().find(|&&i| i >= n_tokens) {
+            return Err(format!("batch index {bad} is outside the batch of {n_tokens} tokens"));
+        }
+        let mut indices = batch_indices.to_vec();
+        indices.sort_unstable();
+        indices.dedup();
         let mut s = self.lock();
-        s.expected = Some(batch_indices.to_vec());
-        s.batch_offset = 0;
+        s.expected = Some(Expectation { indices, n_tokens, offset: 0, completed_in: None });
         s.recycle_rows();
-        s.current = None;
+        s.selected = None;
+        Ok(())
+    }
+
+    /// [`AttentionCapture::expect_batch`] for a batch that ends with its
+    /// last output (`n_tokens` = the largest index + 1). A batch with tokens
+    /// after its last output needs `expect_batch`: here its last ubatch
+    /// would count as an unannounced decode (no rows, never stale ones).
+    pub fn expect_outputs(&self, batch_indices: &[usize]) {
+        let n_tokens = batch_indices.iter().max().map_or(0, |m| m + 1);
+        self.expect_batch(batch_indices, n_tokens).expect("every index is below the largest + 1");
     }
 
     /// Back to the default: capture the last token of each ubatch.
     pub fn expect_last_token(&self) {
         let mut s = self.lock();
         s.expected = None;
-        s.batch_offset = 0;
+        s.selected = None;
     }
 
     /// Chooses which captured row (by batch index) the samplers read next;
-    /// `None`: the last captured row.
+    /// `None`: the last captured row. A batch index the last decode did not
+    /// capture gives no attention (never another row).
     pub fn select_output(&self, batch_index: Option<usize>) {
-        let mut s = self.lock();
-        s.current = batch_index.and_then(|b| s.rows.iter().position(|r| r.batch_index == Some(b)));
+        self.lock().selected = batch_index;
     }
 
-    /// True when the rows come from the most recent graph evaluation.
+    /// True when the rows come from the most recent decode.
     pub fn is_fresh(&self) -> bool {
         let s = self.lock();
         fresh(&s)
@@ -225,34 +262,44 @@ impl AttentionCapture {
     }
 
     fn copy_rows(&self, t: &sys::ggml_tensor, is_softmax: bool, s: &mut State) -> Result<(), String> {
-        if t.type_ != sys::GGML_TYPE_F32 {
-            return Err(format!("attention tensor has ggml type {}, not F32", t.type_));
+        if t.type_ != sys::GGML_TYPE_F32 || t.nb[0] != std::mem::size_of::<f32>() {
+            s.recycle_rows();
+            return Err(format!("attention tensor has ggml type {} and element stride {}: not contiguous F32", t.type_, t.nb[0]));
         }
         let [n_kv, n_tokens, n_head, n_stream] = t.ne.map(|x| x.max(0) as usize);
         if n_stream != 1 {
+            s.recycle_rows();
             return Err(format!("the KV cache has {n_stream} streams; capture needs one (n_seq_max = 1 or kv_unified)"));
         }
         let graph = s.graphs_done;
         let new_graph = s.seen_graph != Some(graph);
+        let mut unannounced = false;
         if is_softmax {
             s.seen_graph = Some(graph);
-            if s.expected.is_none() && new_graph {
-                s.recycle_rows();
+            if new_graph {
+                unannounced = s.start_ubatch(graph);
             }
         } else {
             // Scores of an earlier ubatch that never met their softmax.
             let stale: Vec<Vec<f32>> = s.pending_scores.drain(..).map(|(_, v)| v).collect();
             s.spare.extend(stale);
         }
-        let State { expected, batch_offset, spare, pending_scores, rows, .. } = s;
-        let n_wanted = expected.as_ref().map_or(1, Vec::len);
-        for w in 0..n_wanted {
-            // Which row of this ubatch, and its index in the host's batch.
-            let (r, b) = match expected.as_ref() {
-                Some(list) if (*batch_offset..*batch_offset + n_tokens).contains(&list[w]) => (list[w] - *batch_offset, Some(list[w])),
-                Some(_) => continue,
-                None => (n_tokens.saturating_sub(1), None),
-            };
+        // The softmax op's first parameter is the scale it applied to the
+        // scores (ggml_soft_max_ext).
+        let scale = if self.scale > 0.0 {
+            self.scale
+        } else if t.op == sys::GGML_OP_SOFT_MAX {
+            f32::from_bits(t.op_params[0] as u32)
+        } else {
+            1.0
+        };
+        let State { expected, spare, pending_scores, rows, .. } = s;
+        // Rows of this ubatch to keep: (row in the ubatch, batch index).
+        let wanted: Vec<(usize, Option<usize>)> = match expected.as_ref() {
+            Some(e) => e.indices.iter().filter(|&&i| (e.offset..e.offset + n_tokens).contains(&i)).map(|&i| (i - e.offset, Some(i))).collect(),
+            None => vec![(n_tokens.saturating_sub(1), None)],
+        };
+        for (r, b) in wanted {
             // Buffers are recycled from earlier steps: no allocation per step
             // once the shapes have been seen.
             let mut buf = spare.pop().unwrap_or_default();
@@ -260,30 +307,64 @@ impl AttentionCapture {
             for h in 0..n_head {
                 let offset = r * t.nb[1] + h * t.nb[2];
                 // SAFETY: offset + n_kv floats lies inside the tensor (row r
-                // of head h, contiguous along ne0); the destination holds n_kv
-                // floats. Works for CPU, CUDA and Metal buffers.
+                // of head h, contiguous along ne0: nb[0] is checked above);
+                // the destination holds n_kv floats. Works for CPU, CUDA and
+                // Metal buffers.
                 unsafe {
                     sys::ggml_backend_tensor_get(t, buf[h * n_kv..].as_mut_ptr().cast(), offset, n_kv * std::mem::size_of::<f32>());
                 }
             }
             if is_softmax {
                 let scores = pending_scores.iter().position(|(pr, _)| *pr == r).map(|i| pending_scores.swap_remove(i).1);
-                rows.push(CapturedRow { batch_index: b, n_kv, n_head, probs: buf, scores });
+                rows.push(CapturedRow { batch_index: b, n_kv, n_head, probs: buf, scores, scale });
             } else {
                 pending_scores.push((r, buf));
             }
         }
         if is_softmax {
-            if expected.is_some() {
-                *batch_offset += n_tokens;
+            if let Some(e) = expected.as_mut() {
+                e.offset += n_tokens;
+                if e.offset > e.n_tokens {
+                    let (offset, n) = (e.offset, e.n_tokens);
+                    s.expected = None;
+                    s.recycle_rows();
+                    return Err(format!("the decode had more tokens than announced ({offset} seen, {n} announced)"));
+                }
+                if e.offset == e.n_tokens {
+                    e.completed_in = Some(graph);
+                }
             }
-            s.problem = None;
+            if !unannounced {
+                s.problem = None;
+            }
         }
         Ok(())
     }
 }
 
 impl State {
+    /// The first attention tensor of graph `graph`: a new ubatch, of the
+    /// announced decode or of a new one. True when it is a decode after
+    /// the announced one that was not announced (recorded as the problem).
+    fn start_ubatch(&mut self, graph: u64) -> bool {
+        match &self.expected {
+            // The announced decode goes on (its rows are kept).
+            Some(e) if e.completed_in.is_none() => {}
+            // A decode after the announced one, not announced itself: back
+            // to the default, whose samplers read the last row.
+            Some(_) => {
+                // The selection stays: a host that reads a batch index gets
+                // no attention for this decode, never another row.
+                self.expected = None;
+                self.recycle_rows();
+                self.problem = Some(format!("graph {graph}: a decode after the announced one was not announced; capturing its last token"));
+                return true;
+            }
+            None => self.recycle_rows(),
+        }
+        false
+    }
+
     /// Moves the rows' buffers to the spare pool and empties `rows`.
     fn recycle_rows(&mut self) {
         for row in self.rows.drain(..) {
@@ -293,9 +374,15 @@ impl State {
     }
 }
 
-/// Rows are fresh when the last completed graph computed our tensor.
+/// Rows are fresh when the last completed graph computed our tensor and,
+/// for an announced decode, completed it.
 fn fresh(s: &State) -> bool {
-    !s.rows.is_empty() && s.graphs_done > 0 && s.seen_graph == Some(s.graphs_done - 1)
+    let last_graph = s.graphs_done.checked_sub(1);
+    let complete = match &s.expected {
+        Some(e) => e.completed_in.is_some() && e.completed_in == last_graph,
+        None => true,
+    };
+    !s.rows.is_empty() && last_graph.is_some() && s.seen_graph == last_graph && complete
 }
 
 impl AttentionSource for AttentionCapture {
@@ -311,11 +398,11 @@ impl AttentionSource for AttentionCapture {
             }
             return None;
         }
-        let row = match s.current {
-            Some(i) => s.rows.get(i)?,
+        let row = match s.selected {
+            Some(b) => s.rows.iter().find(|r| r.batch_index == Some(b))?,
             None => s.rows.last()?,
         };
-        attention_metrics(&row.probs, row.n_head, row.n_kv, row.scores.as_deref().map(|sc| (sc, self.scale)))
+        attention_metrics(&row.probs, row.n_head, row.n_kv, row.scores.as_deref().map(|sc| (sc, row.scale)))
     }
 }
 

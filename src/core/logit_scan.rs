@@ -367,6 +367,7 @@ pub(crate) mod avx512 {
 
     impl ChunkKernel for Avx512 {
         #[inline(always)]
+        #[allow(clippy::needless_range_loop)] // `v` indexes three arrays and two pointers
         fn gather<const COUNT: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
             if chunk.len() != CHUNK {
                 return super::Portable::gather::<COUNT>(chunk, buf, threshold, above);

@@ -67,6 +67,26 @@ pub trait Sampler: Send {
     fn state_json(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
+
+    /// Detaches and returns what the host attached (attention source,
+    /// lookahead), leaving the sampler without them. With
+    /// [`Sampler::put_attachments`] this lets `copy_state` copy the state
+    /// but keep the destination's own attachments, as llama.h asks.
+    fn take_attachments(&mut self) -> Attachments {
+        Attachments::default()
+    }
+
+    /// Re-attaches what [`Sampler::take_attachments`] returned.
+    fn put_attachments(&mut self, _attachments: Attachments) {}
+}
+
+/// What a host attaches to a sampler, as opposed to its state.
+#[derive(Default)]
+pub struct Attachments {
+    /// The attention source of an attention-aware sampler.
+    pub attention: Option<Arc<dyn AttentionSource>>,
+    /// A sampler-specific attachment (the AlphaSampler's lookahead backend).
+    pub other: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl Clone for Box<dyn Sampler> {

@@ -34,7 +34,8 @@ pub struct AttentionCaptureParams {
     /// Also capture the pre-softmax scores (needed for interaction
     /// strength). Default true.
     pub capture_scores: bool,
-    /// Scale of the raw scores; 0 (the default) derives 1/sqrt(d_head).
+    /// Scale of the raw scores; 0 (the default) takes the scale the graph
+    /// applied (the softmax op's parameter).
     pub attention_scale: f32,
 }
 
@@ -114,33 +115,73 @@ pub unsafe extern "C" fn entropix_attention_eval_callback(t: *mut ggml_tensor, a
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| eval_callback(t, ask, user_data))).unwrap_or(!ask)
 }
 
-/// Names the batch indices whose logits will be sampled in the next
-/// `llama_decode` (call before every decode of a multi-output batch; needs a
-/// single KV stream: n_seq_max 1 or kv_unified). n = 0 returns to the
-/// default (the last token's row). Returns 0, or -1 with a last error.
+/// Announces the next `llama_decode`: a batch of `n_tokens` tokens whose
+/// rows `batch_indices[0..n]` (those with `logits` on) will be sampled.
+/// Call before every decode of a multi-output batch (needs a single KV
+/// stream: n_seq_max 1 or kv_unified). The rows serve that decode only: a
+/// later decode that is not announced falls back to the last token's row.
+/// n = 0 returns to that default now. Returns 0, or -1 with a last error
+/// (an index negative or not below `n_tokens`; nothing changes then).
+///
+/// # Safety
+/// `capture` is a live capture; `batch_indices` holds `n` values (NULL when 0).
+#[no_mangle]
+pub unsafe extern "C" fn entropix_attention_capture_expect_batch(
+    capture: *const AttentionCapture,
+    batch_indices: *const i32,
+    n: usize,
+    n_tokens: i32,
+) -> i32 {
+    guard(-1, || {
+        let what = "entropix_attention_capture_expect_batch";
+        let cap = capture.as_ref().ok_or_else(|| format!("{what}: NULL capture"))?;
+        if n == 0 {
+            cap.expect_last_token();
+            return Ok(0);
+        }
+        let idx = batch_indices_of(what, batch_indices, n)?;
+        let n_tokens = usize::try_from(n_tokens).map_err(|_| format!("{what}: negative n_tokens {n_tokens}"))?;
+        cap.expect_batch(&idx, n_tokens).map_err(|e| format!("{what}: {e}"))?;
+        Ok(0)
+    })
+}
+
+/// `entropix_attention_capture_expect_batch` for a batch that ends with its
+/// last output (n_tokens = the largest index + 1). A batch with tokens after
+/// its last output needs `expect_batch` (here that decode would get no
+/// rows). Returns 0, or -1 with a last error.
 ///
 /// # Safety
 /// `capture` is a live capture; `batch_indices` holds `n` values (NULL when 0).
 #[no_mangle]
 pub unsafe extern "C" fn entropix_attention_capture_expect_outputs(capture: *const AttentionCapture, batch_indices: *const i32, n: usize) -> i32 {
     guard(-1, || {
-        let cap = capture.as_ref().ok_or("entropix_attention_capture_expect_outputs: NULL capture")?;
+        let what = "entropix_attention_capture_expect_outputs";
+        let cap = capture.as_ref().ok_or_else(|| format!("{what}: NULL capture"))?;
         if n == 0 {
             cap.expect_last_token();
             return Ok(0);
         }
-        if batch_indices.is_null() {
-            return Err("entropix_attention_capture_expect_outputs: NULL indices with n > 0".into());
-        }
-        let list = std::slice::from_raw_parts(batch_indices, n);
-        let idx: Vec<usize> = list.iter().map(|&i| usize::try_from(i)).collect::<Result<_, _>>().map_err(|_| "negative batch index")?;
-        cap.expect_outputs(&idx);
+        cap.expect_outputs(&batch_indices_of(what, batch_indices, n)?);
         Ok(0)
     })
 }
 
+/// The `n` batch indices at `ptr`, checked (non-NULL, none negative).
+///
+/// # Safety
+/// `ptr` is NULL or holds `n` values.
+unsafe fn batch_indices_of(what: &str, ptr: *const i32, n: usize) -> Result<Vec<usize>, String> {
+    if ptr.is_null() {
+        return Err(format!("{what}: NULL indices with n > 0"));
+    }
+    std::slice::from_raw_parts(ptr, n).iter().map(|&i| usize::try_from(i).map_err(|_| format!("{what}: negative batch index {i}"))).collect()
+}
+
 /// Chooses the captured row (by batch index) that attached samplers read
-/// next; -1: the last captured row. Returns 0, or -1 with a last error.
+/// next; -1: the last captured row. A batch index the last decode did not
+/// capture gives the samplers no attention (never another row). Returns 0,
+/// or -1 with a last error.
 ///
 /// # Safety
 /// `capture` is a live capture.

@@ -1,4 +1,13 @@
 //! The panic guard and the thread-local last error.
+//!
+//! The contract (as rustls-ffi's, with a thread-local message instead of a
+//! result code): every export the host calls directly records its outcome
+//! on the calling thread: "" on success, the reason on failure. The
+//! callbacks llama.cpp calls (apply, accept, ...) only record failures, so
+//! that a failed apply stays readable after the rest of the chain ran.
+//! `entropix_last_error_copy` copies the message into the caller's buffer;
+//! `entropix_last_error` lends a pointer valid until the next `entropix_`
+//! call on the same thread. Other threads never see or touch it.
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CString};
@@ -27,11 +36,39 @@ thread_local! {
 pub(crate) fn set_last_error(message: impl Into<String>) {
     let text = CString::new(message.into().replace('\0', " ")).unwrap_or_default();
     LAST_ERROR.with(|e| *e.borrow_mut() = text);
+    LAST_ERROR_SET.with(|f| f.set(true));
+}
+
+/// Clears this thread's last error.
+fn clear_last_error() {
+    LAST_ERROR.with(|e| {
+        let mut e = e.borrow_mut();
+        if !e.as_bytes().is_empty() {
+            *e = CString::default();
+        }
+    });
 }
 
 /// Runs `body`, turning an `Err` or a panic into `fallback` and a last
-/// error. Every export goes through here.
+/// error, and clearing the last error on success. Every export the host
+/// calls goes through here.
 pub(crate) fn guard<T>(fallback: T, body: impl FnOnce() -> Result<T, String>) -> T {
+    LAST_ERROR_SET.with(|f| f.set(false));
+    let out = guard_callback(fallback, body);
+    if !LAST_ERROR_SET.with(|f| f.get()) {
+        clear_last_error();
+    }
+    out
+}
+
+thread_local! {
+    /// Set when an error was recorded since the current guarded call began.
+    static LAST_ERROR_SET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// [`guard`] for the callbacks llama.cpp calls (the sampler interface):
+/// success leaves the last error as it was.
+pub(crate) fn guard_callback<T>(fallback: T, body: impl FnOnce() -> Result<T, String>) -> T {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(value)) => value,
         Ok(Err(message)) => {
@@ -50,12 +87,41 @@ pub(crate) fn guard<T>(fallback: T, body: impl FnOnce() -> Result<T, String>) ->
     }
 }
 
-/// The last error recorded on this thread by an `entropix_` function, as a
-/// NUL-terminated UTF-8 string; "" when none. The pointer stays valid until
-/// the next `entropix_` call on this thread; do not free it.
+/// The error of the last `entropix_` call on this thread (or of a sampler
+/// callback that failed since), as a NUL-terminated UTF-8 string; "" when
+/// that call succeeded. The pointer stays valid until the next `entropix_`
+/// call on this thread; do not free it. `entropix_last_error_copy` gives a
+/// copy instead.
 #[no_mangle]
 pub extern "C" fn entropix_last_error() -> *const c_char {
     LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// Copies this thread's last error (see `entropix_last_error`) into `buf`:
+/// at most `len - 1` bytes and a NUL (nothing when `buf` is NULL or `len`
+/// is 0). Returns the message's full length in bytes, without the NUL, as
+/// `snprintf` does: a result >= `len` means it was cut. Reads, never
+/// changes, the last error.
+///
+/// # Safety
+/// `buf` is NULL or points to `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn entropix_last_error_copy(buf: *mut c_char, len: usize) -> usize {
+    LAST_ERROR.with(|e| copy_c_string(e.borrow().as_bytes(), buf, len))
+}
+
+/// Writes `text` and a NUL into `buf` (at most `len` bytes in all, cut to
+/// fit) and returns `text.len()`.
+///
+/// # Safety
+/// `buf` is NULL or points to `len` writable bytes.
+pub(crate) unsafe fn copy_c_string(text: &[u8], buf: *mut c_char, len: usize) -> usize {
+    if !buf.is_null() && len > 0 {
+        let n = text.len().min(len - 1);
+        std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), n);
+        *buf.add(n) = 0;
+    }
+    text.len()
 }
 
 /// The library version ("MAJOR.MINOR.PATCH"), a static string; do not free.

@@ -5,7 +5,7 @@ use std::ptr;
 
 use llama_cpp_sys_2::{llama_sampler, llama_sampler_i, llama_sampler_init, llama_token, llama_token_data_array};
 
-use super::error::{guard, set_last_error};
+use super::error::{copy_c_string, guard, guard_callback};
 use crate::core::{Candidates, SampleError, Sampler, TokenData};
 
 /// What `llama_sampler.ctx` points to for our samplers.
@@ -13,8 +13,6 @@ struct PluginCtx {
     sampler: Box<dyn Sampler>,
     /// NUL-terminated copy of `sampler.name()`, returned to llama.cpp.
     name: CString,
-    /// JSON of the last `state_json` request, kept alive for the caller.
-    state: CString,
 }
 
 /// The one vtable of all our samplers. llama.cpp reads it and never writes
@@ -39,7 +37,7 @@ static IFACE: llama_sampler_i = llama_sampler_i {
 /// owns the result and frees it with `llama_sampler_free`.
 pub fn into_llama_sampler(sampler: Box<dyn Sampler>) -> *mut llama_sampler {
     let name = CString::new(sampler.name()).unwrap_or_default();
-    let ctx = Box::new(PluginCtx { sampler, name, state: CString::default() });
+    let ctx = Box::new(PluginCtx { sampler, name });
     let ctx = Box::into_raw(ctx);
     // SAFETY: IFACE lives forever and llama.cpp only reads through it; ctx is
     // a valid heap pointer that iface_free releases.
@@ -84,30 +82,54 @@ pub unsafe extern "C" fn entropix_sampler_is_ours(smpl: *const llama_sampler) ->
     guard(false, || Ok(ctx_of(smpl).is_some()))
 }
 
-/// The sampler's state and last-step metrics as a JSON object (a
-/// NUL-terminated UTF-8 string), or NULL with a last error when `smpl` is
-/// NULL or not one of ours. The string belongs to the sampler and stays
-/// valid until the next call of this function on it or until it is freed.
+/// Writes the sampler's state and last-step metrics, a JSON object in
+/// UTF-8, into `buf`: at most `len - 1` bytes and a NUL (nothing when `buf`
+/// is NULL or `len` is 0: a size query). Returns the JSON's full length in
+/// bytes without the NUL, as `snprintf` does (>= `len`: cut; call again
+/// with a buffer of the result + 1), or 0 with a last error when `smpl` is
+/// NULL or not one of ours. Only reads the sampler; like every llama.cpp
+/// sampler call, not concurrently with an apply or accept on the same
+/// sampler.
 ///
 /// # Safety
-/// `smpl` must be NULL or point to a live `llama_sampler`.
+/// `smpl` must be NULL or point to a live `llama_sampler`; `buf` is NULL or
+/// points to `len` writable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn entropix_sampler_state_json(smpl: *const llama_sampler) -> *const c_char {
-    guard(ptr::null(), || {
+pub unsafe extern "C" fn entropix_sampler_state_json(smpl: *const llama_sampler, buf: *mut c_char, len: usize) -> usize {
+    guard(0, || {
         let ctx = ctx_of(smpl).ok_or("entropix_sampler_state_json: not an entropix sampler (or NULL)")?;
-        let json = ctx.sampler.state_json().to_string();
-        ctx.state = CString::new(json).map_err(|e| e.to_string())?;
-        Ok(ctx.state.as_ptr())
+        // Samplers without state give `{}`, so C always gets an object.
+        let json = match ctx.sampler.state_json() {
+            serde_json::Value::Null => "{}".to_string(),
+            v => v.to_string(),
+        };
+        Ok(copy_c_string(json.as_bytes(), buf, len))
     })
+}
+
+/// The state JSON of one of our samplers, for Rust callers of the C ABI;
+/// `None` for NULL and foreign samplers.
+///
+/// # Safety
+/// As [`entropix_sampler_state_json`].
+pub unsafe fn state_json_string(smpl: *const llama_sampler) -> Option<String> {
+    let n = entropix_sampler_state_json(smpl, ptr::null_mut(), 0);
+    if n == 0 {
+        return None;
+    }
+    let mut buf = vec![0u8; n + 1];
+    entropix_sampler_state_json(smpl, buf.as_mut_ptr().cast(), buf.len());
+    buf.truncate(n);
+    String::from_utf8(buf).ok()
 }
 
 unsafe extern "C" fn iface_name(smpl: *const llama_sampler) -> *const c_char {
     static UNKNOWN: &[u8] = b"entropix(invalid)\0";
-    guard(UNKNOWN.as_ptr().cast(), || Ok(ctx_of(smpl).map_or(UNKNOWN.as_ptr().cast(), |c| c.name.as_ptr())))
+    guard_callback(UNKNOWN.as_ptr().cast(), || Ok(ctx_of(smpl).map_or(UNKNOWN.as_ptr().cast(), |c| c.name.as_ptr())))
 }
 
 unsafe extern "C" fn iface_accept(smpl: *mut llama_sampler, token: llama_token) {
-    guard((), || {
+    guard_callback((), || {
         if let Some(c) = ctx_of(smpl) {
             c.sampler.accept(token);
         }
@@ -120,13 +142,16 @@ unsafe extern "C" fn iface_accept(smpl: *mut llama_sampler, token: llama_token) 
 /// that selects still selects index 0 of a non-empty array, because
 /// llama.cpp aborts the process when a chain selects nothing.
 unsafe extern "C" fn iface_apply(smpl: *mut llama_sampler, cur_p: *mut llama_token_data_array) {
-    guard((), || {
+    guard_callback((), || {
         let ctx = ctx_of(smpl).ok_or("apply: not an entropix sampler")?;
         if cur_p.is_null() {
             return Err(format!("{}: apply called with a NULL candidate array", ctx.sampler.name()));
         }
         let arr = &mut *cur_p;
-        let data: &mut [TokenData] = if arr.size == 0 || arr.data.is_null() {
+        if arr.size > 0 && arr.data.is_null() {
+            return Err(format!("{}: apply called with size {} and NULL data (left as it was)", ctx.sampler.name(), arr.size));
+        }
+        let data: &mut [TokenData] = if arr.size == 0 {
             &mut []
         } else {
             // SAFETY: llama_token_data and TokenData have the same layout
@@ -155,7 +180,7 @@ unsafe extern "C" fn iface_apply(smpl: *mut llama_sampler, cur_p: *mut llama_tok
 }
 
 unsafe extern "C" fn iface_reset(smpl: *mut llama_sampler) {
-    guard((), || {
+    guard_callback((), || {
         if let Some(c) = ctx_of(smpl) {
             c.sampler.reset();
         }
@@ -164,14 +189,14 @@ unsafe extern "C" fn iface_reset(smpl: *mut llama_sampler) {
 }
 
 unsafe extern "C" fn iface_clone(smpl: *const llama_sampler) -> *mut llama_sampler {
-    guard(ptr::null_mut(), || {
+    guard_callback(ptr::null_mut(), || {
         let ctx = ctx_of(smpl).ok_or("clone: not an entropix sampler")?;
         Ok(into_llama_sampler(ctx.sampler.box_clone()))
     })
 }
 
 unsafe extern "C" fn iface_free(smpl: *mut llama_sampler) {
-    guard((), || {
+    guard_callback((), || {
         if ctx_of(smpl).is_some() {
             // SAFETY: ctx was made by Box::into_raw in into_llama_sampler and
             // llama.cpp calls free exactly once, before deleting smpl.
@@ -183,16 +208,17 @@ unsafe extern "C" fn iface_free(smpl: *mut llama_sampler) {
 }
 
 unsafe extern "C" fn iface_copy_state(src: *const llama_sampler, dst: *mut llama_sampler) {
-    guard((), || {
+    guard_callback((), || {
         match (ctx_of(src), ctx_of(dst)) {
             (Some(s), Some(d)) if s.sampler.name() == d.sampler.name() => {
+                // The state is copied; what the host attached to `dst`
+                // (attention capture, lookahead context) stays.
+                let attachments = d.sampler.take_attachments();
                 d.sampler = s.sampler.box_clone();
+                d.sampler.put_attachments(attachments);
                 Ok(())
             }
-            _ => {
-                set_last_error("copy_state: both samplers must be entropix samplers of the same family");
-                Ok(())
-            }
+            _ => Err("copy_state: both samplers must be entropix samplers of the same family".into()),
         }
     })
 }

@@ -42,7 +42,12 @@ unsafe extern "C" fn log_callback(level: sys::ggml_log_level, text: *const c_cha
     let severity = match level {
         sys::GGML_LOG_LEVEL_ERROR => LogLevel::Error as u8,
         sys::GGML_LOG_LEVEL_WARN => LogLevel::Warn as u8,
-        sys::GGML_LOG_LEVEL_CONT => return if wanted >= LogLevel::Debug as u8 { print(text) } else {},
+        sys::GGML_LOG_LEVEL_CONT => {
+            if wanted >= LogLevel::Debug as u8 {
+                print(text);
+            }
+            return;
+        }
         _ => LogLevel::Debug as u8,
     };
     if severity <= wanted && !text.is_null() {

@@ -43,9 +43,9 @@ pub struct EvalArgs {
     /// Generated arithmetic questions (0: none).
     #[arg(long = "arith", default_value_t = 200)]
     pub arith: usize,
-    /// Difficulty levels of the generated questions, cycled: 1 = one + or
-    /// - of 2-digit numbers, 2 = products and two-operation expressions,
-    /// 3 = multi-step word problems.
+    /// Difficulty levels of the generated questions, cycled: 1 = one
+    /// addition or subtraction of 2-digit numbers, 2 = products and
+    /// two-operation expressions, 3 = multi-step word problems.
     #[arg(long = "levels", default_value = "1", value_delimiter = ',')]
     pub levels: Vec<u32>,
     /// Seed of the generated questions and of the dev/test split.

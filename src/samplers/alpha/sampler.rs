@@ -10,7 +10,7 @@ use super::params::{top_k_of, AlphaDerived, AlphaParams, ThermoState};
 use crate::core::logit_scan::{scan_logits_counting, LogitScan};
 use crate::core::math::logit_moments;
 use crate::core::sampler::require_candidates;
-use crate::core::{Candidates, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId};
+use crate::core::{Attachments, Candidates, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId};
 use crate::metrics::{AttentionMetrics, AttentionSource};
 use crate::samplers::dist::sample_softmax;
 use crate::samplers::filters::top_p::apply_top_p;
@@ -548,6 +548,18 @@ impl Sampler for AlphaSampler {
         }
         self.cache = None;
         true
+    }
+
+    fn take_attachments(&mut self) -> Attachments {
+        self.cache = None;
+        let other = self.backend.take().map(|b| Box::new(b) as Box<dyn std::any::Any + Send>);
+        Attachments { attention: self.source.take(), other }
+    }
+
+    fn put_attachments(&mut self, attachments: Attachments) {
+        self.cache = None;
+        self.source = attachments.attention;
+        self.backend = attachments.other.and_then(|o| o.downcast::<Box<dyn LookaheadBackend>>().ok()).map(|b| *b);
     }
 
     /// The parameters' key values, `window_len` (stored alphas),

@@ -12,7 +12,7 @@ use super::common::{
 use crate::core::error::check_range;
 use crate::core::logit_scan::LogitScan;
 use crate::core::sampler::require_candidates;
-use crate::core::{Candidates, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId, RANDOM_SEED};
+use crate::core::{Attachments, Candidates, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId, RANDOM_SEED};
 use crate::metrics::AttentionSource;
 
 /// Parameters of [`FourMode`]. Same thresholds and coefficients as
@@ -478,6 +478,14 @@ impl Sampler for FourMode {
         }
         self.source = source;
         true
+    }
+
+    fn take_attachments(&mut self) -> Attachments {
+        Attachments { attention: self.source.take(), other: None }
+    }
+
+    fn put_attachments(&mut self, attachments: Attachments) {
+        self.source = attachments.attention;
     }
 
     /// `pause_token_id`, `clarifying_token_id`, `last_accepted_token`,

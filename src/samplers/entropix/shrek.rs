@@ -13,7 +13,7 @@ use super::common::{
 use crate::core::error::check_range;
 use crate::core::logit_scan::LogitScan;
 use crate::core::sampler::require_candidates;
-use crate::core::{Candidates, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId, RANDOM_SEED};
+use crate::core::{Attachments, Candidates, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId, RANDOM_SEED};
 use crate::metrics::AttentionSource;
 use crate::samplers::dist::pick_by_probability;
 
@@ -69,8 +69,9 @@ pub enum ScoreMode {
     /// 1: per candidate: H and V are replaced by the candidate's own
     /// surprise s = -log2 p(token) (bits) and its squared deviation
     /// (s - H)² (bits²), whose expectations over the distribution are H and
-    /// V: `confidence_i = (1 - s) w1 + (1 - attn_ent) w2 + (1 - (s - H)²) w3
-    /// + (1 - attn_vent) w4 + agreement w5 + interaction w6`. With w3 > 0
+    /// V: `confidence_i = (1 - s) w1 + (1 - attn_ent) w2 +
+    /// (1 - (s - H)²) w3 + (1 - attn_vent) w4 + agreement w5 +
+    /// interaction w6`. With w3 > 0
     /// this prefers typical tokens (surprise near the entropy) over the
     /// merely most probable one.
     PerCandidate,
@@ -185,7 +186,7 @@ pub struct EntropixParams {
     /// Lower bound of the resampling temperature (dimensionless, > 0).
     /// Default 2.0; a tiny value removes the bound.
     pub hehv_min_temp: f32,
-    /// Number of draws the adaptive strategy scores, >= 1. Default
+    /// Number of draws the adaptive strategy scores, in [1, 4096]. Default
     /// 2, chosen with `eval` (see `Default`); reference 5 (the
     /// reference code; seed 002's prose says 12). 1 makes it a plain draw.
     pub n_adaptive_samples: i32,
@@ -204,8 +205,8 @@ pub struct EntropixParams {
     /// Adaptive top-p: clip(top_p * (1 + ada_top_p * attn_vent), 0.1, 1),
     /// per bit² of attention varentropy. Default 0.1; 0 keeps top_p.
     pub ada_top_p: f32,
-    /// Adaptive top-k: clip(round(top_k * (1 + ada_top_k_int * interaction
-    /// - ada_top_k_agree * agreement)), 1, 100), per unit of interaction
+    /// Adaptive top-k: clip(round(top_k * (1 + ada_top_k_int *
+    /// interaction - ada_top_k_agree * agreement)), 1, 100), per unit of interaction
     /// strength. Default 0.3; 0 removes the term.
     pub ada_top_k_int: f32,
     /// Per unit of agreement, see `ada_top_k_int`. Default 0.2; 0 removes
@@ -762,6 +763,14 @@ impl Sampler for Entropix {
         }
         self.source = source;
         true
+    }
+
+    fn take_attachments(&mut self) -> Attachments {
+        Attachments { attention: self.source.take(), other: None }
+    }
+
+    fn put_attachments(&mut self, attachments: Attachments) {
+        self.source = attachments.attention;
     }
 
     /// `variant`, `score_mode`, `clarifying_token_id`,

@@ -217,7 +217,7 @@ mod tests {
     fn penalty_never_becomes_a_bonus() {
         let p = RepetitionDecayParams { factor: 1.5, decay: -1.0, one_time: true, limit: 0 };
         let mut hist = vec![0];
-        hist.extend(std::iter::repeat(1).take(20));
+        hist.extend(std::iter::repeat_n(1, 20));
         let out = run(&mut with_history(p, &hist), &[3.0, 3.0]);
         assert_eq!(out[0], 3.0);
         assert_eq!(out[1], 2.0);
