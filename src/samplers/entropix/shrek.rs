@@ -299,6 +299,11 @@ impl Default for EntropixParams {
     ///   repetitive as greedy. 2 draws keep most of the
     ///   likelihood and lose the loops: 10/100, seq-rep-4 0.039, NLL 0.79
     ///   (1 draw: 9/100, 0.048, 0.97; 3 draws: 15/100, 0.107, 0.71).
+    ///   Held out (200 new questions, 24 new prompts; README, "Results"):
+    ///   14/200 (greedy 22, default chain 9), seq-rep-4 0.084 (greedy
+    ///   0.179), NLL 0.80. `min_p` 0.1, best on the dev items (14/100,
+    ///   0.050, 0.75), did not hold there (18/200 but seq-rep-4 0.141) and
+    ///   was not adopted.
     fn default() -> Self {
         Self { max_temp: 0.8, min_p: 0.05, ada_min_p: 0.0, n_adaptive_samples: 2, ..Self::reference() }
     }
