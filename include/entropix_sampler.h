@@ -423,7 +423,7 @@ typedef struct {
   // Base min-p, relative to the top probability at the step's
   // temperature (p_i >= min_p * p_max), in [0, 1]; 0 disables min-p in
   // every strategy (the adaptive clamp [0.01, 0.5] applies only when it
-  // is on). Default 0.1 (reference 0.03). (The reference computed min-p and never
+  // is on). Default 0.05 (reference 0.03). (The reference computed min-p and never
   // applied it; here it is applied.)
   float min_p;
   // Upper bound of every strategy's temperature (dimensionless, > 0),

@@ -324,3 +324,95 @@ fn gemma_score_scale_is_not_one_over_sqrt_embd_per_head() {
     eprintln!("graph scale {:?}, 1/sqrt(n_embd/n_head) = {by_shape}", capture.scale());
     assert_eq!(capture.scale(), Some(1.0));
 }
+
+/// A host like llama-server (issue 13): 4 sequences decoded in one batch,
+/// each sampled by its own clone of one entropix sampler, all attached to
+/// one capture; each sequence reads exactly its own output's row. Compared
+/// with 4 runs of one sequence each: the same attention metrics at every
+/// step (the same cells; values to 2%: batched kernels round differently)
+/// and the same tokens.
+#[test]
+fn four_sequences_in_one_batch_match_four_single_runs() {
+    use entropix_sampler::ffi::{entropix_sampler_init_entropix, entropix_sampler_set_attention};
+    use entropix_sampler::samplers::entropix::EntropixParams;
+    use entropix_sampler::sys;
+
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let model = model();
+    let prompts = ["Paris is the capital of", "One, two, three, four,", "The quick brown fox", "Water boils at a temperature of"];
+    let prompts: Vec<Vec<i32>> = prompts.iter().map(|p| model.tokenize(p, true, false).unwrap()).collect();
+    const STEPS: usize = 6;
+    let params = EntropixParams { seed: 7, ..EntropixParams::default() };
+    let sampler = |capture: &Arc<AttentionCapture>| {
+        let s = unsafe { entropix_sampler_init_entropix(&params) };
+        assert!(!s.is_null());
+        assert_eq!(unsafe { entropix_sampler_set_attention(s, Arc::as_ptr(capture)) }, 0);
+        s
+    };
+    // The prompts differ in length, so a wrong row shows in `n_valid`; the
+    // values differ by the batched kernels' rounding, which grows through
+    // the layers (0.3% of the entropy after one step here).
+    let close = |a: &entropix_sampler::metrics::AttentionMetrics, b: &entropix_sampler::metrics::AttentionMetrics, what: &str| {
+        assert_eq!(a.n_valid, b.n_valid, "{what}: valid cells");
+        for (x, y, name) in [(a.entropy_bits, b.entropy_bits, "entropy"), (a.varentropy_bits2, b.varentropy_bits2, "varentropy"), (a.agreement, b.agreement, "agreement")] {
+            assert!((x - y).abs() <= 2e-2 * x.abs().max(y.abs()).max(1e-3), "{what}: {name} {x} vs {y}");
+        }
+    };
+
+    // One sequence per context.
+    let mut single: Vec<(Vec<i32>, Vec<entropix_sampler::metrics::AttentionMetrics>)> = Vec::new();
+    for p in &prompts {
+        let capture = AttentionCapture::new(&model, CaptureConfig::default()).unwrap();
+        let mut ctx = Context::new(&model, &options(Some(&capture), FlashAttention::Off, 512)).unwrap();
+        let s = sampler(&capture);
+        ctx.decode(p, 0, 0, false).unwrap();
+        let (mut tokens, mut metrics) = (Vec::new(), Vec::new());
+        for step in 0..STEPS {
+            metrics.push(capture.metrics().expect("fresh"));
+            let t = unsafe { sys::llama_sampler_sample(s, ctx.as_ptr(), -1) };
+            tokens.push(t);
+            ctx.decode(&[t], (p.len() + step) as i32, 0, false).unwrap();
+        }
+        unsafe { sys::llama_sampler_free(s) };
+        single.push((tokens, metrics));
+    }
+
+    // Four sequences in one batch, each with a clone of one sampler.
+    let capture = AttentionCapture::new(&model, CaptureConfig::default()).unwrap();
+    let mut opts = options(Some(&capture), FlashAttention::Off, 512);
+    opts.n_seq_max = 4;
+    opts.kv_unified = true;
+    let mut ctx = Context::new(&model, &opts).unwrap();
+    let base = sampler(&capture);
+    let clones: Vec<*mut sys::llama_sampler> = (0..4).map(|_| unsafe { sys::llama_sampler_clone(base) }).collect();
+    let mut entries: Vec<(i32, i32, i32, bool)> = Vec::new();
+    let mut outputs = Vec::new();
+    for (seq, p) in prompts.iter().enumerate() {
+        for (i, &t) in p.iter().enumerate() {
+            entries.push((t, i as i32, seq as i32, i + 1 == p.len()));
+        }
+        outputs.push(entries.len() - 1);
+    }
+    capture.expect_batch(&outputs, entries.len()).unwrap();
+    ctx.decode_entries(&entries).unwrap();
+    for step in 0..STEPS {
+        let mut next = Vec::new();
+        for seq in 0..4 {
+            capture.select_output(Some(outputs[seq]));
+            let m = capture.metrics().expect("this sequence's row");
+            close(&m, &single[seq].1[step], &format!("sequence {seq}, step {step}"));
+            let t = unsafe { sys::llama_sampler_sample(clones[seq], ctx.as_ptr(), outputs[seq] as i32) };
+            assert_eq!(t, single[seq].0[step], "sequence {seq}, step {step}: token");
+            next.push((t, (prompts[seq].len() + step) as i32, seq as i32, true));
+        }
+        outputs = (0..4).collect();
+        capture.expect_batch(&outputs, 4).unwrap();
+        ctx.decode_entries(&next).unwrap();
+    }
+    unsafe {
+        for c in clones {
+            sys::llama_sampler_free(c);
+        }
+        sys::llama_sampler_free(base);
+    }
+}
