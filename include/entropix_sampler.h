@@ -30,16 +30,25 @@
 // Everything else: adaptive parameters.
 #define ENTROPIX_STRATEGY_ADAPTIVE 5
 
-// Return code of the profile and prompt-logits `int` functions: success.
+// Return code of every `int` function of this library: success.
 #define ENTROPIX_OK 0
 
 // A required pointer argument was NULL.
 #define ENTROPIX_ERR_NULL 1
 
-// Anything else: a file that could not be read or parsed, an unknown key
-// or unit, a sampler of the wrong kind. The reason is in
-// `entropix_last_error()`.
+// Any other bad input: a sampler of the wrong kind (not ours, not the
+// family the function is for), a value out of range, a file that could
+// not be read or parsed. The reason is in `entropix_last_error()`.
 #define ENTROPIX_ERR_INVALID 2
+
+// A bug in this library: a panic caught at the C boundary (the message
+// says where). Nothing crossed into the caller; please report it.
+#define ENTROPIX_ERR_INTERNAL 3
+
+// Not an error: `entropix_attention_capture_metrics` found no fresh
+// attention for this step (flash attention on, the callback not
+// installed, an output the last decode did not capture).
+#define ENTROPIX_NO_ATTENTION 4
 
 // Seed of the registry's instance (fixed, so contract tests and
 // benchmarks are reproducible).
@@ -979,28 +988,40 @@ struct llama_sampler *entropix_sampler_init_alpha(const entropix_alpha_params *p
 // Attaches the COLD-state lookahead of an alpha sampler to `ctx`, whose
 // generation runs in sequence `main_seq`, and attaches `capture` as the
 // sampler's attention source. NULL `ctx` detaches the lookahead (the
-// attention source stays). Returns 0, or -1 with `entropix_last_error()`
-// (not an alpha sampler, NULL capture, `main_seq` out of range, or
-// `n_seq_max < lookahead_k + 1`).
+// attention source stays). Returns `ENTROPIX_OK`, or with
+// `entropix_last_error()`: `ENTROPIX_ERR_NULL` (NULL sampler, or NULL
+// capture with a context), `ENTROPIX_ERR_INVALID` (not an alpha sampler
+// of this library, `main_seq` out of range, `n_seq_max < lookahead_k + 1`,
+// `n_batch < lookahead_k`); nothing changes on error.
 //
-// Nothing changes hands: the sampler borrows `ctx` (it never frees it)
-// and keeps its own reference to `capture`. `ctx` and `capture` must
-// outlive every use of the sampler (free the sampler or its chain first),
-// and `ctx` must not be used by another thread while the sampler runs.
+// Lifetime: the host attaches and detaches. The sampler borrows `ctx`
+// (it never frees it) and uses it only while it applies (the lookahead
+// itself), never in `entropix_sampler_state_json`, reset, clone or free:
+// `ctx` must stay alive while the sampler (or its chain) samples, and must
+// not be used by another thread meanwhile. Detach (NULL `ctx`) or free
+// the sampler before sampling with it after `llama_free(ctx)`. The
+// sampler keeps its own reference to `capture`. A clone of the sampler
+// (`llama_sampler_clone`, e.g. one per parallel slot) starts without the
+// lookahead: attach each clone to its own sequence (`main_seq`, with
+// spare sequences no other slot uses).
 //
 // Required context settings: `n_seq_max >= lookahead_k + 1` (sequences
 // other than `main_seq` are the spares and must be empty when a
 // lookahead runs), `kv_unified = true`, flash attention off
 // (`LLAMA_FLASH_ATTN_TYPE_DISABLED`), `cb_eval =
 // entropix_attention_eval_callback` with `cb_eval_user_data = capture`.
-// The next token's position is inferred from the KV cache
-// (`llama_memory_seq_pos_max(main_seq) + 1`). After a lookahead step the
-// KV cache is exactly as before, but the context has no outputs until the
-// next decode (`llama_get_logits_ith` returns NULL, or aborts in a debug
-// build of llama.cpp): `llama_sampler_sample` copies the logits before
-// the chain runs and is unaffected, but a host that reads the logits
-// again after sampling (llama.cpp's `common_sampler` does when a grammar
-// rejects the sampled token) must not enable the lookahead.
+// The candidates are decoded one position after the token being sampled,
+// as the host decoded it (the position the capture read from the graph
+// for the row being sampled), so a host may sample from any output row
+// of its batch (announced with `entropix_attention_capture_expect_batch`
+// and chosen with `entropix_attention_capture_select_output`). After a
+// lookahead step the KV cache is exactly as before, but the context has
+// no outputs until the next decode (`llama_get_logits_ith` returns NULL,
+// or aborts in a debug build of llama.cpp): `llama_sampler_sample` copies
+// the logits before the chain runs and is unaffected, but a host that
+// reads the logits again after sampling (llama.cpp's `common_sampler`
+// does when a grammar rejects the sampled token) must not enable the
+// lookahead.
 //
 // # Safety
 // `smpl` is NULL or a live sampler; `ctx` is NULL or a live context;
@@ -1042,8 +1063,10 @@ bool entropix_attention_eval_callback(struct ggml_tensor *t, bool ask, void *use
 // Call before every decode of a multi-output batch (needs a single KV
 // stream: n_seq_max 1 or kv_unified). The rows serve that decode only: a
 // later decode that is not announced falls back to the last token's row.
-// n = 0 returns to that default now. Returns 0, or -1 with a last error
-// (an index negative or not below `n_tokens`; nothing changes then).
+// n = 0 returns to that default now. Returns `ENTROPIX_OK`, or with a
+// last error `ENTROPIX_ERR_NULL` (NULL capture, NULL indices with n > 0)
+// or `ENTROPIX_ERR_INVALID` (an index negative or not below `n_tokens`);
+// nothing changes on error.
 //
 // # Safety
 // `capture` is a live capture; `batch_indices` holds `n` values (NULL when 0).
@@ -1065,17 +1088,19 @@ int32_t entropix_attention_capture_expect_outputs(const entropix_attention_captu
 
 // Chooses the captured row (by batch index) that attached samplers read
 // next; -1: the last captured row. A batch index the last decode did not
-// capture gives the samplers no attention (never another row). Returns 0,
-// or -1 with a last error.
+// capture gives the samplers no attention (never another row). Returns
+// `ENTROPIX_OK`, or `ENTROPIX_ERR_NULL` (NULL capture) with a last error.
 //
 // # Safety
 // `capture` is a live capture.
 int32_t entropix_attention_capture_select_output(const entropix_attention_capture *capture,
                                                  int32_t batch_index);
 
-// Writes the current step's attention metrics to `out`. Returns 0 when
-// fresh, 1 when no fresh attention exists for this step (flash attention
-// on, callback not installed; `out` untouched), -1 on bad arguments.
+// Writes the current step's attention metrics to `out`. Returns
+// `ENTROPIX_OK` when fresh, `ENTROPIX_NO_ATTENTION` (not an error) when no
+// fresh attention exists for this step (flash attention on, callback not
+// installed, an output the last decode did not capture; `out` untouched),
+// `ENTROPIX_ERR_NULL` with a last error for a NULL argument.
 //
 // # Safety
 // `capture` is a live capture; `out` points to writable memory.
@@ -1083,8 +1108,9 @@ int32_t entropix_attention_capture_metrics(const entropix_attention_capture *cap
                                            entropix_attention_metrics_out *out);
 
 // Attaches `capture` to an attention-aware sampler (NULL detaches). The
-// sampler keeps its own reference. Returns 0, or -1 with a last error when
-// the sampler is not ours or does not use attention.
+// sampler keeps its own reference. Returns `ENTROPIX_OK`, or with a last
+// error `ENTROPIX_ERR_NULL` (NULL sampler) or `ENTROPIX_ERR_INVALID` (not
+// ours, or a sampler that does not use attention).
 //
 // # Safety
 // `smpl` is a live sampler; `capture` is NULL or a live capture.

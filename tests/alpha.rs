@@ -13,7 +13,7 @@ use entropix_sampler::attention::{AttentionCapture, CaptureConfig};
 use entropix_sampler::core::{Candidates, Sampler, TokenData, TokenId};
 use entropix_sampler::ffi::{
     entropix_alpha_default_params, entropix_alpha_set_lookahead, entropix_attention_eval_callback, entropix_sampler_init_alpha, entropix_sampler_init_greedy,
-    state_json_string, LlamaLookahead,
+    state_json_string, LlamaLookahead, ENTROPIX_ERR_INVALID, ENTROPIX_ERR_NULL, ENTROPIX_OK,
 };
 use entropix_sampler::llama::{Context, ContextOptions, FlashAttention, Model, ModelOptions};
 use entropix_sampler::metrics::{AttentionMetrics, AttentionSource, FixedAttention};
@@ -256,18 +256,84 @@ fn repeated_apply_at_the_same_position_reuses_the_lookahead() {
     };
     let first = run(&mut s);
     let report1 = s.last_step().unwrap().clone();
-    let graphs = capture.graphs_done();
+    let evaluations = capture.evaluations();
     let second = run(&mut s);
     let report2 = s.last_step().unwrap().clone();
     assert_eq!(first, second, "apply twice differs");
-    assert_eq!(capture.graphs_done(), graphs, "the second apply decoded again");
+    assert_eq!(capture.evaluations(), evaluations, "the second apply decoded again");
     assert!(!report1.lookahead_reused && report2.lookahead_reused);
     assert_eq!(report1.attention, report2.attention, "the main step's attention, not the lookahead rows");
     assert_eq!(report1.alpha, report2.alpha);
     assert_eq!(report1.candidates, report2.candidates);
-    // A clone fed the same input agrees.
+    // A clone starts without the lookahead (it must not share the host's
+    // sequence); attached to the same sequence, it agrees.
     let mut c = s.clone();
+    assert!(!c.has_lookahead());
+    let backend = unsafe { LlamaLookahead::new(ctx.as_ptr(), capture.clone(), 0) }.unwrap();
+    c.set_lookahead(Some(Box::new(backend)));
     assert_eq!(run(&mut c), first);
+}
+
+/// The lookahead starts from the token being sampled as the host decoded
+/// it, not from the end of the main sequence: a host that decodes three
+/// tokens in one batch (speculative decoding's drafts, say) and samples
+/// from the first of them gets the lookahead a host that decoded only that
+/// token gets. (Guessing `seq_pos_max + 1` looked ahead from after the
+/// third token, with the two drafts in view.) The capture still serves the
+/// sampled row afterwards.
+#[test]
+fn the_lookahead_starts_from_the_output_being_sampled() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let model = model();
+    let prompt = model.tokenize(PROMPT, true, false).unwrap();
+    let drafts = model.tokenize(" the cat sat", false, false).unwrap();
+    assert!(drafts.len() >= 3);
+    let drafts = &drafts[..3];
+    let n = prompt.len() as i32;
+
+    // A: the three drafts in one batch, sampling from the first.
+    let capture = AttentionCapture::new(&model, CaptureConfig::default()).unwrap();
+    let mut ctx = Context::new(&model, &options(&capture, 4)).unwrap();
+    ctx.decode(&prompt, 0, 0, false).unwrap();
+    capture.expect_outputs(&[0, 1, 2]);
+    let entries: Vec<(TokenId, i32, i32, bool)> = drafts.iter().enumerate().map(|(i, &t)| (t, n + i as i32, 0, true)).collect();
+    ctx.decode_entries(&entries).unwrap();
+    capture.select_output(Some(0));
+    assert_eq!(capture.selected_position(), Ok(Some(n)));
+    let row_before = capture.metrics().unwrap();
+    let mut s = attached(always_cold(3), &ctx, &capture);
+    let mut cands = candidates_of(ctx.logits(0));
+    s.apply(&mut Candidates::new(&mut cands)).unwrap();
+    let a = s.last_step().unwrap().clone();
+    assert_eq!(a.lookahead, LookaheadOutcome::Decided, "{:?}", s.state_json());
+    assert_eq!(capture.metrics(), Some(row_before), "the capture serves the sampled row after the lookahead");
+    assert_eq!(seq_pos_max(&ctx, 0), n + 2, "main sequence changed");
+    drop(ctx);
+
+    // B: the same batch, then the second and third drafts removed (as a
+    // host does when it rejects them): the cache holds exactly what A's
+    // lookahead may see.
+    let capture_b = AttentionCapture::new(&model, CaptureConfig::default()).unwrap();
+    let mut ctx = Context::new(&model, &options(&capture_b, 4)).unwrap();
+    ctx.decode(&prompt, 0, 0, false).unwrap();
+    capture_b.expect_outputs(&[0, 1, 2]);
+    ctx.decode_entries(&entries).unwrap();
+    capture_b.select_output(Some(0));
+    unsafe { sys::llama_memory_seq_rm(sys::llama_get_memory(ctx.as_ptr()), 0, n + 1, -1) };
+    assert_eq!(seq_pos_max(&ctx, 0), n);
+    let mut s = attached(always_cold(3), &ctx, &capture_b);
+    let mut cands = candidates_of(ctx.logits(0));
+    s.apply(&mut Candidates::new(&mut cands)).unwrap();
+    let b = s.last_step().unwrap().clone();
+
+    let tokens = |r: &entropix_sampler::samplers::alpha::AlphaStep| r.candidates.iter().map(|c| c.token).collect::<Vec<_>>();
+    assert_eq!(tokens(&a), tokens(&b), "same candidates");
+    for (x, y) in a.candidates.iter().zip(&b.candidates) {
+        // The same cells in view, in other slots: equal up to the order of
+        // the sums. Two more cells in view move the entropy by far more.
+        assert!((x.attn_entropy_bits - y.attn_entropy_bits).abs() < 1e-6, "token {}: {} vs {} bits", x.token, x.attn_entropy_bits, y.attn_entropy_bits);
+        assert!((x.score - y.score).abs() < 1e-6, "token {}: score {} vs {}", x.token, x.score, y.score);
+    }
 }
 
 /// Generates `steps` tokens with the alpha sampler through the Rust API or
@@ -351,23 +417,32 @@ fn c_api_checks_its_arguments() {
         let alpha = LlamaSampler::new(entropix_sampler_init_alpha(std::ptr::null()));
         assert_eq!(alpha.name(), "alpha");
         // Not ours / not alpha.
-        assert_eq!(entropix_alpha_set_lookahead(std::ptr::null_mut(), one_seq.as_ptr(), cap, 0), -1);
+        assert_eq!(entropix_alpha_set_lookahead(std::ptr::null_mut(), one_seq.as_ptr(), cap, 0), ENTROPIX_ERR_NULL);
         let greedy = LlamaSampler::new(entropix_sampler_init_greedy());
-        assert_eq!(entropix_alpha_set_lookahead(greedy.0, one_seq.as_ptr(), cap, 0), -1);
+        assert_eq!(entropix_alpha_set_lookahead(greedy.0, one_seq.as_ptr(), cap, 0), ENTROPIX_ERR_INVALID);
         assert!(last_error().contains("not an alpha sampler"), "{}", last_error());
+        let foreign = LlamaSampler::new(sys::llama_sampler_init_greedy());
+        assert_eq!(entropix_alpha_set_lookahead(foreign.0, one_seq.as_ptr(), cap, 0), ENTROPIX_ERR_INVALID);
+        assert!(last_error().contains("not a sampler of this library"), "{}", last_error());
         // NULL capture, bad main sequence, too few sequences.
-        assert_eq!(entropix_alpha_set_lookahead(alpha.0, one_seq.as_ptr(), std::ptr::null(), 0), -1);
-        assert_eq!(entropix_alpha_set_lookahead(alpha.0, one_seq.as_ptr(), cap, 5), -1);
-        assert_eq!(entropix_alpha_set_lookahead(alpha.0, one_seq.as_ptr(), cap, 0), -1);
+        assert_eq!(entropix_alpha_set_lookahead(alpha.0, one_seq.as_ptr(), std::ptr::null(), 0), ENTROPIX_ERR_NULL);
+        assert_eq!(entropix_alpha_set_lookahead(alpha.0, one_seq.as_ptr(), cap, 5), ENTROPIX_ERR_INVALID);
+        assert_eq!(entropix_alpha_set_lookahead(alpha.0, one_seq.as_ptr(), cap, 0), ENTROPIX_ERR_INVALID);
         assert!(last_error().contains("n_seq_max"), "{}", last_error());
         let state: Value = serde_json::from_str(&state_json_string(alpha.0).unwrap()).unwrap();
         assert_eq!(state["lookahead_attached"], Value::Bool(false));
         // Attach, then detach with a NULL context (the source stays).
         drop(one_seq);
         let ctx = Context::new(&model, &options(&capture, 4)).unwrap();
-        assert_eq!(entropix_alpha_set_lookahead(alpha.0, ctx.as_ptr(), cap, 0), 0, "{}", last_error());
+        assert_eq!(entropix_alpha_set_lookahead(alpha.0, ctx.as_ptr(), cap, 0), ENTROPIX_OK, "{}", last_error());
         let state: Value = serde_json::from_str(&state_json_string(alpha.0).unwrap()).unwrap();
         assert_eq!(state["lookahead_attached"], Value::Bool(true));
+        assert_eq!(state["has_attention_source"], Value::Bool(true));
+        // A clone (one per parallel slot in llama-server) never shares the
+        // context: it starts detached, with the attention source kept.
+        let clone = LlamaSampler::new(sys::llama_sampler_clone(alpha.0));
+        let state: Value = serde_json::from_str(&state_json_string(clone.0).unwrap()).unwrap();
+        assert_eq!(state["lookahead_attached"], Value::Bool(false));
         assert_eq!(state["has_attention_source"], Value::Bool(true));
         assert_eq!(entropix_alpha_set_lookahead(alpha.0, std::ptr::null_mut(), std::ptr::null(), 0), 0);
         let state: Value = serde_json::from_str(&state_json_string(alpha.0).unwrap()).unwrap();

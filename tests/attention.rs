@@ -401,6 +401,9 @@ fn four_sequences_in_one_batch_match_four_single_runs() {
             capture.select_output(Some(outputs[seq]));
             let m = capture.metrics().expect("this sequence's row");
             close(&m, &single[seq].1[step], &format!("sequence {seq}, step {step}"));
+            // The row knows where its token sits: the pos the batch gave it.
+            let want = (prompts[seq].len() + step) as i32 - 1;
+            assert_eq!(capture.selected_position(), Ok(Some(want)), "sequence {seq}, step {step}: position");
             let t = unsafe { sys::llama_sampler_sample(clones[seq], ctx.as_ptr(), outputs[seq] as i32) };
             assert_eq!(t, single[seq].0[step], "sequence {seq}, step {step}: token");
             next.push((t, (prompts[seq].len() + step) as i32, seq as i32, true));

@@ -246,3 +246,59 @@ fn null_data_with_a_size_is_left_alone() {
         assert!(common::llama::last_error().contains("NULL data"), "{name}: {}", common::llama::last_error());
     }
 }
+
+/// llama.h: `copy_state` copies the mutable state from src into dst "while
+/// keeping dst's references". For ours that is the attention source (and
+/// the AlphaSampler's lookahead): after a copy, dst samples like src but
+/// still reads its own capture, and a dst with none still has none.
+/// (Before the fix dst took src's attachments.)
+#[test]
+fn copy_state_copies_state_and_keeps_the_destinations_attachments() {
+    use entropix_sampler::attention::AttentionCapture;
+    use entropix_sampler::ffi::{entropix_sampler_set_attention, sampler_ref, state_json_string, ENTROPIX_OK};
+    use entropix_sampler::sys;
+    use std::sync::Arc;
+
+    let state = |s: &LlamaSampler| -> serde_json::Value { serde_json::from_str(&unsafe { state_json_string(s.0) }.unwrap()).unwrap() };
+    let apply_accept = |s: &LlamaSampler, seed: u64| unsafe {
+        let mut data = lm_logits(500, seed);
+        let mut arr = sys::llama_token_data_array { data: data.as_mut_ptr().cast(), size: data.len(), selected: -1, sorted: false };
+        sys::llama_sampler_apply(s.0, &mut arr);
+        assert!(arr.selected >= 0);
+        sys::llama_sampler_accept(s.0, data[arr.selected as usize].id);
+        data[arr.selected as usize].id
+    };
+    let cap_src = AttentionCapture::with_layer(0, false, 0.0);
+    let cap_dst = AttentionCapture::with_layer(0, false, 0.0);
+    for name in ["entropix", "alpha", "four-mode"] {
+        let src = LlamaSampler::new(into_llama_sampler(fresh(name)));
+        let dst = LlamaSampler::new(into_llama_sampler(fresh(name)));
+        let bare = LlamaSampler::new(into_llama_sampler(fresh(name)));
+        unsafe {
+            assert_eq!(entropix_sampler_set_attention(src.0, Arc::as_ptr(&cap_src)), ENTROPIX_OK);
+            assert_eq!(entropix_sampler_set_attention(dst.0, Arc::as_ptr(&cap_dst)), ENTROPIX_OK);
+        }
+        // src advances (histories, RNG step); dst and bare stay fresh.
+        for step in 0..5 {
+            apply_accept(&src, 40 + step);
+        }
+        let refs_dst = Arc::strong_count(&cap_dst);
+        let copy = unsafe { (*(*dst.0).iface).copy_state.unwrap() };
+        unsafe {
+            copy(src.0, dst.0);
+            copy(src.0, bare.0);
+        }
+        assert_eq!(state(&bare)["has_attention_source"], serde_json::Value::Bool(false), "{name}: bare took src's capture");
+        assert_eq!(state(&dst)["has_attention_source"], serde_json::Value::Bool(true), "{name}");
+        assert_eq!(Arc::strong_count(&cap_dst), refs_dst, "{name}: dst's capture reference");
+        // dst's source is its own capture, not src's.
+        let attached = unsafe { sampler_ref(dst.0) }.unwrap().take_attachments().attention.expect("dst's capture");
+        assert!(std::ptr::addr_eq(Arc::as_ptr(&attached), Arc::as_ptr(&cap_dst)), "{name}: dst reads src's capture");
+        unsafe { sampler_ref(dst.0) }.unwrap().put_attachments(entropix_sampler::core::Attachments { attention: Some(attached), other: None });
+        // The state was copied: both continue alike (no fresh attention in
+        // either capture, so both use the same logits-only fallback).
+        for step in 0..5 {
+            assert_eq!(apply_accept(&src, 90 + step), apply_accept(&dst, 90 + step), "{name}: step {step} after the copy");
+        }
+    }
+}

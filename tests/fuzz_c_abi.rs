@@ -420,11 +420,11 @@ fn capture_exports_reject_bad_arguments() {
         let idx: Vec<i32> = (0..rng.below(5)).map(|_| rng.pick(&[-1, 0, 3, i32::MAX])).collect();
         let ptr = if rng.chance(0.2) { std::ptr::null() } else { idx.as_ptr() };
         unsafe {
-            assert_eq!(ffi::entropix_attention_capture_expect_outputs(std::ptr::null(), ptr, idx.len()), -1);
-            assert_eq!(ffi::entropix_attention_capture_expect_batch(std::ptr::null(), ptr, idx.len(), rng.pick(&[-1, 0, 4])), -1);
-            assert_eq!(ffi::entropix_attention_capture_select_output(std::ptr::null(), rng.pick(&[-1, 0, 5])), -1);
+            assert_eq!(ffi::entropix_attention_capture_expect_outputs(std::ptr::null(), ptr, idx.len()), ffi::ENTROPIX_ERR_NULL);
+            assert_eq!(ffi::entropix_attention_capture_expect_batch(std::ptr::null(), ptr, idx.len(), rng.pick(&[-1, 0, 4])), ffi::ENTROPIX_ERR_NULL);
+            assert_eq!(ffi::entropix_attention_capture_select_output(std::ptr::null(), rng.pick(&[-1, 0, 5])), ffi::ENTROPIX_ERR_NULL);
             let mut m = ffi::AttentionMetricsOut::default();
-            assert_eq!(ffi::entropix_attention_capture_metrics(std::ptr::null(), &mut m), -1);
+            assert_eq!(ffi::entropix_attention_capture_metrics(std::ptr::null(), &mut m), ffi::ENTROPIX_ERR_NULL);
             assert!(ffi::entropix_attention_capture_new(std::ptr::null(), std::ptr::null()).is_null());
             assert!(!last_error().is_empty() && !last_error().contains("internal error"));
             ffi::entropix_attention_capture_free(std::ptr::null_mut());

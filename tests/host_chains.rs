@@ -1,7 +1,8 @@
 //! Our samplers inside chains a host builds: llama.cpp's own samplers
 //! before ours leave flags (`sorted`, `selected`) that no longer describe
 //! the array. A selecting sampler must choose among what it is given and
-//! never a -inf or NaN candidate while a finite one exists.
+//! never a -inf or NaN candidate while a finite one exists. A host that
+//! turns on llama.cpp's backend sampling still gets working samplers.
 
 mod common;
 
@@ -9,6 +10,7 @@ use common::cases::lm_logits;
 use common::llama::LlamaSampler;
 use entropix_sampler::core::TokenData;
 use entropix_sampler::ffi::into_llama_sampler;
+use entropix_sampler::llama::Model;
 use entropix_sampler::samplers::registry;
 use entropix_sampler::sys;
 
@@ -123,6 +125,77 @@ fn every_simd_path_passes() {
             .unwrap();
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "ENTROPIX_SIMD={kernel}:\n{text}");
-        assert!(text.contains("3 passed"), "ENTROPIX_SIMD={kernel}: expected the other 3 tests to run:\n{text}");
+        assert!(text.contains("4 passed"), "ENTROPIX_SIMD={kernel}: expected the other 4 tests to run:\n{text}");
+    }
+}
+
+/// Generates `steps` tokens with `chain` from `prompt`, in a context that
+/// runs the chain's backend-capable prefix on the backend (llama.cpp's
+/// backend sampling, `llama_context_params.samplers`) when `backend` is
+/// set. Returns the tokens and, per step, how many candidates the CPU part
+/// of the chain got (the vocabulary without backend sampling).
+fn generate_with(model: &Model, prompt: &[i32], chain: *mut sys::llama_sampler, backend: bool, steps: usize) -> (Vec<i32>, Vec<u32>) {
+    unsafe {
+        let mut params = sys::llama_context_default_params();
+        params.n_ctx = 256;
+        params.n_batch = 256;
+        params.no_perf = true;
+        let mut config = [sys::llama_sampler_seq_config { seq_id: 0, sampler: chain }];
+        if backend {
+            params.samplers = config.as_mut_ptr();
+            params.n_samplers = config.len();
+        }
+        // ggml's threads spin: never more than the cores (its default is 4).
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4) as i32;
+        params.n_threads = threads;
+        params.n_threads_batch = threads;
+        let ctx = sys::llama_init_from_model(model.as_ptr(), params);
+        assert!(!ctx.is_null());
+        let mut tokens = prompt.to_vec();
+        let mut out = Vec::new();
+        let mut handed = Vec::new();
+        let mut next = tokens.clone();
+        for _ in 0..steps {
+            assert_eq!(sys::llama_decode(ctx, sys::llama_batch_get_one(next.as_mut_ptr(), next.len() as i32)), 0);
+            handed.push(sys::llama_get_sampled_logits_count_ith(ctx, -1));
+            let t = sys::llama_sampler_sample(chain, ctx, -1);
+            out.push(t);
+            tokens.push(t);
+            next = vec![t];
+        }
+        sys::llama_free(ctx);
+        (out, handed)
+    }
+}
+
+/// A host that turns on llama.cpp's backend sampling with a chain holding
+/// our samplers gets working samplers: llama.cpp runs the chain's prefix of
+/// backend-capable samplers (its own top-k here) on the backend and ours on
+/// the CPU over what the prefix left (ours have no backend hooks), and the
+/// text equals the same chain without backend sampling.
+#[test]
+fn backend_sampling_runs_ours_after_the_backend_prefix() {
+    use entropix_sampler::ffi::{entropix_sampler_init_entropix, entropix_sampler_init_greedy};
+    use entropix_sampler::llama::ModelOptions;
+    use entropix_sampler::samplers::entropix::EntropixParams;
+
+    let model = Model::load(&common::llama::model_path(), &ModelOptions::default()).unwrap();
+    let prompt = model.tokenize("The capital of France is", true, false).unwrap();
+    let chain_with = |ours: *mut sys::llama_sampler| unsafe {
+        let chain = sys::llama_sampler_chain_init(sys::llama_sampler_chain_default_params());
+        sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_top_k(40));
+        sys::llama_sampler_chain_add(chain, ours);
+        LlamaSampler::new(chain)
+    };
+    let entropix = || unsafe { entropix_sampler_init_entropix(&EntropixParams { seed: 7, ..EntropixParams::default() }) };
+    for (name, make) in [("greedy", &(|| entropix_sampler_init_greedy()) as &dyn Fn() -> *mut sys::llama_sampler), ("entropix", &entropix)] {
+        let cpu_chain = chain_with(make());
+        let (cpu, handed_cpu) = generate_with(&model, &prompt, cpu_chain.0, false, 8);
+        let backend_chain = chain_with(make());
+        let (backend, handed) = generate_with(&model, &prompt, backend_chain.0, true, 8);
+        let n_vocab = unsafe { sys::llama_vocab_n_tokens(sys::llama_model_get_vocab(model.as_ptr())) } as u32;
+        assert!(handed_cpu.iter().all(|&n| n == n_vocab), "{name}: without backend sampling the CPU gets the vocabulary: {handed_cpu:?}");
+        assert!(handed.iter().all(|&n| n == 40), "{name}: the backend ran top-k 40 (candidates handed over: {handed:?})");
+        assert_eq!(backend, cpu, "{name}: backend sampling changed the text");
     }
 }

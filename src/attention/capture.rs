@@ -47,12 +47,19 @@ pub struct CapturedRow {
     /// The scale the softmax applied to `scores` (its op parameter), or the
     /// configured override.
     pub scale: f32,
+    /// The token's position in its sequence, as the graph's RoPE read it
+    /// (the `pos` the host put in the batch); `None` for models whose
+    /// attention applies no RoPE.
+    pub pos: Option<i32>,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    /// Graph evaluations completed (counted at the output node).
+    /// Graph evaluations completed (counted at the output node), less
+    /// those a [`CaptureSnapshot`] restore took back.
     graphs_done: u64,
+    /// Every graph evaluation observed, restores notwithstanding.
+    evaluations: u64,
     /// The graph whose attention tensor we last saw.
     seen_graph: Option<u64>,
     /// The outputs of the decode the host announced, if it did.
@@ -70,7 +77,7 @@ struct State {
 
 /// One announced decode: which batch rows to keep, and how far its ubatches
 /// have come.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Expectation {
     /// Batch indices whose rows are kept, ascending.
     indices: Vec<usize>,
@@ -80,6 +87,17 @@ struct Expectation {
     offset: usize,
     /// The graph that computed the last ubatch, once the decode is complete.
     completed_in: Option<u64>,
+}
+
+/// What [`AttentionCapture::snapshot`] saves.
+#[derive(Debug, Clone)]
+pub struct CaptureSnapshot {
+    graphs_done: u64,
+    seen_graph: Option<u64>,
+    expected: Option<Expectation>,
+    rows: Vec<CapturedRow>,
+    selected: Option<usize>,
+    problem: Option<String>,
 }
 
 /// Captures the attention rows of the tokens being sampled, for
@@ -230,9 +248,67 @@ impl AttentionCapture {
         fresh(&s).then(|| s.rows.clone())
     }
 
-    /// Graph evaluations seen so far (a stamp for tests and traces).
+    /// The position (in its sequence) of the token whose row the samplers
+    /// read now (the row [`AttentionCapture::select_output`] chose, else
+    /// the last): `Ok(Some(pos))` from the graph's RoPE positions,
+    /// `Ok(None)` when the model applies no RoPE, `Err` when no fresh row
+    /// is there to read.
+    pub fn selected_position(&self) -> Result<Option<i32>, String> {
+        let s = self.lock();
+        if !fresh(&s) {
+            return Err(s.problem.clone().unwrap_or_else(|| "no attention captured from the last decode".into()));
+        }
+        let row = match s.selected {
+            Some(b) => s.rows.iter().find(|r| r.batch_index == Some(b)).ok_or_else(|| format!("the last decode captured no row for batch index {b}"))?,
+            None => s.rows.last().ok_or("no attention row captured")?,
+        };
+        Ok(row.pos)
+    }
+
+    /// Graph evaluations seen so far, less those hidden by
+    /// [`AttentionCapture::restore`] (a stamp: it changes when the host
+    /// decodes).
     pub fn graphs_done(&self) -> u64 {
         self.lock().graphs_done
+    }
+
+    /// Every graph evaluation observed, including the ones a restore hid
+    /// (for tests and traces).
+    pub fn evaluations(&self) -> u64 {
+        self.lock().evaluations
+    }
+
+    /// Everything the samplers read (the rows, the announcement, the
+    /// selection, the graph stamps), to put back with
+    /// [`AttentionCapture::restore`] after a decode of one's own, such as
+    /// the AlphaSampler's lookahead: the host and the other samplers then
+    /// read the host's rows as if that decode had not happened.
+    pub fn snapshot(&self) -> CaptureSnapshot {
+        let s = self.lock();
+        CaptureSnapshot {
+            graphs_done: s.graphs_done,
+            seen_graph: s.seen_graph,
+            expected: s.expected.clone(),
+            rows: s.rows.clone(),
+            selected: s.selected,
+            problem: s.problem.clone(),
+        }
+    }
+
+    /// Puts back what [`AttentionCapture::snapshot`] took. Decodes since
+    /// the snapshot are forgotten, except by
+    /// [`AttentionCapture::evaluations`].
+    pub fn restore(&self, snapshot: CaptureSnapshot) {
+        let mut s = self.lock();
+        s.recycle_rows();
+        let stale: Vec<Vec<f32>> = s.pending_scores.drain(..).map(|(_, v)| v).collect();
+        s.spare.extend(stale);
+        s.graphs_done = snapshot.graphs_done;
+        s.seen_graph = snapshot.seen_graph;
+        s.expected = snapshot.expected;
+        s.rows = snapshot.rows;
+        s.selected = snapshot.selected;
+        s.problem = snapshot.problem;
     }
 
     /// The reason the last observation was unusable, if any.
@@ -247,7 +323,9 @@ impl AttentionCapture {
         let is_scores = self.capture_scores && name == self.scores_name.as_bytes();
         if ask {
             if name == OUTPUT_NODE.as_bytes() {
-                self.lock().graphs_done += 1;
+                let mut s = self.lock();
+                s.graphs_done += 1;
+                s.evaluations += 1;
             }
             return is_softmax || is_scores;
         }
@@ -293,6 +371,9 @@ impl AttentionCapture {
         } else {
             1.0
         };
+        // SAFETY: `t` is a node of the graph being computed: its sources
+        // are live tensors.
+        let positions = if is_softmax { unsafe { rope_positions(t) } } else { None };
         let State { expected, spare, pending_scores, rows, .. } = s;
         // Rows of this ubatch to keep: (row in the ubatch, batch index).
         let wanted: Vec<(usize, Option<usize>)> = match expected.as_ref() {
@@ -316,7 +397,10 @@ impl AttentionCapture {
             }
             if is_softmax {
                 let scores = pending_scores.iter().position(|(pr, _)| *pr == r).map(|i| pending_scores.swap_remove(i).1);
-                rows.push(CapturedRow { batch_index: b, n_kv, n_head, probs: buf, scores, scale });
+                // SAFETY: the positions tensor is the graph's, checked in
+                // `rope_positions` (I32 with a buffer); r is below its ne[0].
+                let pos = positions.filter(|p| r < p.ne[0].max(0) as usize).map(|p| unsafe { read_i32(p, r) });
+                rows.push(CapturedRow { batch_index: b, n_kv, n_head, probs: buf, scores, scale, pos });
             } else {
                 pending_scores.push((r, buf));
             }
@@ -340,6 +424,52 @@ impl AttentionCapture {
         }
         Ok(())
     }
+}
+
+/// The positions the RoPE of `softmax`'s queries read (the graph's
+/// `inp_pos`, one I32 per token of the ubatch, more for multi-section
+/// RoPE): found by walking the sources from the softmax back to a ROPE
+/// node (a few steps: kq, the permuted Q, norms and scales, the RoPE).
+/// `None` when no ROPE is within reach or its positions are not a readable
+/// I32 tensor.
+///
+/// # Safety
+/// `softmax` is a node of the graph being computed.
+unsafe fn rope_positions(softmax: &sys::ggml_tensor) -> Option<&sys::ggml_tensor> {
+    const MAX_DEPTH: usize = 8;
+    const MAX_NODES: usize = 64;
+    let mut stack: Vec<(*const sys::ggml_tensor, usize)> = vec![(softmax, 0)];
+    let mut visited = 0;
+    while let Some((t, depth)) = stack.pop() {
+        let t = &*t;
+        visited += 1;
+        if t.op == sys::GGML_OP_ROPE {
+            let pos = t.src[1].cast_const().as_ref()?;
+            let has_buffer = !pos.buffer.is_null() || pos.view_src.as_ref().is_some_and(|v| !v.buffer.is_null());
+            return (pos.type_ == sys::GGML_TYPE_I32 && has_buffer && pos.nb[0] == 4).then_some(pos);
+        }
+        if depth == MAX_DEPTH || visited == MAX_NODES {
+            continue;
+        }
+        // Q is the second source of kq = mul_mat(k, q): push sources in
+        // reverse so the first is explored first, as a path to Q is short.
+        for &src in t.src.iter().rev() {
+            if !src.is_null() {
+                stack.push((src, depth + 1));
+            }
+        }
+    }
+    None
+}
+
+/// Element `i` of a contiguous I32 tensor, from any backend's memory.
+///
+/// # Safety
+/// `t` is a live I32 tensor with a buffer, `i < ne[0]`.
+unsafe fn read_i32(t: &sys::ggml_tensor, i: usize) -> i32 {
+    let mut v: i32 = 0;
+    sys::ggml_backend_tensor_get(t, (&mut v as *mut i32).cast(), i * 4, 4);
+    v
 }
 
 impl State {

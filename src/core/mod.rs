@@ -15,5 +15,5 @@ pub mod token;
 pub use candidates::Candidates;
 pub use error::{ParamError, SampleError};
 pub use rng::{DrawStream, SeededRng, RANDOM_SEED};
-pub use sampler::{Attachments, Sampler};
+pub use sampler::{AsAny, Attachments, Sampler};
 pub use token::{TokenData, TokenId};

@@ -1,5 +1,6 @@
 //! The contract every sampler follows (see DESIGN.md, "Layers").
 
+use std::any::Any;
 use std::sync::Arc;
 
 use super::candidates::Candidates;
@@ -20,7 +21,14 @@ use super::token::TokenId;
 /// - [`Sampler::box_clone`] copies all state.
 /// - On bad input (empty array, no finite logit) `apply` returns an error
 ///   and leaves the candidates as they were, never panics.
-pub trait Sampler: Send {
+///
+/// A `dyn Sampler` can be turned back into its concrete type with
+/// [`downcast_ref`](trait.Sampler.html#method.downcast_ref) and
+/// [`downcast_mut`](trait.Sampler.html#method.downcast_mut) (through the
+/// [`AsAny`] supertrait, implemented for every sized type): layers that
+/// hold a sampler behind a pointer use that for typed access to
+/// sampler-specific methods.
+pub trait Sampler: AsAny + Send {
     /// Short name, as llama.cpp samplers report theirs (e.g. `"top-k"`).
     fn name(&self) -> &'static str;
 
@@ -78,6 +86,37 @@ pub trait Sampler: Send {
 
     /// Re-attaches what [`Sampler::take_attachments`] returned.
     fn put_attachments(&mut self, _attachments: Attachments) {}
+}
+
+/// Access to a value as [`Any`], for [`Sampler`]'s downcasts. Implemented
+/// for every `'static` type; nothing to implement by hand.
+pub trait AsAny {
+    /// `self` as `&dyn Any`.
+    fn as_any(&self) -> &dyn Any;
+    /// `self` as `&mut dyn Any`.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Any> AsAny for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+impl dyn Sampler {
+    /// The sampler as its concrete type `T`, if it is one.
+    pub fn downcast_ref<T: Sampler + 'static>(&self) -> Option<&T> {
+        self.as_any().downcast_ref()
+    }
+
+    /// The sampler as its concrete type `T`, if it is one.
+    pub fn downcast_mut<T: Sampler + 'static>(&mut self) -> Option<&mut T> {
+        self.as_any_mut().downcast_mut()
+    }
 }
 
 /// What a host attaches to a sampler, as opposed to its state.

@@ -28,42 +28,46 @@ use llama_cpp_sys_2::{llama_context, llama_sampler};
 use serde_json::json;
 
 use super::classic::init_from;
-use super::error::guard;
+use super::error::{guard, guard_status, Failure, ENTROPIX_OK};
 use super::plugin::sampler_ref;
 use crate::attention::AttentionCapture;
-use crate::core::TokenId;
+use crate::core::{Sampler, TokenId};
 use crate::metrics::{attention_metrics, AttentionMetrics, AttentionSource};
-use crate::samplers::alpha::{attach_lookahead, AlphaParams, AlphaSampler, LookaheadBackend};
+use crate::samplers::alpha::{AlphaParams, AlphaSampler, LookaheadBackend};
 
 /// The COLD-state lookahead on a llama.cpp context: decodes the candidates
 /// one step ahead in spare sequences with ONE batched `llama_decode`, reads
 /// each candidate's last-layer attention row from the capture, and
 /// restores the KV cache exactly.
 ///
-/// Per lookahead of c candidates, with `n_past = llama_memory_seq_pos_max
-/// (main_seq) + 1` (the position of the token being sampled; inferred, so
-/// the host tells nothing per step):
+/// Per lookahead of c candidates, with `pos` the position of the token
+/// whose output is being sampled, as the host decoded it (read from the
+/// capture's row for this step: the graph's RoPE positions; for a model
+/// without RoPE, `llama_memory_seq_pos_max(main_seq)`):
 /// 1. the spare sequences must be empty (checked; a host's other
-///    sequences are never touched);
-/// 2. `llama_memory_seq_cp(main_seq, spare_i, -1, -1)` (metadata only with
-///    a unified KV cache);
-/// 3. one batch: candidate i at position `n_past` in sequence `spare_i`,
+///    sequences are never touched), and `main_seq` must hold `pos`;
+/// 2. `llama_memory_seq_cp(main_seq, spare_i, -1, pos + 1)`: the spares
+///    see the main sequence up to and including the sampled token, and
+///    nothing the host decoded after it (draft tokens of speculative
+///    decoding, say); metadata only with a unified KV cache;
+/// 3. one batch: candidate i at position `pos + 1` in sequence `spare_i`,
 ///    batch index i, no logits (the scores need attention rows only);
 ///    `expect_outputs(0..c)` on the capture first;
 /// 4. after the decode `llama_memory_seq_rm(spare_i, -1, -1)` for every
 ///    spare in ascending order (frees the new cells and moves llama.cpp's
 ///    search head back to the first of them, where the main sequence's
-///    next token then goes, as without the lookahead) and
-///    `capture.expect_last_token()`. This cleanup runs on every path,
-///    errors included.
+///    next token then goes, as without the lookahead), and the capture is
+///    restored to its state before the lookahead (its rows, announcement
+///    and selection: the host and the chain's other samplers still read
+///    the step being sampled). This cleanup runs on every path, errors
+///    included.
 ///
 /// Spare sequences: the c lowest ids other than `main_seq` (e.g. 1, 2, 3
 /// for main 0), or `spare_seq_base .. spare_seq_base + c` when set.
 ///
 /// Side effects the host must know: after a lookahead the context has no
 /// outputs until the next decode (`llama_get_logits_ith` returns NULL, or
-/// aborts in a debug build of llama.cpp), and the capture holds the
-/// lookahead rows. `llama_sampler_sample` copies the logits before the
+/// aborts in a debug build of llama.cpp). `llama_sampler_sample` copies the logits before the
 /// chain runs, so it is unaffected; a host that reads the logits again
 /// after sampling (llama.cpp's `common_sampler` does when a grammar
 /// rejects the token) must not use the lookahead. The sampler reads the
@@ -71,16 +75,23 @@ use crate::samplers::alpha::{attach_lookahead, AlphaParams, AlphaSampler, Lookah
 ///
 /// Requirements: `n_seq_max >= lookahead_k + 1`, `kv_unified = true` (the
 /// capture needs one KV stream), flash attention off, the capture's
-/// callback installed on this context, `n_batch >= lookahead_k`. The
-/// context and the capture must outlive every use of the sampler (the
-/// capture is reference-counted; the context is borrowed, not owned), and
-/// the context must not be used from another thread while the sampler runs.
-/// A cloned sampler shares the same context.
+/// callback installed on this context, `n_batch >= lookahead_k`.
+///
+/// Lifetime: the backend borrows the context; it is the host's to attach
+/// and to detach. The context is used only inside a lookahead (the
+/// sampler's `apply`), never by `state_json`, `reset`, `clone` or `free`,
+/// so the context must outlive the samplers' applies, not the samplers.
+/// The backend is not `Clone`: a cloned alpha sampler starts without a
+/// lookahead, and the host attaches it to its own sequence. The capture is
+/// reference-counted. The context must not be used from another thread
+/// while the sampler applies.
 pub struct LlamaLookahead {
     ctx: *mut llama_context,
     capture: Arc<AttentionCapture>,
     main_seq: i32,
     spare_seq_base: Option<i32>,
+    /// The context's `n_seq_max`, read once when attached.
+    n_seq_max: i32,
 }
 
 // SAFETY: the context pointer is only used from the thread that calls the
@@ -88,15 +99,14 @@ pub struct LlamaLookahead {
 // llama.cpp contexts may move between threads.
 unsafe impl Send for LlamaLookahead {}
 
-impl Clone for LlamaLookahead {
-    fn clone(&self) -> Self {
-        Self { ctx: self.ctx, capture: Arc::clone(&self.capture), main_seq: self.main_seq, spare_seq_base: self.spare_seq_base }
-    }
-}
-
 impl std::fmt::Debug for LlamaLookahead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlamaLookahead").field("ctx", &self.ctx).field("main_seq", &self.main_seq).field("spare_seq_base", &self.spare_seq_base).finish()
+        f.debug_struct("LlamaLookahead")
+            .field("ctx", &self.ctx)
+            .field("main_seq", &self.main_seq)
+            .field("spare_seq_base", &self.spare_seq_base)
+            .field("n_seq_max", &self.n_seq_max)
+            .finish()
     }
 }
 
@@ -107,8 +117,9 @@ impl LlamaLookahead {
     /// `[0, n_seq_max)`.
     ///
     /// # Safety
-    /// `ctx` is NULL or a live context that outlives every use of this
-    /// backend (and of samplers holding it), used by one thread at a time.
+    /// `ctx` is NULL or a live context that outlives every lookahead of
+    /// the samplers this backend is attached to, used by one thread at a
+    /// time.
     pub unsafe fn new(ctx: *mut llama_context, capture: Arc<AttentionCapture>, main_seq: i32) -> Result<Self, String> {
         if ctx.is_null() {
             return Err("the context is NULL".into());
@@ -117,7 +128,7 @@ impl LlamaLookahead {
         if !(0..n_seq_max).contains(&main_seq) {
             return Err(format!("main_seq {main_seq} outside [0, n_seq_max = {n_seq_max})"));
         }
-        Ok(Self { ctx, capture, main_seq, spare_seq_base: None })
+        Ok(Self { ctx, capture, main_seq, spare_seq_base: None, n_seq_max })
     }
 
     /// Uses sequences `base .. base + c` as spares instead of the lowest
@@ -132,22 +143,21 @@ impl LlamaLookahead {
         &self.capture
     }
 
-    /// The context's `n_seq_max`.
+    /// The context's `n_seq_max` (read when the backend was made).
     pub fn n_seq_max(&self) -> i32 {
-        // SAFETY: a live context (constructor contract).
-        unsafe { sys::llama_n_seq_max(self.ctx) as i32 }
+        self.n_seq_max
     }
 
-    /// Position of the token being sampled: `llama_memory_seq_pos_max
-    /// (main_seq) + 1` (0 for an empty sequence).
-    pub fn n_past(&self) -> i32 {
+    /// `llama_memory_seq_pos_max(main_seq)`: the last position the main
+    /// sequence holds (-1 when empty).
+    fn main_pos_max(&self) -> i32 {
         // SAFETY: a live context; main_seq < n_seq_max (checked in new).
-        unsafe { sys::llama_memory_seq_pos_max(sys::llama_get_memory(self.ctx), self.main_seq) + 1 }
+        unsafe { sys::llama_memory_seq_pos_max(sys::llama_get_memory(self.ctx), self.main_seq) }
     }
 
     /// The spare sequences for `n` candidates, or why there are not enough.
     pub fn spare_seqs(&self, n: usize) -> Result<Vec<i32>, String> {
-        let n_seq_max = self.n_seq_max();
+        let n_seq_max = self.n_seq_max;
         let ids: Vec<i32> = match self.spare_seq_base {
             None => (0..n_seq_max).filter(|&s| s != self.main_seq).take(n).collect(),
             Some(base) => (base..base.saturating_add(n as i32)).collect(),
@@ -171,6 +181,28 @@ impl LlamaLookahead {
             return Err(format!("n_batch {n_batch} < lookahead_k {lookahead_k}"));
         }
         Ok(())
+    }
+
+    /// The position of the token being sampled, as the host decoded it:
+    /// the RoPE position of the capture's current row, checked against
+    /// what the main sequence holds; for a model without RoPE the main
+    /// sequence's last position.
+    fn sampled_position(&self, mem: sys::llama_memory_t) -> Result<i32, String> {
+        // SAFETY: a live context; main_seq < n_seq_max.
+        let (pos_min, pos_max) = unsafe { (sys::llama_memory_seq_pos_min(mem, self.main_seq), sys::llama_memory_seq_pos_max(mem, self.main_seq)) };
+        if pos_max < 0 {
+            return Err(format!("main sequence {} is empty: nothing to look ahead from", self.main_seq));
+        }
+        let pos = self.capture.selected_position().map_err(|e| format!("the position of the token being sampled is unknown: {e}"))?;
+        match pos {
+            None => Ok(pos_max),
+            Some(p) if (pos_min..=pos_max).contains(&p) => Ok(p),
+            Some(p) => Err(format!(
+                "the row being sampled is at position {p}, which main sequence {} does not hold (positions {pos_min}..={pos_max}): \
+                 is main_seq the sequence being sampled?",
+                self.main_seq
+            )),
+        }
     }
 
     /// The decode and the row extraction; the caller restores the cache.
@@ -237,33 +269,28 @@ impl LookaheadBackend for LlamaLookahead {
                 return Err(format!("{} lookahead candidates exceed n_batch {n_batch}", tokens.len()));
             }
             let mem = sys::llama_get_memory(self.ctx);
-            let pos_max = sys::llama_memory_seq_pos_max(mem, self.main_seq);
-            if pos_max < 0 {
-                return Err(format!("main sequence {} is empty: nothing to look ahead from", self.main_seq));
-            }
+            let pos = self.sampled_position(mem)?;
             if let Some(&busy) = spares.iter().find(|&&s| sys::llama_memory_seq_pos_max(mem, s) >= 0) {
                 return Err(format!("spare sequence {busy} is in use; the lookahead only uses empty sequences"));
             }
+            let saved = self.capture.snapshot();
             for &s in &spares {
-                sys::llama_memory_seq_cp(mem, self.main_seq, s, -1, -1);
+                sys::llama_memory_seq_cp(mem, self.main_seq, s, -1, pos + 1);
             }
-            let result = self.decode_candidates(tokens, &spares, pos_max + 1);
+            let result = self.decode_candidates(tokens, &spares, pos + 1);
             // Restore: drop the spares' cells (ascending, see the type docs)
-            // and the capture's default mode, whatever happened.
+            // and the capture's state, whatever happened.
             for &s in &spares {
                 sys::llama_memory_seq_rm(mem, s, -1, -1);
             }
-            self.capture.expect_last_token();
+            self.capture.restore(saved);
             result
         }
     }
 
+    /// The capture's graph counter and the main sequence's last position.
     fn stamp(&self) -> Option<(u64, i64)> {
-        Some((self.capture.graphs_done(), self.n_past() as i64))
-    }
-
-    fn box_clone(&self) -> Box<dyn LookaheadBackend> {
-        Box::new(self.clone())
+        Some((self.capture.graphs_done(), self.main_pos_max() as i64))
     }
 
     fn describe(&self) -> serde_json::Value {
@@ -271,7 +298,7 @@ impl LookaheadBackend for LlamaLookahead {
             "kind": "llama.cpp",
             "main_seq": self.main_seq,
             "spare_seq_base": self.spare_seq_base,
-            "n_seq_max": self.n_seq_max(),
+            "n_seq_max": self.n_seq_max,
         })
     }
 }
@@ -317,28 +344,40 @@ pub unsafe extern "C" fn entropix_sampler_init_alpha(params: *const AlphaParams)
 /// Attaches the COLD-state lookahead of an alpha sampler to `ctx`, whose
 /// generation runs in sequence `main_seq`, and attaches `capture` as the
 /// sampler's attention source. NULL `ctx` detaches the lookahead (the
-/// attention source stays). Returns 0, or -1 with `entropix_last_error()`
-/// (not an alpha sampler, NULL capture, `main_seq` out of range, or
-/// `n_seq_max < lookahead_k + 1`).
+/// attention source stays). Returns `ENTROPIX_OK`, or with
+/// `entropix_last_error()`: `ENTROPIX_ERR_NULL` (NULL sampler, or NULL
+/// capture with a context), `ENTROPIX_ERR_INVALID` (not an alpha sampler
+/// of this library, `main_seq` out of range, `n_seq_max < lookahead_k + 1`,
+/// `n_batch < lookahead_k`); nothing changes on error.
 ///
-/// Nothing changes hands: the sampler borrows `ctx` (it never frees it)
-/// and keeps its own reference to `capture`. `ctx` and `capture` must
-/// outlive every use of the sampler (free the sampler or its chain first),
-/// and `ctx` must not be used by another thread while the sampler runs.
+/// Lifetime: the host attaches and detaches. The sampler borrows `ctx`
+/// (it never frees it) and uses it only while it applies (the lookahead
+/// itself), never in `entropix_sampler_state_json`, reset, clone or free:
+/// `ctx` must stay alive while the sampler (or its chain) samples, and must
+/// not be used by another thread meanwhile. Detach (NULL `ctx`) or free
+/// the sampler before sampling with it after `llama_free(ctx)`. The
+/// sampler keeps its own reference to `capture`. A clone of the sampler
+/// (`llama_sampler_clone`, e.g. one per parallel slot) starts without the
+/// lookahead: attach each clone to its own sequence (`main_seq`, with
+/// spare sequences no other slot uses).
 ///
 /// Required context settings: `n_seq_max >= lookahead_k + 1` (sequences
 /// other than `main_seq` are the spares and must be empty when a
 /// lookahead runs), `kv_unified = true`, flash attention off
 /// (`LLAMA_FLASH_ATTN_TYPE_DISABLED`), `cb_eval =
 /// entropix_attention_eval_callback` with `cb_eval_user_data = capture`.
-/// The next token's position is inferred from the KV cache
-/// (`llama_memory_seq_pos_max(main_seq) + 1`). After a lookahead step the
-/// KV cache is exactly as before, but the context has no outputs until the
-/// next decode (`llama_get_logits_ith` returns NULL, or aborts in a debug
-/// build of llama.cpp): `llama_sampler_sample` copies the logits before
-/// the chain runs and is unaffected, but a host that reads the logits
-/// again after sampling (llama.cpp's `common_sampler` does when a grammar
-/// rejects the sampled token) must not enable the lookahead.
+/// The candidates are decoded one position after the token being sampled,
+/// as the host decoded it (the position the capture read from the graph
+/// for the row being sampled), so a host may sample from any output row
+/// of its batch (announced with `entropix_attention_capture_expect_batch`
+/// and chosen with `entropix_attention_capture_select_output`). After a
+/// lookahead step the KV cache is exactly as before, but the context has
+/// no outputs until the next decode (`llama_get_logits_ith` returns NULL,
+/// or aborts in a debug build of llama.cpp): `llama_sampler_sample` copies
+/// the logits before the chain runs and is unaffected, but a host that
+/// reads the logits again after sampling (llama.cpp's `common_sampler`
+/// does when a grammar rejects the sampled token) must not enable the
+/// lookahead.
 ///
 /// # Safety
 /// `smpl` is NULL or a live sampler; `ctx` is NULL or a live context;
@@ -351,27 +390,27 @@ pub unsafe extern "C" fn entropix_alpha_set_lookahead(
     main_seq: i32,
 ) -> c_int {
     const F: &str = "entropix_alpha_set_lookahead";
-    guard(-1, || {
-        let s = sampler_ref(smpl).ok_or_else(|| format!("{F}: not an entropix sampler (or NULL)"))?;
-        if s.name() != crate::samplers::alpha::NAME {
-            return Err(format!("{F}: the `{}` sampler is not an alpha sampler", s.name()));
+    guard_status(|| {
+        if smpl.is_null() {
+            return Err(Failure::null(format!("{F}: the sampler is NULL")));
         }
+        let s = sampler_ref(smpl).ok_or_else(|| format!("{F}: not a sampler of this library (a chain or llama.cpp's own?)"))?;
+        let name = s.name();
+        let alpha = s.downcast_mut::<AlphaSampler>().ok_or_else(|| format!("{F}: the `{name}` sampler is not an alpha sampler"))?;
         if ctx.is_null() {
-            return if attach_lookahead(s, None, None) { Ok(0) } else { Err(format!("{F}: not an alpha sampler")) };
+            alpha.set_lookahead(None);
+            return Ok(ENTROPIX_OK);
         }
         if capture.is_null() {
-            return Err(format!("{F}: capture is NULL (the lookahead reads attention from it)"));
+            return Err(Failure::null(format!("{F}: capture is NULL (the lookahead reads attention from it)")));
         }
         Arc::increment_strong_count(capture);
         let cap: Arc<AttentionCapture> = Arc::from_raw(capture);
         let backend = LlamaLookahead::new(ctx, Arc::clone(&cap), main_seq).map_err(|e| format!("{F}: {e}"))?;
-        let k = s.state_json().get("lookahead_k").and_then(|v| v.as_u64()).unwrap_or(1) as usize;
-        backend.check_capacity(k).map_err(|e| format!("{F}: {e}"))?;
+        backend.check_capacity(alpha.params().lookahead_k as usize).map_err(|e| format!("{F}: {e}"))?;
         let source: Arc<dyn AttentionSource> = cap;
-        if attach_lookahead(s, Some(Box::new(backend)), Some(source)) {
-            Ok(0)
-        } else {
-            Err(format!("{F}: not an alpha sampler"))
-        }
+        alpha.set_lookahead(Some(Box::new(backend)));
+        alpha.set_attention_source(Some(source));
+        Ok(ENTROPIX_OK)
     })
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use llama_cpp_sys_2::{ggml_tensor, llama_model, llama_sampler};
 
-use super::error::guard;
+use super::error::{guard, guard_status, Failure, ENTROPIX_NO_ATTENTION, ENTROPIX_OK};
 use super::plugin::sampler_ref;
 use crate::attention::{eval_callback, AttentionCapture, CaptureConfig};
 use crate::metrics::AttentionSource;
@@ -120,8 +120,10 @@ pub unsafe extern "C" fn entropix_attention_eval_callback(t: *mut ggml_tensor, a
 /// Call before every decode of a multi-output batch (needs a single KV
 /// stream: n_seq_max 1 or kv_unified). The rows serve that decode only: a
 /// later decode that is not announced falls back to the last token's row.
-/// n = 0 returns to that default now. Returns 0, or -1 with a last error
-/// (an index negative or not below `n_tokens`; nothing changes then).
+/// n = 0 returns to that default now. Returns `ENTROPIX_OK`, or with a
+/// last error `ENTROPIX_ERR_NULL` (NULL capture, NULL indices with n > 0)
+/// or `ENTROPIX_ERR_INVALID` (an index negative or not below `n_tokens`);
+/// nothing changes on error.
 ///
 /// # Safety
 /// `capture` is a live capture; `batch_indices` holds `n` values (NULL when 0).
@@ -132,17 +134,17 @@ pub unsafe extern "C" fn entropix_attention_capture_expect_batch(
     n: usize,
     n_tokens: i32,
 ) -> i32 {
-    guard(-1, || {
+    guard_status(|| {
         let what = "entropix_attention_capture_expect_batch";
-        let cap = capture.as_ref().ok_or_else(|| format!("{what}: NULL capture"))?;
+        let cap = capture.as_ref().ok_or_else(|| Failure::null(format!("{what}: NULL capture")))?;
         if n == 0 {
             cap.expect_last_token();
-            return Ok(0);
+            return Ok(ENTROPIX_OK);
         }
         let idx = batch_indices_of(what, batch_indices, n)?;
         let n_tokens = usize::try_from(n_tokens).map_err(|_| format!("{what}: negative n_tokens {n_tokens}"))?;
         cap.expect_batch(&idx, n_tokens).map_err(|e| format!("{what}: {e}"))?;
-        Ok(0)
+        Ok(ENTROPIX_OK)
     })
 }
 
@@ -155,15 +157,15 @@ pub unsafe extern "C" fn entropix_attention_capture_expect_batch(
 /// `capture` is a live capture; `batch_indices` holds `n` values (NULL when 0).
 #[no_mangle]
 pub unsafe extern "C" fn entropix_attention_capture_expect_outputs(capture: *const AttentionCapture, batch_indices: *const i32, n: usize) -> i32 {
-    guard(-1, || {
+    guard_status(|| {
         let what = "entropix_attention_capture_expect_outputs";
-        let cap = capture.as_ref().ok_or_else(|| format!("{what}: NULL capture"))?;
+        let cap = capture.as_ref().ok_or_else(|| Failure::null(format!("{what}: NULL capture")))?;
         if n == 0 {
             cap.expect_last_token();
-            return Ok(0);
+            return Ok(ENTROPIX_OK);
         }
         cap.expect_outputs(&batch_indices_of(what, batch_indices, n)?);
-        Ok(0)
+        Ok(ENTROPIX_OK)
     })
 }
 
@@ -171,41 +173,43 @@ pub unsafe extern "C" fn entropix_attention_capture_expect_outputs(capture: *con
 ///
 /// # Safety
 /// `ptr` is NULL or holds `n` values.
-unsafe fn batch_indices_of(what: &str, ptr: *const i32, n: usize) -> Result<Vec<usize>, String> {
+unsafe fn batch_indices_of(what: &str, ptr: *const i32, n: usize) -> Result<Vec<usize>, Failure> {
     if ptr.is_null() {
-        return Err(format!("{what}: NULL indices with n > 0"));
+        return Err(Failure::null(format!("{what}: NULL indices with n > 0")));
     }
-    std::slice::from_raw_parts(ptr, n).iter().map(|&i| usize::try_from(i).map_err(|_| format!("{what}: negative batch index {i}"))).collect()
+    std::slice::from_raw_parts(ptr, n).iter().map(|&i| usize::try_from(i).map_err(|_| Failure::invalid(format!("{what}: negative batch index {i}")))).collect()
 }
 
 /// Chooses the captured row (by batch index) that attached samplers read
 /// next; -1: the last captured row. A batch index the last decode did not
-/// capture gives the samplers no attention (never another row). Returns 0,
-/// or -1 with a last error.
+/// capture gives the samplers no attention (never another row). Returns
+/// `ENTROPIX_OK`, or `ENTROPIX_ERR_NULL` (NULL capture) with a last error.
 ///
 /// # Safety
 /// `capture` is a live capture.
 #[no_mangle]
 pub unsafe extern "C" fn entropix_attention_capture_select_output(capture: *const AttentionCapture, batch_index: i32) -> i32 {
-    guard(-1, || {
-        let cap = capture.as_ref().ok_or("entropix_attention_capture_select_output: NULL capture")?;
+    guard_status(|| {
+        let cap = capture.as_ref().ok_or_else(|| Failure::null("entropix_attention_capture_select_output: NULL capture"))?;
         cap.select_output(usize::try_from(batch_index).ok());
-        Ok(0)
+        Ok(ENTROPIX_OK)
     })
 }
 
-/// Writes the current step's attention metrics to `out`. Returns 0 when
-/// fresh, 1 when no fresh attention exists for this step (flash attention
-/// on, callback not installed; `out` untouched), -1 on bad arguments.
+/// Writes the current step's attention metrics to `out`. Returns
+/// `ENTROPIX_OK` when fresh, `ENTROPIX_NO_ATTENTION` (not an error) when no
+/// fresh attention exists for this step (flash attention on, callback not
+/// installed, an output the last decode did not capture; `out` untouched),
+/// `ENTROPIX_ERR_NULL` with a last error for a NULL argument.
 ///
 /// # Safety
 /// `capture` is a live capture; `out` points to writable memory.
 #[no_mangle]
 pub unsafe extern "C" fn entropix_attention_capture_metrics(capture: *const AttentionCapture, out: *mut AttentionMetricsOut) -> i32 {
-    guard(-1, || {
-        let cap = capture.as_ref().ok_or("entropix_attention_capture_metrics: NULL capture")?;
-        let out = out.as_mut().ok_or("entropix_attention_capture_metrics: NULL out")?;
-        let Some(m) = cap.metrics() else { return Ok(1) };
+    guard_status(|| {
+        let cap = capture.as_ref().ok_or_else(|| Failure::null("entropix_attention_capture_metrics: NULL capture"))?;
+        let out = out.as_mut().ok_or_else(|| Failure::null("entropix_attention_capture_metrics: NULL out"))?;
+        let Some(m) = cap.metrics() else { return Ok(ENTROPIX_NO_ATTENTION) };
         *out = AttentionMetricsOut {
             entropy_bits: m.entropy_bits,
             head_entropy_variance_bits2: m.head_entropy_variance_bits2,
@@ -215,20 +219,24 @@ pub unsafe extern "C" fn entropix_attention_capture_metrics(capture: *const Atte
             n_head: m.n_head as u32,
             n_valid: m.n_valid as u32,
         };
-        Ok(0)
+        Ok(ENTROPIX_OK)
     })
 }
 
 /// Attaches `capture` to an attention-aware sampler (NULL detaches). The
-/// sampler keeps its own reference. Returns 0, or -1 with a last error when
-/// the sampler is not ours or does not use attention.
+/// sampler keeps its own reference. Returns `ENTROPIX_OK`, or with a last
+/// error `ENTROPIX_ERR_NULL` (NULL sampler) or `ENTROPIX_ERR_INVALID` (not
+/// ours, or a sampler that does not use attention).
 ///
 /// # Safety
 /// `smpl` is a live sampler; `capture` is NULL or a live capture.
 #[no_mangle]
 pub unsafe extern "C" fn entropix_sampler_set_attention(smpl: *mut llama_sampler, capture: *const AttentionCapture) -> i32 {
-    guard(-1, || {
-        let s = sampler_ref(smpl).ok_or("entropix_sampler_set_attention: not an entropix sampler (or NULL)")?;
+    guard_status(|| {
+        if smpl.is_null() {
+            return Err(Failure::null("entropix_sampler_set_attention: the sampler is NULL"));
+        }
+        let s = sampler_ref(smpl).ok_or("entropix_sampler_set_attention: not a sampler of this library (a chain or llama.cpp's own?)")?;
         let source: Option<Arc<dyn AttentionSource>> = if capture.is_null() {
             None
         } else {
@@ -236,9 +244,9 @@ pub unsafe extern "C" fn entropix_sampler_set_attention(smpl: *mut llama_sampler
             Some(Arc::from_raw(capture) as Arc<dyn AttentionSource>)
         };
         if s.set_attention_source(source) {
-            Ok(0)
+            Ok(ENTROPIX_OK)
         } else {
-            Err(format!("entropix_sampler_set_attention: the `{}` sampler does not use attention", s.name()))
+            Err(format!("entropix_sampler_set_attention: the `{}` sampler does not use attention", s.name()).into())
         }
     })
 }

@@ -7,10 +7,10 @@
 //! `llama_sampler_chain_add`, after which the chain owns it. NULL params
 //! mean the defaults. Invalid params give NULL and a last error.
 //!
-//! The `int` functions return 0 on success, 1 when a required pointer is
-//! NULL and 2 for any other failure (the values of `ENTROPIX_OK`,
-//! `ENTROPIX_ERR_NULL` and `ENTROPIX_ERR_INVALID`), with the reason in
-//! `entropix_last_error()`.
+//! The `int` functions return `ENTROPIX_OK` (0) on success,
+//! `ENTROPIX_ERR_NULL` when a required pointer is NULL and
+//! `ENTROPIX_ERR_INVALID` for any other bad input, with the reason in
+//! `entropix_last_error()`, as every `int` function of this library does.
 
 use std::ffi::{c_char, c_int, CStr};
 use std::path::Path;
@@ -18,7 +18,7 @@ use std::path::Path;
 use llama_cpp_sys_2::llama_sampler;
 
 use super::classic::init_from;
-use super::error::{fail, guard, ENTROPIX_ERR_INVALID as ERR_INVALID, ENTROPIX_ERR_NULL as ERR_NULL, ENTROPIX_OK as OK};
+use super::error::{guard, guard_status, Failure, ENTROPIX_OK as OK};
 use super::plugin::sampler_ref;
 use crate::samplers::dirichlet::{load_profile_over, DirichletParams, DirichletSampler};
 
@@ -78,22 +78,22 @@ pub unsafe extern "C" fn entropix_sampler_init_dirichlet(params: *const Dirichle
 #[no_mangle]
 pub unsafe extern "C" fn entropix_dirichlet_load_profile(path: *const c_char, inout: *mut DirichletParams) -> c_int {
     const F: &str = "entropix_dirichlet_load_profile";
-    guard(ERR_INVALID, || {
+    guard_status(|| {
         if inout.is_null() {
-            return Ok(fail(ERR_NULL, format!("{F}: params pointer is NULL")));
+            return Err(Failure::null(format!("{F}: params pointer is NULL")));
         }
         if path.is_null() {
-            return Ok(fail(ERR_NULL, format!("{F}: path is NULL")));
+            return Err(Failure::null(format!("{F}: path is NULL")));
         }
         let Ok(path) = CStr::from_ptr(path).to_str() else {
-            return Ok(fail(ERR_INVALID, format!("{F}: path is not valid UTF-8")));
+            return Err(Failure::invalid(format!("{F}: path is not valid UTF-8")));
         };
         match load_profile_over(Path::new(path), &*inout) {
             Ok(params) => {
                 *inout = params;
                 Ok(OK)
             }
-            Err(e) => Ok(fail(ERR_INVALID, format!("{F}: {e}"))),
+            Err(e) => Err(Failure::invalid(format!("{F}: {e}"))),
         }
     })
 }
@@ -118,28 +118,28 @@ pub unsafe extern "C" fn entropix_dirichlet_load_profile(path: *const c_char, in
 #[no_mangle]
 pub unsafe extern "C" fn entropix_sampler_observe_prompt_logits(smpl: *mut llama_sampler, logits: *const f32, n_positions: i32, n_vocab: i32) -> c_int {
     const F: &str = "entropix_sampler_observe_prompt_logits";
-    guard(ERR_INVALID, || {
+    guard_status(|| {
         if smpl.is_null() {
-            return Ok(fail(ERR_NULL, format!("{F}: sampler is NULL")));
+            return Err(Failure::null(format!("{F}: sampler is NULL")));
         }
         if logits.is_null() {
-            return Ok(fail(ERR_NULL, format!("{F}: logits is NULL")));
+            return Err(Failure::null(format!("{F}: logits is NULL")));
         }
         let Some(s) = sampler_ref(smpl) else {
-            return Ok(fail(ERR_INVALID, format!("{F}: not an entropix sampler (a chain or llama.cpp's own?)")));
+            return Err(Failure::invalid(format!("{F}: not an entropix sampler (a chain or llama.cpp's own?)")));
         };
         if n_positions <= 0 || n_vocab <= 0 {
-            return Ok(fail(ERR_INVALID, format!("{F}: n_positions ({n_positions}) and n_vocab ({n_vocab}) must be positive")));
+            return Err(Failure::invalid(format!("{F}: n_positions ({n_positions}) and n_vocab ({n_vocab}) must be positive")));
         }
         let Some(len) = (n_positions as usize).checked_mul(n_vocab as usize).filter(|&l| l <= isize::MAX as usize / 4) else {
-            return Ok(fail(ERR_INVALID, format!("{F}: n_positions * n_vocab overflows")));
+            return Err(Failure::invalid(format!("{F}: n_positions * n_vocab overflows")));
         };
         // SAFETY: the caller promises `len` readable floats at `logits`.
         let rows = std::slice::from_raw_parts(logits, len);
         if s.observe_prompt_logits(rows, n_vocab as usize) {
             Ok(OK)
         } else {
-            Ok(fail(ERR_INVALID, format!("{F}: the `{}` sampler does not use prompt logits", s.name())))
+            Err(Failure::invalid(format!("{F}: the `{}` sampler does not use prompt logits", s.name())))
         }
     })
 }

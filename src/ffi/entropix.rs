@@ -12,7 +12,7 @@ use std::ffi::{c_char, c_int, CStr};
 use llama_cpp_sys_2::{llama_sampler, llama_token, llama_tokenize, llama_vocab};
 
 use super::classic::init_from;
-use super::error::{fail, guard, ENTROPIX_ERR_INVALID, ENTROPIX_ERR_NULL, ENTROPIX_OK};
+use super::error::{guard, guard_status, Failure, ENTROPIX_OK};
 use super::plugin::sampler_ref;
 use crate::samplers::entropix::{Entropix, EntropixParams, EntropixStep, FourMode, FourModeParams, Profile};
 
@@ -100,11 +100,11 @@ pub unsafe extern "C" fn entropix_sampler_init_four_mode(params: *const FourMode
 }
 
 /// Reads a NUL-terminated path.
-unsafe fn path_arg<'a>(path: *const c_char, function: &str) -> Result<&'a str, String> {
+unsafe fn path_arg<'a>(path: *const c_char, function: &str) -> Result<&'a str, Failure> {
     if path.is_null() {
-        return Err(format!("{function}: path is NULL"));
+        return Err(Failure::null(format!("{function}: path is NULL")));
     }
-    CStr::from_ptr(path).to_str().map_err(|_| format!("{function}: path is not valid UTF-8"))
+    CStr::from_ptr(path).to_str().map_err(|_| Failure::invalid(format!("{function}: path is not valid UTF-8")))
 }
 
 /// Loads a threshold profile (JSON, see the Rust `Profile` docs) and
@@ -121,14 +121,11 @@ unsafe fn path_arg<'a>(path: *const c_char, function: &str) -> Result<&'a str, S
 #[no_mangle]
 pub unsafe extern "C" fn entropix_entropix_params_load_profile(path: *const c_char, inout: *mut EntropixParams) -> c_int {
     const F: &str = "entropix_entropix_params_load_profile";
-    guard(ENTROPIX_ERR_INVALID, || {
+    guard_status(|| {
         if inout.is_null() {
-            return Ok(fail(ENTROPIX_ERR_NULL, format!("{F}: params pointer is NULL")));
+            return Err(Failure::null(format!("{F}: params pointer is NULL")));
         }
-        let path = match path_arg(path, F) {
-            Ok(p) => p,
-            Err(e) => return Ok(fail(ENTROPIX_ERR_NULL, e)),
-        };
+        let path = path_arg(path, F)?;
         let profile = Profile::load(path).map_err(|e| format!("{F}: {e}"))?;
         let mut params = *inout;
         profile.apply_to(&mut params).map_err(|e| format!("{F}: {e}"))?;
@@ -147,14 +144,11 @@ pub unsafe extern "C" fn entropix_entropix_params_load_profile(path: *const c_ch
 #[no_mangle]
 pub unsafe extern "C" fn entropix_four_mode_params_load_profile(path: *const c_char, inout: *mut FourModeParams) -> c_int {
     const F: &str = "entropix_four_mode_params_load_profile";
-    guard(ENTROPIX_ERR_INVALID, || {
+    guard_status(|| {
         if inout.is_null() {
-            return Ok(fail(ENTROPIX_ERR_NULL, format!("{F}: params pointer is NULL")));
+            return Err(Failure::null(format!("{F}: params pointer is NULL")));
         }
-        let path = match path_arg(path, F) {
-            Ok(p) => p,
-            Err(e) => return Ok(fail(ENTROPIX_ERR_NULL, e)),
-        };
+        let path = path_arg(path, F)?;
         let profile = Profile::load(path).map_err(|e| format!("{F}: {e}"))?;
         let mut params = *inout;
         profile.apply_to_four_mode(&mut params).map_err(|e| format!("{F}: {e}"))?;
@@ -219,16 +213,19 @@ pub unsafe extern "C" fn entropix_token_from_text(vocab: *const llama_vocab, tex
 #[no_mangle]
 pub unsafe extern "C" fn entropix_entropix_last_step(smpl: *const llama_sampler, out: *mut EntropixStep) -> c_int {
     const F: &str = "entropix_entropix_last_step";
-    guard(ENTROPIX_ERR_INVALID, || {
+    guard_status(|| {
         if out.is_null() || smpl.is_null() {
-            return Ok(fail(ENTROPIX_ERR_NULL, format!("{F}: {} is NULL", if smpl.is_null() { "sampler" } else { "out" })));
+            return Err(Failure::null(format!("{F}: {} is NULL", if smpl.is_null() { "sampler" } else { "out" })));
         }
         let sampler = sampler_ref(smpl).ok_or_else(|| format!("{F}: not an entropix sampler"))?;
-        if !matches!(sampler.name(), "entropix" | "four-mode") {
-            return Err(format!("{F}: `{}` is not an entropix or four-mode sampler", sampler.name()));
-        }
-        let step = EntropixStep::from_state_json(&sampler.state_json()).ok_or_else(|| format!("{F}: unreadable sampler state"))?;
-        *out = step;
+        let report = if let Some(e) = sampler.downcast_ref::<Entropix>() {
+            e.last_step()
+        } else if let Some(f) = sampler.downcast_ref::<FourMode>() {
+            f.last_step()
+        } else {
+            return Err(format!("{F}: `{}` is not an entropix or four-mode sampler", sampler.name()).into());
+        };
+        *out = EntropixStep::from_report(report);
         Ok(ENTROPIX_OK)
     })
 }
@@ -237,7 +234,7 @@ pub unsafe extern "C" fn entropix_entropix_last_step(smpl: *const llama_sampler,
 mod tests {
     use super::*;
     use crate::core::TokenData;
-    use crate::ffi::entropix_last_error;
+    use crate::ffi::{entropix_last_error, ENTROPIX_ERR_INVALID, ENTROPIX_ERR_NULL};
 
     fn last_error() -> String {
         unsafe { CStr::from_ptr(entropix_last_error()) }.to_string_lossy().into_owned()

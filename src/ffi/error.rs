@@ -13,19 +13,81 @@ use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// Return code of the profile and prompt-logits `int` functions: success.
+/// Return code of every `int` function of this library: success.
 pub const ENTROPIX_OK: c_int = 0;
 /// A required pointer argument was NULL.
 pub const ENTROPIX_ERR_NULL: c_int = 1;
-/// Anything else: a file that could not be read or parsed, an unknown key
-/// or unit, a sampler of the wrong kind. The reason is in
-/// `entropix_last_error()`.
+/// Any other bad input: a sampler of the wrong kind (not ours, not the
+/// family the function is for), a value out of range, a file that could
+/// not be read or parsed. The reason is in `entropix_last_error()`.
 pub const ENTROPIX_ERR_INVALID: c_int = 2;
+/// A bug in this library: a panic caught at the C boundary (the message
+/// says where). Nothing crossed into the caller; please report it.
+pub const ENTROPIX_ERR_INTERNAL: c_int = 3;
+/// Not an error: `entropix_attention_capture_metrics` found no fresh
+/// attention for this step (flash attention on, the callback not
+/// installed, an output the last decode did not capture).
+pub const ENTROPIX_NO_ATTENTION: c_int = 4;
 
-/// Records `message` as the last error and returns `code`.
-pub(crate) fn fail(code: c_int, message: impl Into<String>) -> c_int {
-    set_last_error(message);
-    code
+/// Why an `int` export failed: the code it returns and the message
+/// `entropix_last_error()` then gives.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    code: c_int,
+    message: String,
+}
+
+impl Failure {
+    /// `ENTROPIX_ERR_NULL`: a required pointer was NULL.
+    pub(crate) fn null(message: impl Into<String>) -> Self {
+        Self { code: ENTROPIX_ERR_NULL, message: message.into() }
+    }
+
+    /// `ENTROPIX_ERR_INVALID`: any other bad input.
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Self { code: ENTROPIX_ERR_INVALID, message: message.into() }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self::invalid(message)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Self {
+        Self::invalid(message)
+    }
+}
+
+/// [`guard`] for the `int` exports: the body's status on success, the
+/// failure's code (its message recorded) on `Err`, and
+/// [`ENTROPIX_ERR_INTERNAL`] on a panic. Clears the last error on success.
+pub(crate) fn guard_status(body: impl FnOnce() -> Result<c_int, Failure>) -> c_int {
+    LAST_ERROR_SET.with(|f| f.set(false));
+    let out = match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(status)) => status,
+        Ok(Err(failure)) => {
+            set_last_error(failure.message);
+            failure.code
+        }
+        Err(panic) => {
+            set_last_error(panic_message(panic.as_ref()));
+            ENTROPIX_ERR_INTERNAL
+        }
+    };
+    if !LAST_ERROR_SET.with(|f| f.get()) {
+        clear_last_error();
+    }
+    out
+}
+
+/// The message recorded for a panic caught at the C boundary.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let what =
+        panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "unknown panic".to_string());
+    format!("internal error (panic caught at the C boundary): {what}")
 }
 
 thread_local! {
@@ -76,12 +138,7 @@ pub(crate) fn guard_callback<T>(fallback: T, body: impl FnOnce() -> Result<T, St
             fallback
         }
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_string());
-            set_last_error(format!("internal error (panic caught at the C boundary): {what}"));
+            set_last_error(panic_message(panic.as_ref()));
             fallback
         }
     }

@@ -25,9 +25,11 @@ pub use classic::*;
 pub use dirichlet::*;
 #[allow(unused_imports)]
 pub use entropix::*;
+pub use error::{
+    entropix_last_error, entropix_last_error_copy, entropix_version, ENTROPIX_ERR_INTERNAL, ENTROPIX_ERR_INVALID, ENTROPIX_ERR_NULL, ENTROPIX_NO_ATTENTION,
+    ENTROPIX_OK,
+};
 pub use filters::*;
 pub use mirostat::*;
 pub use penalties::*;
-pub use error::{entropix_last_error, entropix_last_error_copy, entropix_version, ENTROPIX_ERR_INVALID, ENTROPIX_ERR_NULL, ENTROPIX_OK};
 pub use plugin::{entropix_sampler_is_ours, entropix_sampler_state_json, into_llama_sampler, sampler_ref, state_json_string};
-

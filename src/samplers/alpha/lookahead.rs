@@ -8,7 +8,6 @@
 //! cache restored afterwards) is `crate::ffi::LlamaLookahead`, in the layer
 //! that may talk to llama.cpp and the attention capture.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
 use crate::core::math::{logit_key, max_logit};
@@ -37,18 +36,11 @@ pub trait LookaheadBackend: Send {
     /// when unknown (nothing is then cached).
     fn stamp(&self) -> Option<(u64, i64)>;
 
-    /// A copy for a cloned sampler (it drives the same engine).
-    fn box_clone(&self) -> Box<dyn LookaheadBackend>;
-
-    /// What the backend is attached to, for `state_json`.
+    /// What the backend is attached to, for `state_json`. Must not call
+    /// into the engine (the sampler's state is readable after the host has
+    /// freed its context, as long as the sampler lives).
     fn describe(&self) -> serde_json::Value {
         serde_json::Value::Null
-    }
-}
-
-impl Clone for Box<dyn LookaheadBackend> {
-    fn clone(&self) -> Self {
-        self.box_clone()
     }
 }
 
@@ -147,22 +139,6 @@ pub fn score_candidates(cands: &mut [ScoredCandidate], metrics: &[AttentionMetri
     best
 }
 
-/// What [`attach_lookahead`] hands to the sampler: `Some(backend)` attaches,
-/// `None` detaches.
-type Offer = Option<Box<dyn LookaheadBackend>>;
-
-thread_local! {
-    /// A lookahead backend on offer for the next `set_attention_source` call
-    /// on this thread (see [`attach_lookahead`]).
-    static OFFER: RefCell<Option<Offer>> = const { RefCell::new(None) };
-}
-
-/// Takes the backend on offer, if any (called by the alpha sampler's
-/// `set_attention_source`).
-pub(crate) fn take_offer() -> Option<Offer> {
-    OFFER.with(|o| o.borrow_mut().take())
-}
-
 /// Attaches (`Some`) or detaches (`None`) a lookahead backend to an alpha
 /// sampler known only as `&mut dyn Sampler` (e.g. behind a
 /// `struct llama_sampler *`), and, when `source` is `Some`, sets its
@@ -171,18 +147,15 @@ pub(crate) fn take_offer() -> Option<Offer> {
 /// [`super::AlphaSampler::set_lookahead`] instead.
 ///
 /// Returns false, changing nothing, when `sampler` is not an alpha sampler.
-///
-/// The [`Sampler`] trait has no downcast, so the backend travels through a
-/// thread-local offer that only the alpha sampler's `set_attention_source`
-/// takes; samplers of other names are never called.
-pub fn attach_lookahead(sampler: &mut dyn Sampler, backend: Option<Box<dyn LookaheadBackend>>, source: Option<Arc<dyn AttentionSource>>) -> bool {
-    if sampler.name() != super::NAME {
+pub fn attach_lookahead(sampler: &mut (dyn Sampler + 'static), backend: Option<Box<dyn LookaheadBackend>>, source: Option<Arc<dyn AttentionSource>>) -> bool {
+    let Some(alpha) = sampler.downcast_mut::<super::AlphaSampler>() else {
         return false;
+    };
+    alpha.set_lookahead(backend);
+    if source.is_some() {
+        alpha.set_attention_source(source);
     }
-    OFFER.with(|o| *o.borrow_mut() = Some(backend));
-    sampler.set_attention_source(source);
-    // Still on offer: nobody took it.
-    OFFER.with(|o| o.borrow_mut().take()).is_none()
+    true
 }
 
 #[cfg(test)]

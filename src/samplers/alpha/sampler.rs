@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::lookahead::{lookahead_candidates, score_candidates, take_offer, LookaheadBackend, ScoredCandidate};
+use super::lookahead::{lookahead_candidates, score_candidates, LookaheadBackend, ScoredCandidate};
 use super::params::{top_k_of, AlphaDerived, AlphaParams, ThermoState};
 use crate::core::logit_scan::{scan_logits_counting, LogitScan};
 use crate::core::math::logit_moments;
@@ -165,16 +165,15 @@ pub const NAME: &str = "alpha";
 ///
 /// `apply` changes no persistent state. The lookahead decode changes the
 /// engine's state only temporarily (the llama.cpp backend restores the KV
-/// cache exactly) but does overwrite the attention capture's rows and the
-/// context's logits: the main step's attention is read before the
-/// lookahead, and a repeated `apply` at the same position (same backend
-/// stamp) reuses it and the lookahead result instead of reading them again.
+/// cache exactly, and the attention capture's rows) but does overwrite the
+/// context's logits. A repeated `apply` at the same position (same backend
+/// stamp) reuses the lookahead result instead of decoding again.
 #[derive(Clone)]
 pub struct AlphaSampler {
     params: AlphaParams,
     rng: SeededRng,
     source: Option<Arc<dyn AttentionSource>>,
-    backend: Option<Box<dyn LookaheadBackend>>,
+    backend: AttachedBackend,
     /// Alphas of the last `window - 1` accepted steps (state).
     alphas: VecDeque<f64>,
     /// The last `penalty_last_n` accepted tokens (state).
@@ -195,13 +194,26 @@ pub struct AlphaSampler {
     missing: HashSet<TokenId>,
 }
 
+/// The lookahead backend the host attached, if any. A clone of the sampler
+/// starts without one: a backend drives one sequence of one host context,
+/// which a clone (llama.cpp clones per parallel slot) must not share; the
+/// host attaches each clone to its own sequence.
+#[derive(Default)]
+struct AttachedBackend(Option<Box<dyn LookaheadBackend>>);
+
+impl Clone for AttachedBackend {
+    fn clone(&self) -> Self {
+        Self(None)
+    }
+}
+
 impl std::fmt::Debug for AlphaSampler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AlphaSampler")
             .field("params", &self.params)
             .field("rng", &self.rng)
             .field("has_source", &self.source.is_some())
-            .field("has_lookahead", &self.backend.is_some())
+            .field("has_lookahead", &self.backend.0.is_some())
             .field("alphas", &self.alphas.len())
             .field("history", &self.history.len())
             .field("last", &self.last)
@@ -252,7 +264,7 @@ impl AlphaSampler {
             params,
             rng: SeededRng::new(params.seed),
             source: None,
-            backend: None,
+            backend: AttachedBackend(None),
             alphas: VecDeque::new(),
             history: VecDeque::new(),
             counts: HashMap::new(),
@@ -280,15 +292,17 @@ impl AlphaSampler {
     /// Attaches (`Some`) or detaches (`None`) the COLD-state lookahead
     /// backend (for llama.cpp: `crate::ffi::LlamaLookahead`). The attention
     /// source is set separately ([`Sampler::set_attention_source`]); with
-    /// llama.cpp it is normally the backend's capture.
+    /// llama.cpp it is normally the backend's capture. The backend is the
+    /// host's to attach and detach; a clone of this sampler starts without
+    /// one (attach it to the clone's own sequence).
     pub fn set_lookahead(&mut self, backend: Option<Box<dyn LookaheadBackend>>) {
-        self.backend = backend;
+        self.backend = AttachedBackend(backend);
         self.cache = None;
     }
 
     /// Whether a lookahead backend is attached.
     pub fn has_lookahead(&self) -> bool {
-        self.backend.is_some()
+        self.backend.0.is_some()
     }
 
     /// Mean of `alpha` and the stored window.
@@ -300,7 +314,7 @@ impl AlphaSampler {
     /// The main step's attention: from the cache when nothing was decoded
     /// since this sampler's own lookahead, else from the source.
     fn main_attention(&self) -> Option<AttentionMetrics> {
-        if let (Some(cache), Some(backend)) = (&self.cache, &self.backend) {
+        if let (Some(cache), Some(backend)) = (&self.cache, &self.backend.0) {
             if backend.stamp() == Some(cache.stamp) {
                 return cache.main_attention;
             }
@@ -375,7 +389,7 @@ impl AlphaSampler {
             (0, LookaheadOutcome::SingleCandidate, false)
         } else {
             let tokens: Vec<TokenId> = chosen.iter().map(|c| c.1).collect();
-            let Some(backend) = self.backend.as_mut() else {
+            let Some(backend) = self.backend.0.as_mut() else {
                 return (LookaheadOutcome::NoContext, Vec::new(), false);
             };
             let stamp_before = backend.stamp();
@@ -453,7 +467,7 @@ impl Sampler for AlphaSampler {
 
         let (outcome, scored, reused) = match state {
             ThermoState::Cold if !self.params.lookahead => (LookaheadOutcome::Off, Vec::new(), false),
-            ThermoState::Cold if self.backend.is_none() => (LookaheadOutcome::NoContext, Vec::new(), false),
+            ThermoState::Cold if self.backend.0.is_none() => (LookaheadOutcome::NoContext, Vec::new(), false),
             ThermoState::Cold => self.look_ahead(candidates, attention),
             _ => (LookaheadOutcome::NotCold, Vec::new(), false),
         };
@@ -533,33 +547,22 @@ impl Sampler for AlphaSampler {
         true
     }
 
-    /// Sets the attention source. When a lookahead backend is on offer
-    /// through [`super::attach_lookahead`], also takes it (and a `None`
-    /// source then leaves the current source unchanged).
     fn set_attention_source(&mut self, source: Option<Arc<dyn AttentionSource>>) -> bool {
-        match take_offer() {
-            Some(backend) => {
-                self.set_lookahead(backend);
-                if source.is_some() {
-                    self.source = source;
-                }
-            }
-            None => self.source = source,
-        }
+        self.source = source;
         self.cache = None;
         true
     }
 
     fn take_attachments(&mut self) -> Attachments {
         self.cache = None;
-        let other = self.backend.take().map(|b| Box::new(b) as Box<dyn std::any::Any + Send>);
+        let other = self.backend.0.take().map(|b| Box::new(b) as Box<dyn std::any::Any + Send>);
         Attachments { attention: self.source.take(), other }
     }
 
     fn put_attachments(&mut self, attachments: Attachments) {
         self.cache = None;
         self.source = attachments.attention;
-        self.backend = attachments.other.and_then(|o| o.downcast::<Box<dyn LookaheadBackend>>().ok()).map(|b| *b);
+        self.backend = AttachedBackend(attachments.other.and_then(|o| o.downcast::<Box<dyn LookaheadBackend>>().ok()).map(|b| *b));
     }
 
     /// The parameters' key values, `window_len` (stored alphas),
@@ -628,8 +631,8 @@ impl Sampler for AlphaSampler {
             "window_len": self.alphas.len(),
             "window_mean_accepted": stored_mean.map(num),
             "has_attention_source": self.source.is_some(),
-            "lookahead_attached": self.backend.is_some(),
-            "lookahead_backend": self.backend.as_ref().map_or(Value::Null, |b| b.describe()),
+            "lookahead_attached": self.backend.0.is_some(),
+            "lookahead_backend": self.backend.0.as_ref().map_or(Value::Null, |b| b.describe()),
             "last_step": last,
         })
     }

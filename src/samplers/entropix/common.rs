@@ -455,41 +455,33 @@ impl Default for EntropixStep {
 }
 
 impl EntropixStep {
-    /// From a sampler's `state_json()` (its `"last_step"` object). An
-    /// absent or null last step gives `valid == false`; `None` when the
-    /// JSON is not an Entropix/four-mode state.
-    pub fn from_state_json(state: &Value) -> Option<Self> {
-        let obj = state.as_object()?;
-        let step = obj.get("last_step")?;
-        if step.is_null() {
-            return Some(Self::default());
-        }
-        let f = |k: &str| step.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
-        let b = |k: &str| step.get(k).and_then(Value::as_bool).unwrap_or(false);
-        let tok = |k: &str| step.get(k).and_then(Value::as_i64).map_or(-1, |v| v as i32);
-        let strategy = Strategy::from_name(step.get("strategy")?.as_str()?)?;
-        let samples = step.get("samples").and_then(Value::as_array).map_or(&[][..], |v| v.as_slice());
-        let best_score = samples.iter().filter_map(|s| s.get("score").and_then(Value::as_f64)).fold(f64::NAN, |m, s| if m.is_nan() || s > m { s } else { m });
-        Some(Self {
+    /// The C view of a sampler's last step (`None`: before the first apply,
+    /// giving `valid == false`).
+    pub fn from_report(report: Option<&StepReport>) -> Self {
+        let Some(r) = report else {
+            return Self::default();
+        };
+        let best_score = r.samples.iter().map(|s| s.score).fold(f64::NAN, |m, s| if m.is_nan() || s > m { s } else { m });
+        Self {
             valid: true,
-            strategy: strategy.code(),
-            entropy_bits: f("entropy_bits"),
-            varentropy_bits2: f("varentropy_bits2"),
-            attention_available: b("attention_available"),
-            interaction_available: b("interaction_available"),
-            attn_entropy_bits: f("attn_entropy_bits"),
-            attn_varentropy_bits2: f("attn_varentropy_bits2"),
-            agreement: f("agreement"),
-            interaction_strength: f("interaction_strength"),
-            temperature: f("temperature") as f32,
-            top_k: step.get("top_k").and_then(Value::as_i64).map_or(-1, |v| v as i32),
-            top_p: f("top_p") as f32,
-            min_p: f("min_p") as f32,
-            inserted_token: tok("inserted_token"),
-            selected_token: tok("selected_token"),
-            n_samples: samples.len() as i32,
+            strategy: r.strategy.code(),
+            entropy_bits: r.entropy_bits,
+            varentropy_bits2: r.varentropy_bits2,
+            attention_available: r.attention_available(),
+            interaction_available: r.interaction_available,
+            attn_entropy_bits: r.attn_entropy_bits,
+            attn_varentropy_bits2: r.attn_varentropy_bits2,
+            agreement: r.agreement,
+            interaction_strength: r.interaction_strength,
+            temperature: r.derived.temperature,
+            top_k: r.derived.top_k,
+            top_p: r.derived.top_p,
+            min_p: r.derived.min_p,
+            inserted_token: r.inserted_token.unwrap_or(-1),
+            selected_token: r.selected_token.unwrap_or(-1),
+            n_samples: r.samples.len() as i32,
             best_score,
-        })
+        }
     }
 }
 
