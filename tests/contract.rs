@@ -122,22 +122,31 @@ fn bad_input_never_panics() {
             let mut data = input.clone();
             let mut c = Candidates::new(&mut data);
             let result = s.apply(&mut c);
+            // Inputs with a finite or +inf logit have a valid choice: a
+            // selecting sampler must make one (never a NaN or -inf token).
+            let has_choice = input.iter().any(|t| t.logit > f32::NEG_INFINITY);
             if s.selects() {
                 match result {
                     Ok(()) => {
                         let k = c.selected().expect("a successful terminal sampler selects");
                         assert!(c.as_slice()[k].logit > f32::NEG_INFINITY, "{name}: selected {:?} from {input:?}", c.as_slice()[k]);
                     }
-                    Err(_) => assert!(c.selected().is_none()),
+                    Err(e) => {
+                        assert!(!has_choice, "{name}: failed ({e}) on {input:?}, which has a valid choice");
+                        assert!(c.selected().is_none());
+                    }
                 }
+            } else if has_choice {
+                assert!(result.is_ok(), "{name}: failed on {input:?}: {result:?}");
+            } else {
+                assert!(result.is_err() || input.is_empty() || !c.is_empty(), "{name}: emptied the candidates without an error on {input:?}");
             }
         }
         // The +inf token is the only sensible choice for a selecting sampler.
         if s.selects() && name != "mirostat" {
             let out = run(s.as_mut(), &pos_inf, false);
-            if let Some(k) = out.selected {
-                assert_eq!(out.tokens[k].0, 3, "{name}: +inf token not chosen");
-            }
+            let k = out.selected.unwrap_or_else(|| panic!("{name}: nothing selected with a +inf token"));
+            assert_eq!(out.tokens[k].0, 3, "{name}: +inf token not chosen");
         }
     }
 }
