@@ -29,7 +29,8 @@ fn check(what: &str, rc: i32, want: i32) {
     }
 }
 
-/// The three kinds of sampler an export may be handed besides the right one.
+/// llama.cpp's own sampler and ours of several families: the right kind
+/// for one export is the wrong kind for another.
 struct Samplers {
     foreign: LlamaSampler,
     greedy: LlamaSampler,

@@ -151,16 +151,14 @@ fn generate_with(model: &Model, prompt: &[i32], chain: *mut sys::llama_sampler, 
         params.n_threads_batch = threads;
         let ctx = sys::llama_init_from_model(model.as_ptr(), params);
         assert!(!ctx.is_null());
-        let mut tokens = prompt.to_vec();
         let mut out = Vec::new();
         let mut handed = Vec::new();
-        let mut next = tokens.clone();
+        let mut next = prompt.to_vec();
         for _ in 0..steps {
             assert_eq!(sys::llama_decode(ctx, sys::llama_batch_get_one(next.as_mut_ptr(), next.len() as i32)), 0);
             handed.push(sys::llama_get_sampled_logits_count_ith(ctx, -1));
             let t = sys::llama_sampler_sample(chain, ctx, -1);
             out.push(t);
-            tokens.push(t);
             next = vec![t];
         }
         sys::llama_free(ctx);

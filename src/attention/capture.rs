@@ -55,11 +55,8 @@ pub struct CapturedRow {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Graph evaluations completed (counted at the output node), less
-    /// those a [`CaptureSnapshot`] restore took back.
+    /// Graph evaluations completed (counted at the output node).
     graphs_done: u64,
-    /// Every graph evaluation observed, restores notwithstanding.
-    evaluations: u64,
     /// The graph whose attention tensor we last saw.
     seen_graph: Option<u64>,
     /// The outputs of the decode the host announced, if it did.
@@ -77,7 +74,7 @@ struct State {
 
 /// One announced decode: which batch rows to keep, and how far its ubatches
 /// have come.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Expectation {
     /// Batch indices whose rows are kept, ascending.
     indices: Vec<usize>,
@@ -89,11 +86,12 @@ struct Expectation {
     completed_in: Option<u64>,
 }
 
-/// What [`AttentionCapture::snapshot`] saves.
-#[derive(Debug, Clone)]
-pub struct CaptureSnapshot {
-    graphs_done: u64,
-    seen_graph: Option<u64>,
+/// What [`AttentionCapture::set_aside`] moved out of the capture, for
+/// [`AttentionCapture::restore`].
+#[derive(Debug)]
+pub struct SetAside {
+    /// Whether the rows were fresh (from the latest decode) when set aside.
+    fresh: bool,
     expected: Option<Expectation>,
     rows: Vec<CapturedRow>,
     selected: Option<usize>,
@@ -258,57 +256,45 @@ impl AttentionCapture {
         if !fresh(&s) {
             return Err(s.problem.clone().unwrap_or_else(|| "no attention captured from the last decode".into()));
         }
-        let row = match s.selected {
-            Some(b) => s.rows.iter().find(|r| r.batch_index == Some(b)).ok_or_else(|| format!("the last decode captured no row for batch index {b}"))?,
-            None => s.rows.last().ok_or("no attention row captured")?,
-        };
+        let row = s.selected_row().ok_or_else(|| format!("the last decode captured no row for batch index {:?}", s.selected))?;
         Ok(row.pos)
     }
 
-    /// Graph evaluations seen so far, less those hidden by
-    /// [`AttentionCapture::restore`] (a stamp: it changes when the host
-    /// decodes).
+    /// Graph evaluations seen so far (a stamp: it changes with every
+    /// decode).
     pub fn graphs_done(&self) -> u64 {
         self.lock().graphs_done
     }
 
-    /// Every graph evaluation observed, including the ones a restore hid
-    /// (for tests and traces).
-    pub fn evaluations(&self) -> u64 {
-        self.lock().evaluations
+    /// Moves out what the samplers read (the rows, the announcement, the
+    /// selection), leaving the capture empty, for a decode of one's own
+    /// such as the AlphaSampler's lookahead; [`AttentionCapture::restore`]
+    /// puts it back, so the host and the other samplers then read the
+    /// host's rows as if that decode had not happened. Moves, never copies.
+    pub fn set_aside(&self) -> SetAside {
+        let mut s = self.lock();
+        let was_fresh = fresh(&s);
+        SetAside { fresh: was_fresh, expected: s.expected.take(), rows: std::mem::take(&mut s.rows), selected: s.selected.take(), problem: s.problem.take() }
     }
 
-    /// Everything the samplers read (the rows, the announcement, the
-    /// selection, the graph stamps), to put back with
-    /// [`AttentionCapture::restore`] after a decode of one's own, such as
-    /// the AlphaSampler's lookahead: the host and the other samplers then
-    /// read the host's rows as if that decode had not happened.
-    pub fn snapshot(&self) -> CaptureSnapshot {
-        let s = self.lock();
-        CaptureSnapshot {
-            graphs_done: s.graphs_done,
-            seen_graph: s.seen_graph,
-            expected: s.expected.clone(),
-            rows: s.rows.clone(),
-            selected: s.selected,
-            problem: s.problem.clone(),
-        }
-    }
-
-    /// Puts back what [`AttentionCapture::snapshot`] took. Decodes since
-    /// the snapshot are forgotten, except by
-    /// [`AttentionCapture::evaluations`].
-    pub fn restore(&self, snapshot: CaptureSnapshot) {
+    /// Puts back what [`AttentionCapture::set_aside`] moved out; the rows
+    /// of the decodes since are recycled. Rows that were fresh then are
+    /// fresh again until the next decode.
+    pub fn restore(&self, saved: SetAside) {
         let mut s = self.lock();
         s.recycle_rows();
-        let stale: Vec<Vec<f32>> = s.pending_scores.drain(..).map(|(_, v)| v).collect();
-        s.spare.extend(stale);
-        s.graphs_done = snapshot.graphs_done;
-        s.seen_graph = snapshot.seen_graph;
-        s.expected = snapshot.expected;
-        s.rows = snapshot.rows;
-        s.selected = snapshot.selected;
-        s.problem = snapshot.problem;
+        s.recycle_pending_scores();
+        s.expected = saved.expected;
+        s.rows = saved.rows;
+        s.selected = saved.selected;
+        s.problem = saved.problem;
+        // Re-stamp: the restored rows stand for the latest graph (or stay
+        // stale, as they were).
+        let last_graph = s.graphs_done.checked_sub(1);
+        s.seen_graph = if saved.fresh { last_graph } else { None };
+        if let (true, Some(e)) = (saved.fresh, s.expected.as_mut()) {
+            e.completed_in = last_graph;
+        }
     }
 
     /// The reason the last observation was unusable, if any.
@@ -323,9 +309,7 @@ impl AttentionCapture {
         let is_scores = self.capture_scores && name == self.scores_name.as_bytes();
         if ask {
             if name == OUTPUT_NODE.as_bytes() {
-                let mut s = self.lock();
-                s.graphs_done += 1;
-                s.evaluations += 1;
+                self.lock().graphs_done += 1;
             }
             return is_softmax || is_scores;
         }
@@ -359,8 +343,7 @@ impl AttentionCapture {
             }
         } else {
             // Scores of an earlier ubatch that never met their softmax.
-            let stale: Vec<Vec<f32>> = s.pending_scores.drain(..).map(|(_, v)| v).collect();
-            s.spare.extend(stale);
+            s.recycle_pending_scores();
         }
         // The softmax op's first parameter is the scale it applied to the
         // scores (ggml_soft_max_ext).
@@ -438,9 +421,14 @@ impl AttentionCapture {
 unsafe fn rope_positions(softmax: &sys::ggml_tensor) -> Option<&sys::ggml_tensor> {
     const MAX_DEPTH: usize = 8;
     const MAX_NODES: usize = 64;
-    let mut stack: Vec<(*const sys::ggml_tensor, usize)> = vec![(softmax, 0)];
+    // A fixed stack (this runs once per decode): a full one skips sources.
+    let mut stack = [(std::ptr::null::<sys::ggml_tensor>(), 0usize); MAX_NODES];
+    stack[0] = (softmax, 0);
+    let mut len = 1;
     let mut visited = 0;
-    while let Some((t, depth)) = stack.pop() {
+    while len > 0 {
+        len -= 1;
+        let (t, depth) = stack[len];
         let t = &*t;
         visited += 1;
         if t.op == sys::GGML_OP_ROPE {
@@ -454,8 +442,9 @@ unsafe fn rope_positions(softmax: &sys::ggml_tensor) -> Option<&sys::ggml_tensor
         // Q is the second source of kq = mul_mat(k, q): push sources in
         // reverse so the first is explored first, as a path to Q is short.
         for &src in t.src.iter().rev() {
-            if !src.is_null() {
-                stack.push((src, depth + 1));
+            if !src.is_null() && len < MAX_NODES {
+                stack[len] = (src, depth + 1);
+                len += 1;
             }
         }
     }
@@ -495,6 +484,22 @@ impl State {
         false
     }
 
+    /// Moves the buffers of scores still waiting for their softmax to the
+    /// spare pool.
+    fn recycle_pending_scores(&mut self) {
+        let State { pending_scores, spare, .. } = self;
+        spare.extend(pending_scores.drain(..).map(|(_, v)| v));
+    }
+
+    /// The row the samplers read: the selected batch index's, else the
+    /// last captured; `None` when the last decode captured no such row.
+    fn selected_row(&self) -> Option<&CapturedRow> {
+        match self.selected {
+            Some(b) => self.rows.iter().find(|r| r.batch_index == Some(b)),
+            None => self.rows.last(),
+        }
+    }
+
     /// Moves the rows' buffers to the spare pool and empties `rows`.
     fn recycle_rows(&mut self) {
         for row in self.rows.drain(..) {
@@ -528,10 +533,7 @@ impl AttentionSource for AttentionCapture {
             }
             return None;
         }
-        let row = match s.selected {
-            Some(b) => s.rows.iter().find(|r| r.batch_index == Some(b))?,
-            None => s.rows.last()?,
-        };
+        let row = s.selected_row()?;
         attention_metrics(&row.probs, row.n_head, row.n_kv, row.scores.as_deref().map(|sc| (sc, row.scale)))
     }
 }

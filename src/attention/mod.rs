@@ -9,4 +9,4 @@
 
 mod capture;
 
-pub use capture::{eval_callback, AttentionCapture, CaptureConfig, CaptureSnapshot, CapturedRow};
+pub use capture::{eval_callback, AttentionCapture, CaptureConfig, CapturedRow, SetAside};

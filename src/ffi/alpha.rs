@@ -273,7 +273,7 @@ impl LookaheadBackend for LlamaLookahead {
             if let Some(&busy) = spares.iter().find(|&&s| sys::llama_memory_seq_pos_max(mem, s) >= 0) {
                 return Err(format!("spare sequence {busy} is in use; the lookahead only uses empty sequences"));
             }
-            let saved = self.capture.snapshot();
+            let saved = self.capture.set_aside();
             for &s in &spares {
                 sys::llama_memory_seq_cp(mem, self.main_seq, s, -1, pos + 1);
             }

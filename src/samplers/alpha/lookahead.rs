@@ -8,18 +8,17 @@
 //! cache restored afterwards) is `crate::ffi::LlamaLookahead`, in the layer
 //! that may talk to llama.cpp and the attention capture.
 
-use std::sync::Arc;
-
 use crate::core::math::{logit_key, max_logit};
-use crate::core::{Sampler, TokenData, TokenId};
-use crate::metrics::{AttentionMetrics, AttentionSource};
+use crate::core::{TokenData, TokenId};
+use crate::metrics::AttentionMetrics;
 
 /// An engine that can decode candidate tokens one step ahead of the
 /// current position and report the attention of those steps.
 ///
 /// Contract: [`LookaheadBackend::look_ahead`] leaves the model state the
-/// host samples from exactly as it found it (for llama.cpp: the KV cache),
-/// so that `apply` keeps no persistent effect.
+/// host samples from exactly as it found it (for llama.cpp: the KV cache,
+/// and the attention capture's rows, which the sampler and others read
+/// again), so that `apply` keeps no persistent effect.
 pub trait LookaheadBackend: Send {
     /// Decodes every token of `tokens` one step after the current position,
     /// each as its own continuation of the current sequence, and returns the
@@ -137,25 +136,6 @@ pub fn score_candidates(cands: &mut [ScoredCandidate], metrics: &[AttentionMetri
         }
     }
     best
-}
-
-/// Attaches (`Some`) or detaches (`None`) a lookahead backend to an alpha
-/// sampler known only as `&mut dyn Sampler` (e.g. behind a
-/// `struct llama_sampler *`), and, when `source` is `Some`, sets its
-/// attention source too (`None` leaves the source as it is). Rust hosts
-/// holding the concrete type can call
-/// [`super::AlphaSampler::set_lookahead`] instead.
-///
-/// Returns false, changing nothing, when `sampler` is not an alpha sampler.
-pub fn attach_lookahead(sampler: &mut (dyn Sampler + 'static), backend: Option<Box<dyn LookaheadBackend>>, source: Option<Arc<dyn AttentionSource>>) -> bool {
-    let Some(alpha) = sampler.downcast_mut::<super::AlphaSampler>() else {
-        return false;
-    };
-    alpha.set_lookahead(backend);
-    if source.is_some() {
-        alpha.set_attention_source(source);
-    }
-    true
 }
 
 #[cfg(test)]

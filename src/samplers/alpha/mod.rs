@@ -19,7 +19,7 @@ pub mod lookahead;
 pub mod params;
 pub mod sampler;
 
-pub use lookahead::{attach_lookahead, lookahead_candidates, score_candidates, LookaheadBackend, ScoredCandidate};
+pub use lookahead::{lookahead_candidates, score_candidates, LookaheadBackend, ScoredCandidate};
 pub use params::{rep_penalty_of, temperature_of, top_k_of, top_k_raw_of, top_p_of, AlphaDerived, AlphaParams, ThermoState};
 pub use sampler::{AlphaSampler, AlphaStep, LookaheadOutcome, NAME};
 

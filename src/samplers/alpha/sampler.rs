@@ -90,15 +90,12 @@ pub struct AlphaStep {
     pub selected_token: Option<TokenId>,
 }
 
-/// A lookahead result kept for an `apply` repeated at the same position:
-/// the lookahead decode overwrites the capture's rows, so a second `apply`
-/// before the next decode must not read them as the main step's attention.
+/// A lookahead result kept for an `apply` repeated at the same position, so
+/// that it does not decode again.
 #[derive(Debug, Clone)]
 struct LookaheadCache {
     /// The backend stamp right after the lookahead.
     stamp: (u64, i64),
-    /// The main step's attention, read before the lookahead.
-    main_attention: Option<AttentionMetrics>,
     /// The candidates decoded.
     tokens: Vec<TokenId>,
     /// Their attention, or the backend's error.
@@ -311,14 +308,9 @@ impl AlphaSampler {
         sum / (self.alphas.len() + 1) as f64
     }
 
-    /// The main step's attention: from the cache when nothing was decoded
-    /// since this sampler's own lookahead, else from the source.
+    /// The main step's attention, from the source (a lookahead leaves it as
+    /// it found it).
     fn main_attention(&self) -> Option<AttentionMetrics> {
-        if let (Some(cache), Some(backend)) = (&self.cache, &self.backend.0) {
-            if backend.stamp() == Some(cache.stamp) {
-                return cache.main_attention;
-            }
-        }
         self.source.as_ref().and_then(|s| s.metrics()).filter(|m| m.entropy_bits.is_finite() && m.head_entropy_variance_bits2.is_finite())
     }
 
@@ -376,7 +368,7 @@ impl AlphaSampler {
     /// The lookahead of a COLD step. Returns the outcome and the scored
     /// candidates; on `Decided`/`SingleCandidate` the candidates are
     /// truncated to the lookahead set with the winner selected.
-    fn look_ahead(&mut self, candidates: &mut Candidates<'_>, main_attention: Option<AttentionMetrics>) -> (LookaheadOutcome, Vec<ScoredCandidate>, bool) {
+    fn look_ahead(&mut self, candidates: &mut Candidates<'_>) -> (LookaheadOutcome, Vec<ScoredCandidate>, bool) {
         let chosen = lookahead_candidates(candidates.as_slice(), self.params.lookahead_k as usize, self.params.lookahead_p);
         if chosen.is_empty() {
             return (LookaheadOutcome::Failed("no candidate with p > 0".into()), Vec::new(), false);
@@ -399,7 +391,7 @@ impl AlphaSampler {
                 Some(r) => r,
                 None => {
                     let r = backend.look_ahead(&tokens);
-                    self.cache = backend.stamp().map(|stamp| LookaheadCache { stamp, main_attention, tokens, result: r.clone() });
+                    self.cache = backend.stamp().map(|stamp| LookaheadCache { stamp, tokens, result: r.clone() });
                     r
                 }
             };
@@ -468,7 +460,7 @@ impl Sampler for AlphaSampler {
         let (outcome, scored, reused) = match state {
             ThermoState::Cold if !self.params.lookahead => (LookaheadOutcome::Off, Vec::new(), false),
             ThermoState::Cold if self.backend.0.is_none() => (LookaheadOutcome::NoContext, Vec::new(), false),
-            ThermoState::Cold => self.look_ahead(candidates, attention),
+            ThermoState::Cold => self.look_ahead(candidates),
             _ => (LookaheadOutcome::NotCold, Vec::new(), false),
         };
         if !matches!(outcome, LookaheadOutcome::Decided | LookaheadOutcome::SingleCandidate) {

@@ -57,11 +57,6 @@ impl Strategy {
             Strategy::Adaptive => 5,
         }
     }
-
-    /// Inverse of [`Strategy::name`].
-    pub fn from_name(name: &str) -> Option<Self> {
-        [Strategy::Flowing, Strategy::Treading, Strategy::Exploring, Strategy::Resampling, Strategy::Adaptive].into_iter().find(|s| s.name() == name)
-    }
 }
 
 /// Which token a treading step inserted.
