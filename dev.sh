@@ -5,9 +5,9 @@
 #   ./dev.sh test                   run the whole test suite
 #
 # Both first install what the build needs when it is missing (cmake, a C/C++
-# compiler, libclang for bindgen; valgrind for the tests) with apt-get, then
-# call cargo. Everything runs in release mode: llama.cpp is built once (a few
-# minutes the first time).
+# compiler, libclang for bindgen; valgrind and python3-venv for the tests)
+# with apt-get, then call cargo. Everything runs in release mode: llama.cpp
+# is built once (a few minutes the first time).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -23,6 +23,9 @@ install_build_deps() {
     # The test suite runs a C host under valgrind (tests/c_example.rs).
     if [ "${1:-}" = test ]; then
         command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+        # tests/serve.rs drives `serve` with the openai Python package, in a
+        # virtual environment it makes under target/.
+        python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3 python3-venv)
     fi
     if ((${#missing[@]})); then
         echo "dev.sh: installing ${missing[*]}" >&2

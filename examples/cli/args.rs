@@ -188,6 +188,10 @@ pub enum Command {
     /// diversity and likelihood on open-ended prompts, cost; paired tests
     /// against a baseline; equal tuning budgets with --tune-budget.
     Eval(crate::eval::EvalArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API (chat
+    /// completions, completions, models), with every sampler family per
+    /// request, per-token telemetry and parallel slots.
+    Serve(crate::serve::ServeArgs),
     /// Search the adaptive Dirichlet sampler's hyperparameters on a prompt
     /// set (minimising the average cross-entropy rate) and write a profile.
     Tune {

@@ -9,6 +9,7 @@ mod chain_builder;
 mod chat;
 mod eval;
 mod generate;
+mod serve;
 mod session;
 mod trace;
 mod tune;
@@ -36,6 +37,9 @@ fn main() {
             std::process::exit(code);
         }
     };
+    // Logs go through `log`; RUST_LOG overrides. `serve` logs its requests.
+    let serving = matches!(args.command, Some(Command::Serve(_)));
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(if serving { "warn,cli=info" } else { "warn" })).init();
     match std::panic::catch_unwind(|| run(args)) {
         Ok(Ok(())) => {}
         Ok(Err(message)) => {
@@ -60,6 +64,9 @@ fn run(args: Args) -> Result<(), String> {
         return Ok(());
     }
     let model_path = resolve_model(&args)?;
+    if let Some(Command::Serve(serve_args)) = &args.command {
+        return serve::run(&args, serve_args, &model_path);
+    }
     if let Some(Command::Calibrate { prompts, output, tokens_per_prompt }) = &args.command {
         return run_calibrate(&args, &model_path, prompts.as_deref(), output, *tokens_per_prompt);
     }
