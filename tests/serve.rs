@@ -91,7 +91,12 @@ fn openai_client_against_serve() {
     let addr = server.url.trim_start_matches("http://").to_string();
     let mut conn = TcpStream::connect(&addr).unwrap();
     let body = r#"{"messages": [{"role": "user", "content": "Count to fifty."}], "max_tokens": 64, "ignore_eos": true, "stream": true}"#;
-    write!(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    write!(
+        conn,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
     let mut first = [0u8; 64];
     let n = conn.read(&mut first).unwrap();
     assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&first[..n]));
