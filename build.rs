@@ -26,6 +26,11 @@ fn main() {
     for lib in ["llama", "ggml", "ggml-base", "ggml-cpu"] {
         println!("cargo:rustc-link-arg=-l{lib}");
     }
+    // libggml's RPC backend, when llama.cpp was built with GGML_RPC=ON
+    // (.cargo/config.toml): a dependency of libggml, found the same way.
+    if ["libggml-rpc.so", "libggml-rpc.dylib"].iter().any(|n| lib_dir.join(n).exists()) {
+        println!("cargo:rustc-link-arg=-lggml-rpc");
+    }
     println!("cargo:rustc-link-arg=-Wl,--as-needed");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
     // For copies of a binary placed beside the libraries (see README, "Install").

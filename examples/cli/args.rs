@@ -69,6 +69,11 @@ pub struct Args {
     #[arg(long = "n-gpu-layers", alias = "ngl", default_value_t = 0, global = true)]
     pub n_gpu_layers: i32,
 
+    /// llama.cpp RPC workers (`rpc-worker`) as host:port[,host:port]; with
+    /// -ngl the model's layers are spread over them.
+    #[arg(long = "rpc", value_delimiter = ',', global = true)]
+    pub rpc: Vec<String>,
+
     /// Flash attention: auto, on or off (attention samplers force off).
     #[arg(long = "flash-attn", value_enum, default_value_t = FlashAttn::Auto, global = true)]
     pub flash_attn: FlashAttn,
@@ -192,6 +197,19 @@ pub enum Command {
     /// completions, completions, models), with every sampler family per
     /// request, per-token telemetry and parallel slots.
     Serve(crate::serve::ServeArgs),
+    /// Serve this machine's CPU to RPC hosts (`--rpc`), through ggml's RPC
+    /// server: no authentication, trusted networks only.
+    RpcWorker {
+        /// Address to listen on.
+        #[arg(long = "host", default_value = "127.0.0.1")]
+        host: String,
+        /// Port to listen on.
+        #[arg(long = "port", default_value_t = 50052)]
+        port: u16,
+        /// Keep tensors hosts sent in this folder, so a reload sends less.
+        #[arg(long = "cache")]
+        cache: Option<PathBuf>,
+    },
     /// Search the adaptive Dirichlet sampler's hyperparameters on a prompt
     /// set (minimising the average cross-entropy rate) and write a profile.
     Tune {

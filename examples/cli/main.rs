@@ -63,7 +63,18 @@ fn run(args: Args) -> Result<(), String> {
         println!("{}", path.display());
         return Ok(());
     }
+    if let Some(Command::RpcWorker { host, port, cache }) = &args.command {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = args.threads.map_or(cores, |t| t.max(1) as usize);
+        let endpoint = format!("{host}:{port}");
+        if !args.quiet {
+            eprintln!("rpc-worker: serving this CPU on {endpoint} with {threads} threads (no authentication: trusted networks only)");
+        }
+        return entropix_sampler::llama::run_rpc_worker(&endpoint, threads, cache.as_deref()).map_err(|e| e.to_string());
+    }
     let model_path = resolve_model(&args)?;
+    // RPC workers become devices before any model is loaded.
+    entropix_sampler::llama::add_rpc_servers(&args.rpc).map_err(|e| e.to_string())?;
     if let Some(Command::Serve(serve_args)) = &args.command {
         return serve::run(&args, serve_args, &model_path);
     }

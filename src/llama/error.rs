@@ -32,4 +32,7 @@ pub enum LlamaError {
     /// A sampler constructor returned NULL.
     #[error("cannot create sampler: {0}")]
     Sampler(String),
+    /// llama.cpp's RPC backend: missing, or a worker out of reach.
+    #[error("{0}")]
+    Rpc(String),
 }

@@ -9,6 +9,7 @@ mod chain;
 mod context;
 mod error;
 mod model;
+mod rpc;
 mod utf8;
 
 pub use backend::{init_backend, set_log_level, LogLevel};
@@ -16,4 +17,5 @@ pub use chain::SamplerChain;
 pub use context::{Context, ContextOptions, FlashAttention};
 pub use error::LlamaError;
 pub use model::{ChatMessage, Model, ModelOptions};
+pub use rpc::{add_rpc_servers, run_rpc_worker};
 pub use utf8::Utf8Stream;
