@@ -1425,6 +1425,24 @@ entropix_dynamic_temperature_params entropix_dynamic_temperature_default_params(
 // `entropix_dynamic_temperature_params`.
 struct llama_sampler *entropix_sampler_init_dynamic_temperature(const entropix_dynamic_temperature_params *params);
 
+// Any sampler of the library by `name` (`top_k`, `entropix`,
+// `repetition_decay`, ...; see the README), with `params_json` a JSON
+// object of its parameters by their C field names; missing fields keep
+// the defaults, NULL or `""` means all defaults. Lists:
+// `length_penalty`'s `stop_tokens`, `token_ban`'s `ids`, `logit_bias`'s
+// `biases` (`[[token, bias], ...]`). The entropix, four-mode, alpha and
+// dirichlet samplers accept `"preset": "reference"` (the seeds' values,
+// before the other fields). DRY needs the vocabulary: use
+// `entropix_sampler_init_dry`.
+//
+// Returns a new sampler owned by the caller, or NULL with a last error
+// naming the problem (unknown sampler or field, a value of the wrong type
+// or out of range, malformed JSON).
+//
+// # Safety
+// `name` is a NUL-terminated string; `params_json` is NULL or one.
+struct llama_sampler *entropix_sampler_init_json(const char *name, const char *params_json);
+
 // Default parameters of Mirostat v1: n_vocab 0 (the candidate count),
 // seed 0xFFFFFFFF (random), tau 5.0 bits, eta 0.1, m 100.
 entropix_mirostat_params entropix_mirostat_default_params(void);

@@ -361,3 +361,38 @@ fn a_model_without_a_profile_is_calibrated_once() {
     assert_eq!(first.stdout, second.stdout);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Writes `json` to a fresh file for `--sampler-config`.
+fn config_file(name: &str, json: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("entropix-cli-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, json).unwrap();
+    path
+}
+
+#[test]
+fn a_sampler_config_file_builds_any_chain_and_its_parameters_count() {
+    let prompt = ["-p", "List three facts about the Moon.", "-n", "24"];
+    // top-k 1 leaves one candidate: the text is greedy's.
+    let greedy = run(&[&prompt[..], &["--temp", "0"]].concat());
+    let k1 = config_file("k1.json", r#"{"samplers": [{"name": "top_k", "k": 1}, {"name": "dist", "seed": 3}]}"#);
+    let out = run(&[&prompt[..], &["--sampler-config", k1.to_str().unwrap()]].concat());
+    assert_ok(&out);
+    assert_eq!(stdout(&out), stdout(&greedy));
+    // Seed 004's samplers, reachable only through the file: a strong
+    // decaying repetition penalty and a ban change greedy's text.
+    let banned = config_file(
+        "ban.json",
+        r#"[{"name": "repetition_decay", "factor": 3.0, "decay": 0.9}, {"name": "token_ban", "ids": [1, 2]},
+            {"name": "length_penalty", "stop_tokens": [2]}, {"name": "greedy"}]"#,
+    );
+    let out = run(&[&prompt[..], &["--sampler-config", banned.to_str().unwrap()]].concat());
+    assert_ok(&out);
+    assert_ne!(stdout(&out), stdout(&greedy), "the penalties changed nothing");
+    // Errors name the entry and the field.
+    let bad = config_file("bad.json", r#"[{"name": "top_p", "pp": 0.9}, {"name": "dist"}]"#);
+    let out = run(&[&prompt[..], &["--sampler-config", bad.to_str().unwrap()]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("entry 0") && stderr(&out).contains("unknown parameter `pp`"), "{}", stderr(&out));
+}

@@ -1,6 +1,6 @@
 //! `cli serve` on the default model, driven by the official `openai` Python
-//! client (tests/serve/test_openai.py, run with pytest in a virtual
-//! environment under target/ that this test makes once), then stopped with
+//! client (tests/serve/test_openai.py, run with pytest in the virtual
+//! environment of tests/common/python.rs), then stopped with
 //! SIGTERM during a stream, which must finish that stream and exit 0.
 
 mod common;
@@ -14,29 +14,6 @@ use std::time::{Duration, Instant};
 fn cli_path() -> PathBuf {
     let profile = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
     profile.join("examples").join("cli")
-}
-
-/// The Python of a virtual environment with `openai` and `pytest`, made
-/// (once) in target/serve-venv.
-fn python_with_openai() -> PathBuf {
-    let target = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
-    let venv = target.join("serve-venv");
-    let python = venv.join("bin").join("python");
-    let ready = venv.join(".ready");
-    if !ready.is_file() {
-        let made = Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
-        assert!(
-            made.is_ok_and(|s| s.success()),
-            "python3 -m venv failed: the serve tests need python3 with venv (Debian: apt-get install python3-venv; ./dev.sh test installs it)"
-        );
-        let installed = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "openai>=1.40,<3", "pytest>=7", "httpx"])
-            .status()
-            .expect("pip runs");
-        assert!(installed.success(), "pip install openai pytest httpx failed");
-        std::fs::write(&ready, "").unwrap();
-    }
-    python
 }
 
 struct Server {
@@ -72,7 +49,7 @@ fn start_server(model: &Path, extra: &[&str]) -> Server {
 #[test]
 fn openai_client_against_serve() {
     let model = common::llama::model_path();
-    let python = python_with_openai();
+    let python = common::python::venv_python();
     let mut server = start_server(&model, &["--parallel", "4", "--queue", "1", "-c", "4096"]);
     let model_id = model.file_stem().unwrap().to_string_lossy().into_owned();
     let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/test_openai.py");
@@ -86,6 +63,12 @@ fn openai_client_against_serve() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the openai client tests failed");
+
+    // The Python example generates text through the server.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("bindings/python/examples/chat_over_serve.py");
+    let out = Command::new(&python).arg(&example).args(["--url", &server.url, "--max-tokens", "12"]).output().expect("python runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("[entropix: 12 tokens; strategies"), "{text}{}", String::from_utf8_lossy(&out.stderr));
 
     // SIGTERM while a stream runs: the stream is finished, then serve exits 0.
     let addr = server.url.trim_start_matches("http://").to_string();

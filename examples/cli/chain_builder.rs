@@ -91,7 +91,18 @@ pub fn build_without_profile(args: &Args, model: &Model) -> Result<BuiltChain, S
 }
 
 fn build_with(args: &Args, model: &Model, use_shipped_profile: bool) -> Result<BuiltChain, String> {
-    let (chain, lookahead_k) = match args.sampler.as_str() {
+    let (chain, lookahead_k) = match (&args.sampler_config, args.sampler.as_str()) {
+        (Some(path), _) => crate::sampler_config::build(path, args, model)?,
+        (None, family) => by_family(family, args, model, use_shipped_profile)?,
+    };
+    let needs_attention = (0..chain.len()).any(|i| unsafe { ffi::entropix_sampler_needs_attention(chain.get(i)) });
+    Ok(BuiltChain { chain, needs_attention, lookahead_k })
+}
+
+/// The chain of `--sampler FAMILY`, and the lookahead size of an
+/// AlphaSampler that looks ahead.
+fn by_family(family: &str, args: &Args, model: &Model, use_shipped_profile: bool) -> Result<(SamplerChain, Option<u32>), String> {
+    Ok(match family {
         "classic" => (classic(args, model)?, None),
         "entropix" | "four-mode" => (entropy_family(args, model, use_shipped_profile)?, None),
         "dirichlet" => (dirichlet(args)?, None),
@@ -100,9 +111,7 @@ fn build_with(args: &Args, model: &Model, use_shipped_profile: bool) -> Result<B
             (chain, p.lookahead.then_some(p.lookahead_k as u32))
         }
         other => return Err(format!("unknown sampler family `{other}` (known: {})", FAMILIES.join(", "))),
-    };
-    let needs_attention = (0..chain.len()).any(|i| unsafe { ffi::entropix_sampler_needs_attention(chain.get(i)) });
-    Ok(BuiltChain { chain, needs_attention, lookahead_k })
+    })
 }
 
 /// The AlphaSampler alone (it selects). Its lookahead is attached to the
@@ -301,38 +310,7 @@ fn classic(args: &Args, model: &Model) -> Result<SamplerChain, String> {
                         unsafe { sys::llama_sampler_init_penalties(n_vocab, p.penalty_last_n, p.penalty_repeat, p.penalty_freq, p.penalty_present) }
                     })?;
                 }
-                Stage::Dry => {
-                    let last_n = if s.dry_penalty_last_n < 0 { args.ctx_size as i32 } else { s.dry_penalty_last_n };
-                    let p = DryParams {
-                        multiplier: s.dry_multiplier,
-                        base: s.dry_base,
-                        allowed_length: s.dry_allowed_length,
-                        penalty_last_n: last_n,
-                    };
-                    let breakers: Vec<String> =
-                        if s.dry_sequence_breaker.is_empty() { ["\n", ":", "\"", "*"].map(String::from).to_vec() } else { s.dry_sequence_breaker.clone() };
-                    let c_breakers: Vec<CString> = breakers
-                        .iter()
-                        .map(|b| CString::new(b.as_str()))
-                        .collect::<Result<_, _>>()
-                        .map_err(|_| "a DRY sequence breaker contains a NUL byte")?;
-                    let ptrs: Vec<*const std::ffi::c_char> = c_breakers.iter().map(|c| c.as_ptr()).collect();
-                    add(if ours {
-                        unsafe { ffi::entropix_sampler_init_dry(model.vocab_ptr(), model.n_ctx_train() as i32, &p, ptrs.as_ptr(), ptrs.len()) }
-                    } else {
-                        unsafe {
-                            sys::llama_sampler_init_dry(
-                                model.vocab_ptr(),
-                                p.multiplier,
-                                p.base,
-                                p.allowed_length,
-                                p.penalty_last_n,
-                                ptrs.as_ptr().cast_mut(),
-                                ptrs.len(),
-                            )
-                        }
-                    })?;
-                }
+                Stage::Dry => add(dry_sampler(args, model, ours)?)?,
                 Stage::TopNSigma => {
                     let p = TopNSigmaParams { n: s.top_n_sigma };
                     add(if ours { unsafe { ffi::entropix_sampler_init_top_n_sigma(&p) } } else { unsafe { sys::llama_sampler_init_top_n_sigma(p.n) } })?;
@@ -377,6 +355,27 @@ fn classic(args: &Args, model: &Model) -> Result<SamplerChain, String> {
         add(if ours { unsafe { ffi::entropix_sampler_init_dist(&p) } } else { unsafe { sys::llama_sampler_init_dist(p.seed) } })?;
     }
     Ok(chain)
+}
+
+/// DRY from the `--dry-*` flags: entropix's (`ours`) or llama.cpp's.
+pub fn dry_sampler(args: &Args, model: &Model, ours: bool) -> Result<*mut sys::llama_sampler, String> {
+    let s = &args.sampling;
+    let last_n = if s.dry_penalty_last_n < 0 { args.ctx_size as i32 } else { s.dry_penalty_last_n };
+    let p = DryParams { multiplier: s.dry_multiplier, base: s.dry_base, allowed_length: s.dry_allowed_length, penalty_last_n: last_n };
+    let breakers: Vec<String> =
+        if s.dry_sequence_breaker.is_empty() { ["\n", ":", "\"", "*"].map(String::from).to_vec() } else { s.dry_sequence_breaker.clone() };
+    let c_breakers: Vec<CString> =
+        breakers.iter().map(|b| CString::new(b.as_str())).collect::<Result<_, _>>().map_err(|_| "a DRY sequence breaker contains a NUL byte")?;
+    let ptrs: Vec<*const std::ffi::c_char> = c_breakers.iter().map(|c| c.as_ptr()).collect();
+    // SAFETY: the model's vocabulary and `ptrs.len()` NUL-terminated strings,
+    // copied by the constructors.
+    Ok(if ours {
+        unsafe { ffi::entropix_sampler_init_dry(model.vocab_ptr(), model.n_ctx_train() as i32, &p, ptrs.as_ptr(), ptrs.len()) }
+    } else {
+        unsafe {
+            sys::llama_sampler_init_dry(model.vocab_ptr(), p.multiplier, p.base, p.allowed_length, p.penalty_last_n, ptrs.as_ptr().cast_mut(), ptrs.len())
+        }
+    })
 }
 
 /// Plain temperature, or llama.cpp's entropy-based dynamic temperature

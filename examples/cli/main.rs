@@ -9,6 +9,7 @@ mod chain_builder;
 mod chat;
 mod eval;
 mod generate;
+mod sampler_config;
 mod serve;
 mod session;
 mod trace;
@@ -38,8 +39,20 @@ fn main() {
         }
     };
     // Logs go through `log`; RUST_LOG overrides. `serve` logs its requests.
+    // Quiet by default (warnings and errors, llama.cpp's included); -v
+    // shows everything, --quiet errors only; `serve` logs its requests.
     let serving = matches!(args.command, Some(Command::Serve(_)));
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(if serving { "warn,cli=info" } else { "warn" })).init();
+    let default_filter = match (args.verbose, args.quiet, serving) {
+        (true, _, _) => "debug",
+        (false, true, _) => "error",
+        (false, false, true) => "warn,cli=info",
+        (false, false, false) => "warn",
+    };
+    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter));
+    if !serving {
+        logger.format_timestamp(None);
+    }
+    logger.init();
     match std::panic::catch_unwind(|| run(args)) {
         Ok(Ok(())) => {}
         Ok(Err(message)) => {

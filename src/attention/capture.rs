@@ -524,16 +524,26 @@ impl AttentionSource for AttentionCapture {
     fn metrics(&self) -> Option<AttentionMetrics> {
         let s = self.lock();
         if !fresh(&s) {
+            let problem = s.problem.clone();
             drop(s);
+            log::debug!(target: "entropix_sampler", "attention: no fresh row for this step{}", problem.map_or(String::new(), |p| format!(": {p}")));
             if !self.warned.swap(true, Ordering::Relaxed) {
-                eprintln!(
-                    "entropix: no fresh attention for this step (flash attention on, or the eval callback not installed); \
-                     attention metrics are unavailable, samplers fall back to logits metrics"
-                );
+                let message = "no fresh attention for this step (flash attention on, or the eval callback not installed); \
+                               attention metrics are unavailable, samplers fall back to logits metrics";
+                // Through the host's logger when it has one, else stderr
+                // (C hosts), once.
+                if log::max_level() != log::LevelFilter::Off {
+                    log::warn!(target: "entropix_sampler", "{message}");
+                } else {
+                    eprintln!("entropix: {message}");
+                }
             }
             return None;
         }
-        let row = s.selected_row()?;
+        let Some(row) = s.selected_row() else {
+            log::debug!(target: "entropix_sampler", "attention: the selected batch index {:?} was not captured in the last decode", s.selected);
+            return None;
+        };
         attention_metrics(&row.probs, row.n_head, row.n_kv, row.scores.as_deref().map(|sc| (sc, row.scale)))
     }
 }

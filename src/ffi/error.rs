@@ -96,7 +96,9 @@ thread_local! {
 
 /// Records `message` as this thread's last error.
 pub(crate) fn set_last_error(message: impl Into<String>) {
-    let text = CString::new(message.into().replace('\0', " ")).unwrap_or_default();
+    let message = message.into();
+    log::debug!(target: "entropix_sampler", "error: {message}");
+    let text = CString::new(message.replace('\0', " ")).unwrap_or_default();
     LAST_ERROR.with(|e| *e.borrow_mut() = text);
     LAST_ERROR_SET.with(|f| f.set(true));
 }

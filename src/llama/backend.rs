@@ -32,12 +32,38 @@ pub fn init_backend() {
     });
 }
 
-/// Sets how much of llama.cpp's log is printed to stderr.
+/// Sets how much of llama.cpp's log is printed to stderr when no `log`
+/// logger is installed (with one, its filter decides).
 pub fn set_log_level(level: LogLevel) {
     LEVEL.store(level as u8, Ordering::Relaxed);
 }
 
+/// The `log` level of the last record, for llama.cpp's continuation lines.
+static LAST: AtomicU8 = AtomicU8::new(3);
+
+/// llama.cpp's log: through the `log` facade (target `llama.cpp`) when the
+/// host installed a logger (`env_logger` in the CLI: `RUST_LOG=llama.cpp=info`
+/// shows model loading), otherwise to stderr filtered by [`set_log_level`].
 unsafe extern "C" fn log_callback(level: sys::ggml_log_level, text: *const c_char, _user: *mut c_void) {
+    if text.is_null() {
+        return;
+    }
+    if log::max_level() != log::LevelFilter::Off {
+        let lvl = match level {
+            sys::GGML_LOG_LEVEL_ERROR => log::Level::Error,
+            sys::GGML_LOG_LEVEL_WARN => log::Level::Warn,
+            sys::GGML_LOG_LEVEL_INFO => log::Level::Info,
+            sys::GGML_LOG_LEVEL_CONT => level_from(LAST.load(Ordering::Relaxed)),
+            _ => log::Level::Debug,
+        };
+        LAST.store(lvl as u8, Ordering::Relaxed);
+        let message = CStr::from_ptr(text).to_string_lossy();
+        let message = message.trim_end_matches('\n');
+        if !message.is_empty() {
+            log::log!(target: "llama.cpp", lvl, "{message}");
+        }
+        return;
+    }
     let wanted = LEVEL.load(Ordering::Relaxed);
     let severity = match level {
         sys::GGML_LOG_LEVEL_ERROR => LogLevel::Error as u8,
@@ -50,13 +76,21 @@ unsafe extern "C" fn log_callback(level: sys::ggml_log_level, text: *const c_cha
         }
         _ => LogLevel::Debug as u8,
     };
-    if severity <= wanted && !text.is_null() {
+    if severity <= wanted {
         print(text);
     }
 }
 
-unsafe fn print(text: *const c_char) {
-    if !text.is_null() {
-        eprint!("{}", CStr::from_ptr(text).to_string_lossy());
+fn level_from(n: u8) -> log::Level {
+    match n {
+        1 => log::Level::Error,
+        2 => log::Level::Warn,
+        3 => log::Level::Info,
+        4 => log::Level::Debug,
+        _ => log::Level::Trace,
     }
+}
+
+unsafe fn print(text: *const c_char) {
+    eprint!("{}", CStr::from_ptr(text).to_string_lossy());
 }

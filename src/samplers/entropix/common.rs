@@ -304,6 +304,33 @@ pub struct StepReport {
 }
 
 impl StepReport {
+    /// One debug line per step (`RUST_LOG=entropix_sampler=debug`): what a
+    /// user debugging a chain needs to see the strategy and its inputs.
+    pub fn log(&self, sampler: &str) {
+        if !log::log_enabled!(target: "entropix_sampler", log::Level::Debug) {
+            return;
+        }
+        let attn = if self.attention_available() {
+            format!("attention H {:.3} bits V {:.3} bits² agreement {:.3}", self.attn_entropy_bits, self.attn_varentropy_bits2, self.agreement)
+        } else {
+            "no attention".to_string()
+        };
+        let d = &self.derived;
+        log::debug!(
+            target: "entropix_sampler",
+            "{sampler}: {} (H {:.3} bits, V {:.3} bits², {attn}) -> T {} top-k {} top-p {} min-p {}; token {:?}{}",
+            self.strategy.name(),
+            self.entropy_bits,
+            self.varentropy_bits2,
+            d.temperature,
+            d.top_k,
+            d.top_p,
+            d.min_p,
+            self.selected_token,
+            self.inserted_token.map_or(String::new(), |t| format!(", inserted {t}")),
+        );
+    }
+
     pub(crate) fn new(strategy: Strategy, stats: &LogitStats, attn: &AttnTerms, kind: AttnVarentropyKind) -> Self {
         Self {
             strategy,

@@ -444,6 +444,7 @@ impl Sampler for FourMode {
             report.derived = d;
         }
         report.selected_token = candidates.selected_token();
+        report.log("four-mode");
         self.last = Some(report);
         Ok(())
     }

@@ -733,6 +733,7 @@ impl Sampler for Entropix {
             }
         }
         report.selected_token = candidates.selected_token();
+        report.log("entropix");
         self.last = Some(report);
         Ok(())
     }
