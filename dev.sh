@@ -26,6 +26,8 @@ install_build_deps() {
         # tests/serve.rs drives `serve` with the openai Python package, in a
         # virtual environment it makes under target/.
         python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3 python3-venv)
+        # tests/install.rs builds a C program through pkg-config.
+        command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
     fi
     if ((${#missing[@]})); then
         echo "dev.sh: installing ${missing[*]}" >&2
