@@ -17,7 +17,15 @@ pub struct Stats {
     pub prompt_time: Duration,
     pub n_generated: usize,
     pub generation_time: Duration,
+    /// Filling the candidate array from the logits and applying the chain
+    /// (what llama_sampler_sample does): `fill_time + chain_time`.
     pub sampling_time: Duration,
+    /// Filling the candidate array (one pass over the vocabulary).
+    pub fill_time: Duration,
+    /// The chain's apply and accept.
+    pub chain_time: Duration,
+    /// `llama_decode` of the generated tokens.
+    pub decode_time: Duration,
     pub stopped_by_eog: bool,
     /// Generation ended at one of [`Generator::stop`]'s strings.
     pub stopped_by_string: bool,
@@ -91,7 +99,10 @@ impl<'c, 'm> Generator<'c, 'm> {
         let model = self.ctx.model();
 
         let mut text = Utf8Stream::default();
-        let mut generated = Vec::new();
+        // Reused every token: the loop allocates nothing per token (beyond
+        // `generated` growing, and the trace or stop strings when asked for).
+        let (mut piece_bytes, mut piece) = (Vec::with_capacity(64), String::with_capacity(64));
+        let mut generated = Vec::with_capacity(if n_predict > 0 { n_predict as usize } else { 256 });
         // The text so far, kept only when stop strings are watched.
         let mut so_far = String::new();
         let t_gen = Instant::now();
@@ -100,9 +111,10 @@ impl<'c, 'm> Generator<'c, 'm> {
             // may decode (the AlphaSampler's lookahead), which reuses the
             // logits buffer.
             let lse = self.raw_logprobs.is_some().then(|| copy_with_log_sum_exp(self.ctx.logits(-1), &mut self.raw_logits));
-            let t_sample = Instant::now();
-            let token = self.sample_next(generated.len())?;
-            stats.sampling_time += t_sample.elapsed();
+            let (token, fill, chain) = self.sample_next(generated.len())?;
+            stats.fill_time += fill;
+            stats.chain_time += chain;
+            stats.sampling_time += fill + chain;
             if let (Some(lp), Some(lse)) = (self.raw_logprobs.as_mut(), lse) {
                 lp.push(self.raw_logits.get(token as usize).map_or(f64::NEG_INFINITY, |&l| l as f64 - lse));
             }
@@ -111,7 +123,9 @@ impl<'c, 'm> Generator<'c, 'm> {
                 break;
             }
             generated.push(token);
-            let piece = text.push(&model.token_bytes(token, false));
+            model.token_bytes_into(token, false, &mut piece_bytes);
+            piece.clear();
+            text.push_into(&piece_bytes, &mut piece);
             if !self.stop.is_empty() {
                 so_far.push_str(&piece);
             }
@@ -135,7 +149,9 @@ impl<'c, 'm> Generator<'c, 'm> {
                 stats.context_full = true;
                 break;
             }
+            let t_decode = Instant::now();
             self.ctx.decode(&[token], self.n_past, 0, false)?;
+            stats.decode_time += t_decode.elapsed();
             self.n_past += 1;
         }
         let rest = text.finish();
@@ -167,10 +183,12 @@ impl<'c, 'm> Generator<'c, 'm> {
         Ok(())
     }
 
-    /// Applies the chain to the last logits, accepts and returns the token.
-    /// Does what llama_sampler_sample does, keeping the final candidates
-    /// for the trace.
-    fn sample_next(&mut self, step: usize) -> Result<TokenId, LlamaError> {
+    /// Applies the chain to the last logits, accepts and returns the token,
+    /// with the time of the fill and of the chain. Does what
+    /// llama_sampler_sample does, keeping the final candidates for the
+    /// trace.
+    fn sample_next(&mut self, step: usize) -> Result<(TokenId, Duration, Duration), LlamaError> {
+        let t_fill = Instant::now();
         let logits = self.ctx.logits(-1);
         self.candidates.clear();
         self.candidates.extend(logits.iter().enumerate().map(|(id, &l)| TokenData::new(id as TokenId, l)));
@@ -179,7 +197,9 @@ impl<'c, 'm> Generator<'c, 'm> {
                 c.logit = f32::NEG_INFINITY;
             }
         }
+        let fill = t_fill.elapsed();
         let raw = self.trace.is_some().then(|| RawView::new(logits));
+        let t_chain = Instant::now();
         let mut arr = sys::llama_token_data_array { data: self.candidates.as_mut_ptr().cast(), size: self.candidates.len(), selected: -1, sorted: false };
         unsafe { sys::llama_sampler_apply(self.chain.as_ptr(), &mut arr) };
         let n = arr.size;
@@ -187,11 +207,14 @@ impl<'c, 'm> Generator<'c, 'm> {
         // Samplers may point `data` elsewhere; read from where it points.
         let final_cands: &[TokenData] = unsafe { std::slice::from_raw_parts(arr.data.cast::<TokenData>(), n) };
         let token = final_cands[sel].id;
+        let mut chain = t_chain.elapsed();
         if let (Some(trace), Some(raw)) = (self.trace.as_deref_mut(), raw) {
             trace.record(step, token, &raw, final_cands, self.chain, self.ctx.model());
         }
+        let t_accept = Instant::now();
         self.chain.accept(token);
-        Ok(token)
+        chain += t_accept.elapsed();
+        Ok((token, fill, chain))
     }
 }
 
@@ -248,7 +271,17 @@ pub fn print_summary(stats: &Stats, chain: &SamplerChain) {
     );
     let n_samples = stats.n_generated + usize::from(stats.stopped_by_eog);
     if n_samples > 0 {
-        eprintln!("sampling:   {:8.1} µs per token", stats.sampling_time.as_secs_f64() * 1e6 / n_samples as f64);
+        let us = |d: Duration| d.as_secs_f64() * 1e6 / n_samples as f64;
+        // The rest of the generation time: streaming the text, stop checks,
+        // the loop itself (and the trace or colours when asked for).
+        let rest = stats.generation_time.saturating_sub(stats.decode_time + stats.sampling_time);
+        eprintln!(
+            "per token:  chain {:.1} µs, candidate fill {:.1} µs, loop {:.1} µs (outside decode, fill and chain), decode {:.1} µs",
+            us(stats.chain_time),
+            us(stats.fill_time),
+            us(rest),
+            us(stats.decode_time)
+        );
     }
     if stats.context_full {
         eprintln!("stopped: the context is full (raise -c/--ctx-size)");

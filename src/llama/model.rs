@@ -115,12 +115,21 @@ impl Model {
     /// The bytes of one token (special tokens rendered as their text when
     /// `special`). May be part of a multi-byte character.
     pub fn token_bytes(&self, token: TokenId, special: bool) -> Vec<u8> {
-        let mut buf = vec![0u8; 64];
+        let mut buf = Vec::new();
+        self.token_bytes_into(token, special, &mut buf);
+        buf
+    }
+
+    /// [`Model::token_bytes`] into `buf` (replacing its contents), which a
+    /// generation loop reuses: no allocation once it has grown.
+    pub fn token_bytes_into(&self, token: TokenId, special: bool, buf: &mut Vec<u8>) {
+        buf.clear();
+        buf.resize(buf.capacity().max(64), 0);
         loop {
             let n = unsafe { sys::llama_token_to_piece(self.vocab_ptr(), token, buf.as_mut_ptr().cast(), buf.len() as i32, 0, special) };
             if n >= 0 {
                 buf.truncate(n as usize);
-                return buf;
+                return;
             }
             buf.resize((-n) as usize, 0);
         }

@@ -11,14 +11,21 @@ impl Utf8Stream {
     /// Adds `bytes` and returns the text that is now complete. Invalid
     /// sequences (not just incomplete ones) come out as U+FFFD.
     pub fn push(&mut self, bytes: &[u8]) -> String {
-        self.pending.extend_from_slice(bytes);
         let mut out = String::new();
+        self.push_into(bytes, &mut out);
+        out
+    }
+
+    /// [`Utf8Stream::push`] appending to `out`, which a generation loop
+    /// reuses: no allocation once it has grown.
+    pub fn push_into(&mut self, bytes: &[u8], out: &mut String) {
+        self.pending.extend_from_slice(bytes);
         loop {
             match std::str::from_utf8(&self.pending) {
                 Ok(s) => {
                     out.push_str(s);
                     self.pending.clear();
-                    return out;
+                    return;
                 }
                 Err(e) => {
                     let valid = e.valid_up_to();
@@ -27,7 +34,7 @@ impl Utf8Stream {
                         // Incomplete at the end: keep it for the next token.
                         None => {
                             self.pending.drain(..valid);
-                            return out;
+                            return;
                         }
                         Some(bad) => {
                             out.push(char::REPLACEMENT_CHARACTER);
