@@ -14,9 +14,10 @@ processor in any Python generation loop::
     token = entropix.sample(logits)
     entropix.state()["last_step"]["strategy"]   # "flowing", "treading", ...
 
-The shared library is found, in order, at ``$ENTROPIX_SAMPLER_LIB``, in the
-repository's ``target/release`` (for a checkout), and on the system's
-library path (after ``cargo cinstall`` or an install from a package).
+The shared library is found, in order, at ``$ENTROPIX_SAMPLER_LIB``, in
+the ``target/release`` of a checkout around the package or around the
+working directory, and on the system's library path (after
+``scripts/install.sh`` into a prefix the loader searches).
 Errors of the library raise :class:`EntropixError` with the message of
 ``entropix_last_error()``.
 """
@@ -83,11 +84,15 @@ def _candidates() -> List[Path]:
     env = os.environ.get("ENTROPIX_SAMPLER_LIB")
     if env:
         out.append(Path(env))
-    for parent in here.parents:
-        lib = parent / "target" / "release" / "libentropix_sampler.so"
-        if lib.exists():
-            out.append(lib)
-            break
+    # A checkout: around the package's own files (used in place), or
+    # around the working directory (the package installed with pip, run
+    # from the repository).
+    for start in (here, Path.cwd() / "x"):
+        for parent in start.parents:
+            lib = parent / "target" / "release" / "libentropix_sampler.so"
+            if lib.exists():
+                out.append(lib)
+                break
     found = ctypes.util.find_library("entropix_sampler")
     if found:
         out.append(Path(found))
