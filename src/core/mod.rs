@@ -8,6 +8,7 @@ pub mod error;
 pub mod fast_exp;
 pub mod logit_scan;
 pub mod math;
+pub mod radix;
 pub mod rng;
 pub mod sampler;
 pub mod token;

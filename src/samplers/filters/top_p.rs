@@ -115,7 +115,7 @@ pub fn apply_top_p(candidates: &mut Candidates<'_>, p: f32, min_keep: usize) {
         k = want;
     }
     if !sorted {
-        data[..k].sort_unstable_by(cmp_logit_desc);
+        crate::core::radix::sort_logit_desc(&mut data[..k]);
     }
     let inv = (1.0 / sum) as f32;
     data[..k].iter_mut().for_each(|t| t.p *= inv);

@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 
 use super::mass::{exp_moments_weights, exp_weights, select_mass, select_mass_bucketed};
 use crate::core::error::check_range;
-use crate::core::math::cmp_logit_desc;
 use crate::core::{Candidates, ParamError, SampleError, Sampler, TokenData};
 
 /// Parameters of [`Typical`].
@@ -108,7 +107,7 @@ pub fn apply_typical(candidates: &mut Candidates<'_>, p: f32, min_keep: usize) {
         }
         k = want;
     }
-    data[..k].sort_unstable_by(cmp_logit_desc);
+    crate::core::radix::sort_logit_desc(&mut data[..k]);
     let inv = (1.0 / sum) as f32;
     data[..k].iter_mut().for_each(|t| t.p *= inv);
     candidates.truncate(k);
