@@ -1425,6 +1425,10 @@ entropix_dynamic_temperature_params entropix_dynamic_temperature_default_params(
 // `entropix_dynamic_temperature_params`.
 struct llama_sampler *entropix_sampler_init_dynamic_temperature(const entropix_dynamic_temperature_params *params);
 
+// The names `entropix_sampler_init_json` accepts, comma-separated, in a
+// static NUL-terminated string (not to be freed).
+const char *entropix_sampler_json_names(void);
+
 // Any sampler of the library by `name` (`top_k`, `entropix`,
 // `repetition_decay`, ...; see the README), with `params_json` a JSON
 // object of its parameters by their C field names; missing fields keep

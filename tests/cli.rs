@@ -5,12 +5,6 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn cli_path() -> PathBuf {
-    // .../target/release/deps/cli-<hash> -> .../target/release/examples/cli
-    let profile = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
-    profile.join("examples").join("cli")
-}
-
 /// ggml's threads spin: two llama processes at once on a small machine slow
 /// each other down many times over. Tests run the CLI one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -18,7 +12,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn run(args: &[&str]) -> Output {
     let model = common::llama::model_path();
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    Command::new(cli_path()).env_remove("LD_LIBRARY_PATH").arg("-m").arg(&model).args(args).output().expect("the CLI runs")
+    Command::new(common::cli_path()).env_remove("LD_LIBRARY_PATH").arg("-m").arg(&model).args(args).output().expect("the CLI runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -102,7 +96,7 @@ fn bad_input_gives_one_clear_error() {
     std::fs::create_dir_all(&dir).unwrap();
     let run_model = |model: &PathBuf, extra: &[&str]| {
         let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        Command::new(cli_path()).arg("-m").arg(model).args(["-p", "hi", "-n", "4"]).args(extra).output().unwrap()
+        Command::new(common::cli_path()).arg("-m").arg(model).args(["-p", "hi", "-n", "4"]).args(extra).output().unwrap()
     };
     assert_clean_failure(&run_model(&dir.join("missing.gguf"), &[]), "cannot read model file");
     let text = dir.join("text.gguf");
@@ -200,7 +194,7 @@ fn interactive_mode_keeps_the_conversation() {
     use std::io::Write;
     let model = common::llama::model_path();
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let mut child = Command::new(cli_path())
+    let mut child = Command::new(common::cli_path())
         .env_remove("LD_LIBRARY_PATH")
         .arg("-m")
         .arg(&model)
@@ -339,7 +333,7 @@ fn a_model_without_a_profile_is_calibrated_once() {
     let cache = dir.join("cache");
     let go = || {
         let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        Command::new(cli_path())
+        Command::new(common::cli_path())
             .env("ENTROPIX_CACHE_DIR", &cache)
             .arg("-m")
             .arg(&model)

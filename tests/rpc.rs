@@ -5,7 +5,6 @@
 mod common;
 
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,11 +12,6 @@ use std::time::{Duration, Instant};
 use entropix_sampler::attention::{AttentionCapture, CaptureConfig};
 use entropix_sampler::llama::{add_rpc_servers, Context, ContextOptions, FlashAttention, Model, ModelOptions};
 use entropix_sampler::metrics::AttentionSource;
-
-fn cli_path() -> PathBuf {
-    let profile = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
-    profile.join("examples").join("cli")
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -47,7 +41,7 @@ impl Worker {
 
 fn start_worker() -> Worker {
     let port = free_port();
-    let child = Command::new(cli_path())
+    let child = Command::new(common::cli_path())
         .env_remove("LD_LIBRARY_PATH")
         .args(["rpc-worker", "--host", "127.0.0.1", "--port", &port.to_string(), "-t", "1", "--quiet"])
         .stdout(Stdio::null())
@@ -138,7 +132,7 @@ fn a_model_split_over_two_workers_matches_a_local_run() {
 
 fn cli(args: &[&str]) -> Output {
     let model = common::llama::model_path();
-    Command::new(cli_path()).env_remove("LD_LIBRARY_PATH").arg("-m").arg(&model).args(args).output().expect("the CLI runs")
+    Command::new(common::cli_path()).env_remove("LD_LIBRARY_PATH").arg("-m").arg(&model).args(args).output().expect("the CLI runs")
 }
 
 #[test]

@@ -7,14 +7,9 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn cli_path() -> PathBuf {
-    let profile = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf();
-    profile.join("examples").join("cli")
-}
 
 struct Server {
     child: Child,
@@ -29,7 +24,7 @@ impl Drop for Server {
 }
 
 fn start_server(model: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(cli_path())
+    let mut child = Command::new(common::cli_path())
         .env_remove("LD_LIBRARY_PATH")
         .env("RUST_LOG", "warn")
         .args(["serve", "--port", "0", "-t", "2"])

@@ -241,22 +241,14 @@ fn dirichlet(args: &Args) -> Result<SamplerChain, String> {
 /// names and values of the wrong type are errors that list what exists;
 /// ranges are checked later by the sampler's constructor.
 fn with_overrides<P: serde::Serialize + serde::de::DeserializeOwned>(params: P, overrides: &[String]) -> Result<P, String> {
-    if overrides.is_empty() {
-        return Ok(params);
-    }
-    let mut value = serde_json::to_value(&params).map_err(|e| e.to_string())?;
-    let fields = value.as_object_mut().ok_or("--sampler-param: these parameters are not a struct")?;
+    let mut given = serde_json::Map::new();
     for item in overrides {
         let (name, text) = item.split_once('=').ok_or_else(|| format!("--sampler-param {item:?}: expected NAME=VALUE"))?;
         let (name, text) = (name.trim(), text.trim());
-        let Some(slot) = fields.get_mut(name) else {
-            let mut known: Vec<&str> = fields.keys().map(String::as_str).collect();
-            known.sort_unstable();
-            return Err(format!("--sampler-param: unknown parameter `{name}` (known: {})", known.join(", ")));
-        };
-        *slot = serde_json::from_str(text).map_err(|_| format!("--sampler-param {name}={text}: not a number or true/false"))?;
+        let value = serde_json::from_str(text).map_err(|_| format!("--sampler-param {name}={text}: not a number or true/false"))?;
+        given.insert(name.to_string(), value);
     }
-    serde_json::from_value(value).map_err(|e| format!("--sampler-param: {e}"))
+    ffi::merge_params(params, given, "--sampler-param")
 }
 
 /// The profile shipped in `profiles/` for the model's file name, if any.

@@ -48,9 +48,10 @@ pub const JSON_SAMPLER_NAMES: &[&str] = &[
     "dirichlet",
 ];
 
-/// `defaults` with the fields of `given` written over it; unknown fields
-/// are an error that lists the known ones.
-fn merge<P: Serialize + DeserializeOwned>(defaults: P, given: Map<String, Value>, name: &str) -> Result<P, String> {
+/// `defaults` with the fields of `given` written over it (through serde,
+/// by field name); unknown fields are an error that lists the known ones.
+/// Ranges are checked later, by the sampler's constructor.
+pub fn merge<P: Serialize + DeserializeOwned>(defaults: P, given: Map<String, Value>, name: &str) -> Result<P, String> {
     let mut value = serde_json::to_value(defaults).map_err(|e| e.to_string())?;
     let fields = value.as_object_mut().ok_or("parameters are not a struct")?;
     for (k, v) in given {
@@ -87,6 +88,16 @@ fn boxed<S: Sampler + 'static>(r: Result<S, ParamError>, name: &str) -> Result<B
     r.map(|s| Box::new(s) as Box<dyn Sampler>).map_err(|e| format!("{name}: {e}"))
 }
 
+/// A sampler whose parameters are one plain struct: `given` over `base`,
+/// then its validating constructor.
+fn plain<P, S>(base: P, given: Map<String, Value>, name: &str, new: fn(P) -> Result<S, ParamError>) -> Result<Box<dyn Sampler>, String>
+where
+    P: Serialize + DeserializeOwned,
+    S: Sampler + 'static,
+{
+    boxed(new(merge(base, given, name)?), name)
+}
+
 /// Builds the sampler `name` from the JSON object `params` (`None`: the
 /// defaults).
 pub fn sampler_from_json(name: &str, params: Option<&str>) -> Result<Box<dyn Sampler>, String> {
@@ -107,19 +118,19 @@ pub fn sampler_from_json(name: &str, params: Option<&str>) -> Result<Box<dyn Sam
             }
             Ok(Box::new(Greedy))
         }
-        "dist" => boxed(Dist::new(merge(DistParams::default(), given, n)?), n),
-        "temperature" => boxed(Temperature::new(merge(TemperatureParams::default(), given, n)?), n),
-        "top_k" => boxed(TopK::new(merge(TopKParams::default(), given, n)?), n),
-        "top_p" => boxed(TopP::new(merge(TopPParams::default(), given, n)?), n),
-        "min_p" => boxed(MinP::new(merge(MinPParams::default(), given, n)?), n),
-        "typical" => boxed(Typical::new(merge(TypicalParams::default(), given, n)?), n),
-        "top_n_sigma" => boxed(TopNSigma::new(merge(TopNSigmaParams::default(), given, n)?), n),
-        "temp_ext" => boxed(TempExt::new(merge(TempExtParams::default(), given, n)?), n),
-        "dynamic_temperature" => boxed(DynamicTemperature::new(merge(DynamicTemperatureParams::default(), given, n)?), n),
-        "mirostat" => boxed(Mirostat::new(merge(MirostatParams::default(), given, n)?), n),
-        "mirostat_v2" => boxed(MirostatV2::new(merge(MirostatV2Params::default(), given, n)?), n),
-        "penalties" => boxed(Penalties::new(merge(PenaltiesParams::default(), given, n)?), n),
-        "repetition_decay" => boxed(RepetitionDecay::new(merge(RepetitionDecayParams::default(), given, n)?), n),
+        "dist" => plain(DistParams::default(), given, n, Dist::new),
+        "temperature" => plain(TemperatureParams::default(), given, n, Temperature::new),
+        "top_k" => plain(TopKParams::default(), given, n, TopK::new),
+        "top_p" => plain(TopPParams::default(), given, n, TopP::new),
+        "min_p" => plain(MinPParams::default(), given, n, MinP::new),
+        "typical" => plain(TypicalParams::default(), given, n, Typical::new),
+        "top_n_sigma" => plain(TopNSigmaParams::default(), given, n, TopNSigma::new),
+        "temp_ext" => plain(TempExtParams::default(), given, n, TempExt::new),
+        "dynamic_temperature" => plain(DynamicTemperatureParams::default(), given, n, DynamicTemperature::new),
+        "mirostat" => plain(MirostatParams::default(), given, n, Mirostat::new),
+        "mirostat_v2" => plain(MirostatV2Params::default(), given, n, MirostatV2::new),
+        "penalties" => plain(PenaltiesParams::default(), given, n, Penalties::new),
+        "repetition_decay" => plain(RepetitionDecayParams::default(), given, n, RepetitionDecay::new),
         "length_penalty" => {
             let stops: Vec<i32> = take_list(&mut given, "stop_tokens", n)?;
             boxed(LengthPenalty::new(merge(LengthPenaltyParams::default(), given, n)?, stops), n)
@@ -141,23 +152,31 @@ pub fn sampler_from_json(name: &str, params: Option<&str>) -> Result<Box<dyn Sam
         }
         "entropix" => {
             let base = if reference_preset(&mut given, n)? { EntropixParams::reference() } else { EntropixParams::default() };
-            boxed(Entropix::new(merge(base, given, n)?), n)
+            plain(base, given, n, Entropix::new)
         }
         "four_mode" => {
             let base = if reference_preset(&mut given, n)? { FourModeParams::reference() } else { FourModeParams::default() };
-            boxed(FourMode::new(merge(base, given, n)?), n)
+            plain(base, given, n, FourMode::new)
         }
         "alpha" => {
             let base = if reference_preset(&mut given, n)? { AlphaParams::reference() } else { AlphaParams::default() };
-            boxed(AlphaSampler::new(merge(base, given, n)?), n)
+            plain(base, given, n, AlphaSampler::new)
         }
         "dirichlet" => {
             let base = if reference_preset(&mut given, n)? { DirichletParams::reference() } else { DirichletParams::default() };
-            boxed(DirichletSampler::new(merge(base, given, n)?), n)
+            plain(base, given, n, DirichletSampler::new)
         }
         "dry" => Err("dry needs the model's vocabulary: use entropix_sampler_init_dry".into()),
         other => Err(format!("unknown sampler `{other}` (known: {})", JSON_SAMPLER_NAMES.join(", "))),
     }
+}
+
+/// The names `entropix_sampler_init_json` accepts, comma-separated, in a
+/// static NUL-terminated string (not to be freed).
+#[no_mangle]
+pub extern "C" fn entropix_sampler_json_names() -> *const c_char {
+    static NAMES: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+    guard(std::ptr::null(), || Ok(NAMES.get_or_init(|| std::ffi::CString::new(JSON_SAMPLER_NAMES.join(",")).expect("no NUL")).as_ptr()))
 }
 
 /// Any sampler of the library by `name` (`top_k`, `entropix`,

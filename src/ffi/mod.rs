@@ -31,7 +31,7 @@ pub use error::{
     ENTROPIX_OK,
 };
 pub use filters::*;
-pub use json::{entropix_sampler_init_json, sampler_from_json, JSON_SAMPLER_NAMES};
+pub use json::{entropix_sampler_init_json, entropix_sampler_json_names, merge as merge_params, sampler_from_json, JSON_SAMPLER_NAMES};
 pub use mirostat::*;
 pub use penalties::*;
 pub use plugin::{entropix_sampler_is_ours, entropix_sampler_state_json, into_llama_sampler, sampler_ref, state_json_string};

@@ -36,30 +36,6 @@ import numpy as np
 
 __all__ = ["EntropixError", "Sampler", "Chain", "Result", "SAMPLER_NAMES", "version", "library_path"]
 
-#: The names :class:`Sampler` accepts (``-`` may stand for ``_``).
-SAMPLER_NAMES = (
-    "greedy",
-    "dist",
-    "temperature",
-    "top_k",
-    "top_p",
-    "min_p",
-    "typical",
-    "top_n_sigma",
-    "temp_ext",
-    "dynamic_temperature",
-    "mirostat",
-    "mirostat_v2",
-    "penalties",
-    "repetition_decay",
-    "length_penalty",
-    "token_ban",
-    "logit_bias",
-    "entropix",
-    "four_mode",
-    "alpha",
-    "dirichlet",
-)
 
 #: The layout of ``llama_token_data``: id, logit, p.
 TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
@@ -115,6 +91,8 @@ def _load() -> ctypes.CDLL:
 
 _lib = _load()
 _P = ctypes.c_void_p
+_lib.entropix_sampler_json_names.argtypes = []
+_lib.entropix_sampler_json_names.restype = ctypes.c_char_p
 _lib.entropix_sampler_init_json.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
 _lib.entropix_sampler_init_json.restype = _P
 _lib.entropix_last_error.argtypes = []
@@ -138,6 +116,11 @@ _lib.llama_sampler_free.argtypes = [_P]
 _lib.llama_sampler_free.restype = None
 _lib.llama_sampler_name.argtypes = [_P]
 _lib.llama_sampler_name.restype = ctypes.c_char_p
+
+
+#: The names :class:`Sampler` accepts (``-`` may stand for ``_``), as the
+#: library lists them.
+SAMPLER_NAMES = tuple(_lib.entropix_sampler_json_names().decode().split(","))
 
 
 def library_path() -> str:

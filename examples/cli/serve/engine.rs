@@ -54,7 +54,8 @@ pub enum Event {
 pub struct TokenOut {
     /// The text this token releases to the client.
     pub text: String,
-    /// The token's own text (`logprobs.content[].token`).
+    /// The token's own text (`logprobs.content[].token`); empty without
+    /// `logprobs`.
     pub piece: String,
     /// Its log-probability under the model (T 1, no filtering), nats;
     /// with `logprobs`.
@@ -127,6 +128,9 @@ struct Slot {
 /// The engine's fixed settings.
 pub struct EngineConfig {
     pub parallel: usize,
+    /// The model's end-of-generation tokens, listed once: masked for
+    /// `ignore_eos` requests.
+    pub eog: Vec<TokenId>,
     /// Tokens each slot may hold (prompt and generated).
     pub slot_ctx: usize,
 }
@@ -262,7 +266,7 @@ pub fn run(ctx: &mut Context<'_>, capture: &Arc<AttentionCapture>, jobs: Receive
                 slot.prompt_time = Some(slot.started.elapsed());
             }
             let t_sample = Instant::now();
-            let step = sample(ctx, capture, slot, idx, &mut candidates);
+            let step = sample(ctx, capture, slot, idx, &config.eog, &mut candidates);
             counters.sample_microseconds_total.fetch_add(t_sample.elapsed().as_micros() as u64, Ordering::Relaxed);
             let finished = match step {
                 Err(e) => {
@@ -309,7 +313,14 @@ struct Step {
 /// Applies the slot's chain to output `idx` of the last batch, as
 /// `llama_sampler_sample` does, with the request's logit bias and EOG ban
 /// first; reads logprobs and telemetry.
-fn sample(ctx: &Context<'_>, capture: &Arc<AttentionCapture>, slot: &mut Slot, idx: usize, candidates: &mut Vec<TokenData>) -> Result<Step, String> {
+fn sample(
+    ctx: &Context<'_>,
+    capture: &Arc<AttentionCapture>,
+    slot: &mut Slot,
+    idx: usize,
+    eog: &[TokenId],
+    candidates: &mut Vec<TokenData>,
+) -> Result<Step, String> {
     let model = ctx.model();
     // SAFETY: a live context; `idx` is an output of the last decode.
     let ptr = unsafe { sys::llama_get_logits_ith(ctx.as_ptr(), idx as i32) };
@@ -325,8 +336,8 @@ fn sample(ctx: &Context<'_>, capture: &Arc<AttentionCapture>, slot: &mut Slot, i
         }
     }
     if slot.job.ignore_eos {
-        for c in candidates.iter_mut() {
-            if model.is_eog(c.id) {
+        for &t in eog {
+            if let Some(c) = candidates.get_mut(t as usize) {
                 c.logit = f32::NEG_INFINITY;
             }
         }
@@ -370,7 +381,8 @@ fn advance(ctx: &Context<'_>, slot: &mut Slot, step: Step, config: &EngineConfig
     let eog = model.is_eog(step.token);
     let out = |text: String, step: &Step| TokenOut {
         text,
-        piece: model.token_text(step.token),
+        // Only `logprobs` shows the token's own text.
+        piece: if step.logprob.is_some() { model.token_text(step.token) } else { String::new() },
         logprob: step.logprob,
         top: step.top.iter().map(|&(id, lp)| (model.token_text(id), lp)).collect(),
         telemetry: step.telemetry.clone(),

@@ -76,7 +76,8 @@ pub fn run(args: &Args, serve: &ServeArgs, model_path: &std::path::Path) -> Resu
     let engine_args = args.clone();
     let parallel = serve.parallel;
     let attention = !serve.no_attention;
-    let config = engine::EngineConfig { parallel: serve.parallel, slot_ctx };
+    let eog = (0..model.n_vocab() as i32).filter(|&t| model.is_eog(t)).collect();
+    let config = engine::EngineConfig { parallel: serve.parallel, eog, slot_ctx };
     let engine = std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || {
