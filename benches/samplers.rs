@@ -4,7 +4,9 @@
 //! `cargo bench --bench samplers` prints markdown tables of the median time
 //! per call on random LM-like logits (Normal(0, 3), ids in vocabulary
 //! order, unsorted) for every sampler in `samplers::registry()` at run time
-//! and for a full chain. `ENTROPIX_BENCH_QUICK=1` runs a short version.
+//! and for a full chain, each row also as a multiple of the one-pass floor
+//! (one read and write of every candidate, timed in the same run).
+//! `ENTROPIX_BENCH_QUICK=1` runs a short version.
 //!
 //! Method: each iteration copies the same unsorted array into a work buffer
 //! (not timed), times one `llama_sampler_apply`, then accepts a token (not
@@ -243,6 +245,31 @@ impl entropix_sampler::core::Sampler for DirichletFloor {
     }
 }
 
+/// The one-pass floor: reads and writes every candidate once (its `p` set
+/// from its logit), what the host's fill of the candidate array costs and
+/// less than any sampler that looks at the whole vocabulary can do. Each
+/// row of the main table gives its ratio to this, timed in the same run.
+#[derive(Clone, Default)]
+struct OnePass;
+
+impl entropix_sampler::core::Sampler for OnePass {
+    fn name(&self) -> &'static str {
+        "one-pass"
+    }
+
+    fn apply(&mut self, candidates: &mut Candidates<'_>) -> Result<(), entropix_sampler::core::SampleError> {
+        for t in candidates.as_mut_slice().iter_mut() {
+            t.p = t.logit;
+        }
+        std::hint::black_box(candidates.as_slice().as_ptr());
+        Ok(())
+    }
+
+    fn box_clone(&self) -> Box<dyn entropix_sampler::core::Sampler> {
+        Box::new(self.clone())
+    }
+}
+
 fn fmt_us(us: f64) -> String {
     if us >= 100.0 {
         format!("{us:.0}")
@@ -284,8 +311,17 @@ fn main() {
         cfg.budget
     );
     println!("llama.cpp parameters: {LLAMA_PARAMS}.\n");
-    println!("| sampler | n_vocab | ours µs | llama.cpp µs | ours / llama.cpp | iters | note |");
-    println!("|---|---:|---:|---:|---:|---:|---|");
+    println!("The one-pass floor (one read and write of every candidate, timed alone first at each size): ours / floor in its column.\n");
+    println!("| sampler | n_vocab | ours µs | llama.cpp µs | ours / llama.cpp | ours / floor | iters | note |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    let mut floor_us = Vec::with_capacity(VOCABS.len());
+    for &n in &VOCABS {
+        let base = lm_logits(n, 42 + n as u64);
+        let one = Smpl::new(into_llama_sampler(Box::new(OnePass)));
+        let (us, _, iters) = time_pair(&one, None, &base, &cfg);
+        println!("| one-pass floor | {n} | {} | - | - | 1.0 | {iters} | |", fmt_us(us));
+        floor_us.push(us);
+    }
     let bench_start = Instant::now();
     for (name, sampler) in &reg {
         if !wants(name) {
@@ -326,7 +362,8 @@ fn main() {
                 Some(b) => (fmt_us(b), fmt_ratio(a / b)),
                 None => ("-".into(), "-".into()),
             };
-            println!("| {name} | {n} | {} | {b_s} | {r_s} | {iters} | {note} |", fmt_us(a));
+            let floor = floor_us[VOCABS.iter().position(|&v| v == n).unwrap()];
+            println!("| {name} | {n} | {} | {b_s} | {r_s} | {:.1} | {iters} | {note} |", fmt_us(a), a / floor);
         }
     }
 

@@ -323,6 +323,29 @@ fn sampler_params_and_presets_reach_the_samplers() {
 }
 
 #[test]
+fn repetition_stages_run_in_front_of_the_adaptive_families() {
+    // A raw-text prompt the model continues by repeating one word.
+    let prompt = "red blue red blue red blue red blue";
+    let entropix = |extra: &[&str]| {
+        let mut args = vec!["--no-chat", "--sampler", "entropix", "--sampler-param", "min_p=1", "-p", prompt, "-n", "24", "-s", "1"];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert_ok(&o);
+        stdout(&o)
+    };
+    let unguarded = entropix(&["--dry-multiplier", "0"]);
+    let generated = |text: &str| text.trim_start_matches(prompt).to_string();
+    assert!(generated(&unguarded).matches("blue blue blue blue").count() >= 2, "the prompt no longer makes the model loop: {unguarded}");
+    // The loop guard (DRY, on by default in front of the family) breaks the
+    // loop; the penalties flags reach the chain too.
+    let guarded = entropix(&[]);
+    assert!(generated(&guarded).matches("blue blue blue blue").count() < generated(&unguarded).matches("blue blue blue blue").count(), "{guarded}");
+    assert_ne!(entropix(&["--dry-multiplier", "0", "--repeat-penalty", "1.5"]), unguarded, "--repeat-penalty did not reach the chain");
+    // Explicit DRY flags win over the guard's defaults.
+    assert_ne!(entropix(&["--dry-allowed-length", "12"]), guarded, "--dry-allowed-length did not reach the guard");
+}
+
+#[test]
 fn a_model_without_a_profile_is_calibrated_once() {
     let dir = std::env::temp_dir().join(format!("entropix-auto-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -307,15 +307,19 @@ pub struct SamplingArgs {
     /// Presence penalty; 0 disables.
     #[arg(long = "presence-penalty", help_heading = "Penalties and DRY", default_value_t = 0.0, allow_negative_numbers = true)]
     pub presence_penalty: f32,
-    /// DRY multiplier; 0 disables.
-    #[arg(long = "dry-multiplier", help_heading = "Penalties and DRY", default_value_t = 0.0)]
-    pub dry_multiplier: f32,
+    /// DRY multiplier; 0 disables. Default: 0 in the classic chain (as in
+    /// llama.cpp), 0.8 in front of entropix, four-mode, alpha and dirichlet
+    /// (their loop guard; see the README's results).
+    #[arg(long = "dry-multiplier", help_heading = "Penalties and DRY")]
+    pub dry_multiplier: Option<f32>,
     /// DRY base.
     #[arg(long = "dry-base", help_heading = "Penalties and DRY", default_value_t = 1.75)]
     pub dry_base: f32,
-    /// DRY allowed length.
-    #[arg(long = "dry-allowed-length", help_heading = "Penalties and DRY", default_value_t = 2)]
-    pub dry_allowed_length: i32,
+    /// DRY allowed length: repeats this long go unpenalised. Default: 2 in
+    /// the classic chain (as in llama.cpp), 2 in front of entropix and alpha,
+    /// 4 in front of four-mode and dirichlet.
+    #[arg(long = "dry-allowed-length", help_heading = "Penalties and DRY")]
+    pub dry_allowed_length: Option<i32>,
     /// DRY window in tokens; 0 disables, -1 = context size.
     #[arg(long = "dry-penalty-last-n", help_heading = "Penalties and DRY", default_value_t = -1, allow_negative_numbers = true)]
     pub dry_penalty_last_n: i32,

@@ -14,7 +14,9 @@
 //! ```
 //!
 //! A bare list works too. DRY needs the model's vocabulary: its `--dry-*`
-//! flags build it (`{"name": "dry"}` in the file takes them).
+//! flags build it (`{"name": "dry"}` in the file takes them; where they
+//! are not given, entropix's loop guard: multiplier 0.8, allowed
+//! length 2).
 
 use std::path::Path;
 
@@ -54,7 +56,7 @@ pub fn build(path: &Path, args: &Args, model: &Model) -> Result<(SamplerChain, O
             if !params.is_empty() {
                 return Err(format!("--sampler-config: entry {i} (dry): set DRY with the --dry-* flags"));
             }
-            crate::chain_builder::dry_sampler(args, model, true)?
+            crate::chain_builder::dry_sampler(args, model, crate::chain_builder::loop_guard("entropix"), true)?
         } else {
             if name == "alpha" && params.get("lookahead").and_then(Value::as_bool) == Some(true) {
                 let k =

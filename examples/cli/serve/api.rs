@@ -309,13 +309,13 @@ pub fn plan(body: Body, endpoint: Endpoint, base: &Args) -> Result<Plan, ApiErro
         s.mirostat_lr = e;
     }
     if let Some(m) = finite("dry_multiplier", body.dry_multiplier, |x| x >= 0.0, "a number >= 0")? {
-        s.dry_multiplier = m;
+        s.dry_multiplier = Some(m);
     }
     if let Some(b) = finite("dry_base", body.dry_base, |x| x >= 1.0, "a number >= 1")? {
         s.dry_base = b;
     }
     if let Some(n) = int("dry_allowed_length", body.dry_allowed_length, 0, i32::MAX as i64)? {
-        s.dry_allowed_length = n;
+        s.dry_allowed_length = Some(n);
     }
     if let Some(n) = int("dry_penalty_last_n", body.dry_penalty_last_n, -1, i32::MAX as i64)? {
         s.dry_penalty_last_n = n;
@@ -387,7 +387,7 @@ mod tests {
     fn sampling_fields_reach_the_chain_flags() {
         let p = chat(json!({"temperature": 0.3, "top_p": 0.9, "top_k": 12, "min_p": 0.2, "seed": 5, "repeat_penalty": 1.1, "dry_multiplier": 0.8})).unwrap();
         let s = &p.args.sampling;
-        assert_eq!((s.temp, s.top_p, s.top_k, s.min_p, s.repeat_penalty, s.dry_multiplier), (0.3, 0.9, 12, 0.2, 1.1, 0.8));
+        assert_eq!((s.temp, s.top_p, s.top_k, s.min_p, s.repeat_penalty, s.dry_multiplier), (0.3, 0.9, 12, 0.2, 1.1, Some(0.8)));
         assert_eq!(p.args.seed, 5);
         assert_eq!(p.args.sampler, "classic");
     }
