@@ -327,7 +327,7 @@ fn main() {
         if !wants(name) {
             continue;
         }
-        for &n in &VOCABS {
+        for (vi, &n) in VOCABS.iter().enumerate() {
             if cfg.quick && n != VOCABS[0] && !matches!(*name, "mirostat" | "mirostat-v2" | "top-k") {
                 continue;
             }
@@ -362,7 +362,7 @@ fn main() {
                 Some(b) => (fmt_us(b), fmt_ratio(a / b)),
                 None => ("-".into(), "-".into()),
             };
-            let floor = floor_us[VOCABS.iter().position(|&v| v == n).unwrap()];
+            let floor = floor_us[vi];
             println!("| {name} | {n} | {} | {b_s} | {r_s} | {:.1} | {iters} | {note} |", fmt_us(a), a / floor);
         }
     }

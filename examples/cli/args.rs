@@ -315,9 +315,9 @@ pub struct SamplingArgs {
     /// DRY base.
     #[arg(long = "dry-base", help_heading = "Penalties and DRY", default_value_t = 1.75)]
     pub dry_base: f32,
-    /// DRY allowed length: repeats this long go unpenalised. Default: 2 in
-    /// the classic chain (as in llama.cpp), 2 in front of entropix and alpha,
-    /// 4 in front of four-mode and dirichlet.
+    /// DRY allowed length: repeats shorter than this many tokens go
+    /// unpenalised. Default: 2 in the classic chain (as in llama.cpp), 2 in
+    /// front of entropix and alpha, 4 in front of four-mode and dirichlet.
     #[arg(long = "dry-allowed-length", help_heading = "Penalties and DRY")]
     pub dry_allowed_length: Option<i32>,
     /// DRY window in tokens; 0 disables, -1 = context size.

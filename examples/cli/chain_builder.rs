@@ -143,8 +143,27 @@ pub const CLASSIC_DRY: DryDefaults = DryDefaults { multiplier: 0.0, allowed_leng
 /// `--dry-multiplier 0` turns the guard off.
 pub fn loop_guard(family: &str) -> DryDefaults {
     match family {
-        "four-mode" | "dirichlet" => DryDefaults { multiplier: 0.8, allowed_length: 4 },
-        _ => DryDefaults { multiplier: 0.8, allowed_length: 2 },
+        "four-mode" | "dirichlet" => WIDE_LOOP_GUARD,
+        _ => NEAR_MODE_LOOP_GUARD,
+    }
+}
+
+/// The loop guard of entropix and alpha (see [`loop_guard`]); also DRY's
+/// defaults for `{"name": "dry"}` in `--sampler-config`.
+pub const NEAR_MODE_LOOP_GUARD: DryDefaults = DryDefaults { multiplier: 0.8, allowed_length: 2 };
+
+/// The loop guard of four-mode and dirichlet (see [`loop_guard`]).
+const WIDE_LOOP_GUARD: DryDefaults = DryDefaults { multiplier: 0.8, allowed_length: 4 };
+
+/// llama.cpp's penalties from the `--repeat-*`, `--frequency-penalty` and
+/// `--presence-penalty` flags.
+fn penalties_params(args: &Args) -> PenaltiesParams {
+    let s = &args.sampling;
+    PenaltiesParams {
+        penalty_last_n: s.repeat_last_n,
+        penalty_repeat: s.repeat_penalty,
+        penalty_freq: s.frequency_penalty,
+        penalty_present: s.presence_penalty,
     }
 }
 
@@ -158,14 +177,8 @@ pub fn loop_guard(family: &str) -> DryDefaults {
 fn repetition_stages(args: &Args, model: &Model) -> Result<SamplerChain, String> {
     let s = &args.sampling;
     let mut chain = SamplerChain::new(true);
-    let penalties_on = s.repeat_last_n != 0 && (s.repeat_penalty != 1.0 || s.frequency_penalty != 0.0 || s.presence_penalty != 0.0);
-    if penalties_on {
-        let p = PenaltiesParams {
-            penalty_last_n: s.repeat_last_n,
-            penalty_repeat: s.repeat_penalty,
-            penalty_freq: s.frequency_penalty,
-            penalty_present: s.presence_penalty,
-        };
+    let p = penalties_params(args);
+    if p.penalty_last_n != 0 && (p.penalty_repeat != 1.0 || p.penalty_freq != 0.0 || p.penalty_present != 0.0) {
         unsafe { chain.add(ffi::entropix_sampler_init_penalties(&p)) }.map_err(|e| e.to_string())?;
     }
     let guard = loop_guard(&args.sampler);
@@ -175,8 +188,9 @@ fn repetition_stages(args: &Args, model: &Model) -> Result<SamplerChain, String>
     Ok(chain)
 }
 
-/// The AlphaSampler (it selects), after the [`repetition_stages`]. Its lookahead is attached to the
-/// context by [`attach_lookahead`] once the context exists.
+/// The AlphaSampler (it selects), after the [`repetition_stages`]. Its
+/// lookahead is attached to the context by [`attach_lookahead`] once the
+/// context exists.
 /// Returns the parameters too: the context needs `lookahead_k` spare
 /// sequences when the lookahead is on.
 fn alpha(args: &Args, model: &Model) -> Result<(SamplerChain, AlphaParams), String> {
@@ -231,8 +245,9 @@ fn last_error() -> String {
     unsafe { std::ffi::CStr::from_ptr(ffi::entropix_last_error()) }.to_string_lossy().into_owned()
 }
 
-/// The entropix or four-mode sampler, after the [`repetition_stages`]: it selects, and applies its
-/// own temperature, top-k, top-p and min-p per strategy.
+/// The entropix or four-mode sampler, after the [`repetition_stages`]: it
+/// selects, and applies its own temperature, top-k, top-p and min-p per
+/// strategy.
 fn entropy_family(args: &Args, model: &Model, use_shipped_profile: bool) -> Result<SamplerChain, String> {
     let mut chain = repetition_stages(args, model)?;
     let clarify = args.clarify_token.as_deref().map(|t| token_from_text(model, t, "--clarify-token")).transpose()?.unwrap_or(-1);
@@ -279,8 +294,8 @@ fn entropy_family(args: &Args, model: &Model, use_shipped_profile: bool) -> Resu
     Ok(chain)
 }
 
-/// The adaptive Dirichlet sampler (it selects), after the [`repetition_stages`]; hyperparameters from
-/// `--profile` when given. It is initialised from every prompt position's
+/// The adaptive Dirichlet sampler (it selects), after the
+/// [`repetition_stages`]; hyperparameters from `--profile` when given. It is initialised from every prompt position's
 /// logits by the generation loop.
 fn dirichlet(args: &Args, model: &Model) -> Result<SamplerChain, String> {
     let mut chain = repetition_stages(args, model)?;
@@ -351,12 +366,7 @@ fn classic(args: &Args, model: &Model) -> Result<SamplerChain, String> {
         for stage in parse_order(&args.samplers)?.into_iter().filter(|&s| !(greedy && s == Stage::Temperature)) {
             match stage {
                 Stage::Penalties => {
-                    let p = PenaltiesParams {
-                        penalty_last_n: s.repeat_last_n,
-                        penalty_repeat: s.repeat_penalty,
-                        penalty_freq: s.frequency_penalty,
-                        penalty_present: s.presence_penalty,
-                    };
+                    let p = penalties_params(args);
                     add(if ours {
                         unsafe { ffi::entropix_sampler_init_penalties(&p) }
                     } else {

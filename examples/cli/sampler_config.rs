@@ -56,7 +56,7 @@ pub fn build(path: &Path, args: &Args, model: &Model) -> Result<(SamplerChain, O
             if !params.is_empty() {
                 return Err(format!("--sampler-config: entry {i} (dry): set DRY with the --dry-* flags"));
             }
-            crate::chain_builder::dry_sampler(args, model, crate::chain_builder::loop_guard("entropix"), true)?
+            crate::chain_builder::dry_sampler(args, model, crate::chain_builder::NEAR_MODE_LOOP_GUARD, true)?
         } else {
             if name == "alpha" && params.get("lookahead").and_then(Value::as_bool) == Some(true) {
                 let k =
