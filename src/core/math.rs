@@ -82,9 +82,11 @@ pub fn argmax_logit(data: &[TokenData]) -> Option<usize> {
 
 /// Writes softmax probabilities into `p`, given the largest logit `max`.
 ///
-/// NaN and -inf logits get 0. When `max` is +inf the +inf logits share the
-/// mass equally (the limit of softmax). When `max` is -inf (nothing finite)
-/// every `p` is 0.
+/// NaN and -inf logits get 0, and so do logits 87 nats or more under
+/// `max` (weights below 1.2e-38; the exponential is the crate's vectorised
+/// one, relative error below 2e-7). When `max` is +inf the +inf logits
+/// share the mass equally (the limit of softmax). When `max` is -inf
+/// (nothing finite) every `p` is 0.
 pub fn softmax_in_place(data: &mut [TokenData], max: f32) {
     if max == f32::NEG_INFINITY {
         data.iter_mut().for_each(|t| t.p = 0.0);
@@ -95,13 +97,7 @@ pub fn softmax_in_place(data: &mut [TokenData], max: f32) {
         data.iter_mut().for_each(|t| t.p = if t.logit == f32::INFINITY { 1.0 / n_inf } else { 0.0 });
         return;
     }
-    let mut sum = 0.0f64;
-    for t in data.iter_mut() {
-        // exp(NaN) is NaN; (NaN > -inf) is false, so NaN maps to 0 too.
-        let e = if t.logit > f32::NEG_INFINITY { (t.logit - max).exp() } else { 0.0 };
-        t.p = e;
-        sum += e as f64;
-    }
+    let sum = super::softmax_weights::exp_weights_blocks(data, max, |_| {});
     let inv = (1.0 / sum) as f32;
     data.iter_mut().for_each(|t| t.p *= inv);
 }

@@ -11,6 +11,7 @@ pub mod math;
 pub mod radix;
 pub mod rng;
 pub mod sampler;
+pub(crate) mod softmax_weights;
 pub mod token;
 
 pub use candidates::Candidates;

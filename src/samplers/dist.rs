@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::softmax_weights::{sum_p, BLOCK};
 use crate::core::{Candidates, DrawStream, ParamError, SampleError, Sampler, SeededRng, TokenId, RANDOM_SEED};
 
 /// Parameters of [`Dist`].
@@ -62,20 +63,30 @@ pub fn sample_softmax(candidates: &mut Candidates<'_>, draws: &mut DrawStream) -
 /// the total (u in [0, 1)). Zero-probability candidates are never chosen.
 pub fn pick_by_probability(candidates: &Candidates<'_>, u: f64) -> usize {
     let data = candidates.as_slice();
-    let total: f64 = data.iter().map(|t| t.p as f64).sum();
-    let target = u * total;
+    let target = u * sum_p(data);
+    // Skip whole blocks while the running mass stays at or below the
+    // target (block sums in lanes), then walk the block where it crosses.
     let mut run = 0.0f64;
-    let mut last_positive = 0;
-    for (i, t) in data.iter().enumerate() {
+    let mut start = data.len();
+    for (b, block) in data.chunks(BLOCK).enumerate() {
+        let mass = sum_p(block);
+        if run + mass > target {
+            start = b * BLOCK;
+            break;
+        }
+        run += mass;
+    }
+    for (i, t) in data.iter().enumerate().skip(start) {
         if t.p > 0.0 {
             run += t.p as f64;
-            last_positive = i;
             if run > target {
                 return i;
             }
         }
     }
-    last_positive
+    // Rounding kept the running mass at or below the target: the last
+    // candidate with positive probability.
+    data.iter().rposition(|t| t.p > 0.0).unwrap_or(0)
 }
 
 impl Sampler for Dist {

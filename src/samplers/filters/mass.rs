@@ -10,11 +10,13 @@
 //! bucket (usually a few dozen candidates) is then ordered exactly, by a
 //! mass-weighted quickselect. llama.cpp sorts the vocabulary instead.
 //!
-//! Sums over the vocabulary accumulate in f64, in four independent lanes
-//! (one serial chain of f64 adds would cost an add latency per token).
-//! Weights use libm's `expf` (as llama.cpp does) but never on its slow
-//! underflow path.
+//! Sums over the vocabulary accumulate in f64, in independent lanes (one
+//! serial chain of f64 adds would cost an add latency per token). The
+//! weights written into `p` come from the vectorised exponential of
+//! [`crate::core::softmax_weights`]; the moments (entropy) use libm's
+//! `expf` (as llama.cpp does) but never on its slow underflow path.
 
+use crate::core::softmax_weights::{exp_moments_blocks, exp_weights_blocks};
 use crate::core::TokenData;
 
 /// Histogram buckets per nat of badness.
@@ -38,22 +40,7 @@ pub(crate) fn exp_weights(data: &mut [TokenData], max: f32) -> f64 {
     if max == f32::INFINITY {
         return inf_weights(data);
     }
-    // Four partial sums: one f64 chain would cost an add latency per token.
-    let mut acc = [0.0f64; 4];
-    let mut chunks = data.chunks_exact_mut(4);
-    for c in &mut chunks {
-        for (t, a) in c.iter_mut().zip(acc.iter_mut()) {
-            let e = weight(t.logit, max);
-            t.p = e;
-            *a += e as f64;
-        }
-    }
-    for t in chunks.into_remainder() {
-        let e = weight(t.logit, max);
-        t.p = e;
-        acc[0] += e as f64;
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3])
+    exp_weights_blocks(data, max, |_| {})
 }
 
 /// The sum of exp(logit - max) over the candidates (f64), for a finite
@@ -77,23 +64,11 @@ pub(crate) fn exp_sum(data: &[TokenData], max: f32) -> f64 {
 /// [`select_from_histogram`]), in the same pass.
 pub(crate) fn exp_weights_histogram(data: &mut [TokenData], max: f32, hist: &mut Histogram) -> f64 {
     debug_assert!(max.is_finite());
-    let mut acc = [0.0f64; 4];
-    let mut chunks = data.chunks_exact_mut(4);
-    for c in &mut chunks {
-        for (lane, (t, a)) in c.iter_mut().zip(acc.iter_mut()).enumerate() {
-            let e = weight(t.logit, max);
-            t.p = e;
-            *a += e as f64;
-            hist.add(lane, max - t.logit, e);
+    exp_weights_blocks(data, max, |block| {
+        for (lane, t) in block.iter().enumerate() {
+            hist.add(lane, max - t.logit, t.p);
         }
-    }
-    for t in chunks.into_remainder() {
-        let e = weight(t.logit, max);
-        t.p = e;
-        acc[0] += e as f64;
-        hist.add(0, max - t.logit, e);
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3])
+    })
 }
 
 /// Sums S0 = sum exp(z) and S1 = sum exp(z)·z over the candidates, with
@@ -116,19 +91,10 @@ pub(crate) fn exp_moments(data: &[TokenData], max: f32) -> (f64, f64) {
 }
 
 /// [`exp_moments`] that also stores each weight exp(z) in `p`, with
-/// weights below 1.2e-38 flushed to 0.
+/// weights below 1.2e-38 flushed to 0 (the vectorised exponential of
+/// [`crate::core::softmax_weights`]).
 pub(crate) fn exp_moments_weights(data: &mut [TokenData], max: f32) -> (f64, f64) {
-    let mut s = [[0.0f64; 2]; 4];
-    let mut chunks = data.chunks_exact_mut(4);
-    for c in &mut chunks {
-        for (t, s) in c.iter_mut().zip(s.iter_mut()) {
-            t.p = moment_term(t.logit, max, weight(t.logit, max), s);
-        }
-    }
-    for t in chunks.into_remainder() {
-        t.p = moment_term(t.logit, max, weight(t.logit, max), &mut s[0]);
-    }
-    ((s[0][0] + s[1][0]) + (s[2][0] + s[3][0]), (s[0][1] + s[1][1]) + (s[2][1] + s[3][1]))
+    exp_moments_blocks(data, max)
 }
 
 /// Adds the weight e = exp(z) and e·z to `s` and returns e, z = logit - max.
