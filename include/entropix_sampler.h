@@ -373,7 +373,7 @@ typedef struct {
   // Default 0.
   float target_inv_temp;
   // Seed 003's `probs_ent_offset`, the reference's bias (nats).
-  // Default 0.3 (reference 1.5; see `Default`).
+  // Default 0.1 (reference 1.5; see `Default`).
   float target_bias_nats;
   // temp_tune: starting temperature, > 0. Default 1.0. The sampler's
   // per-step temp_tune starts from a Halley step off T = 1 computed
