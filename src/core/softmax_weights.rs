@@ -26,9 +26,11 @@ const LANES: usize = 8;
 
 /// Writes `exp(logit - max)` into every candidate's `p` and returns the sum
 /// of the weights (f64). `max` must be finite and at least every logit.
-/// `on_block` sees each block of at most [`BLOCK`] candidates right after
-/// its weights are written (while it is in L1), in array order.
-pub(crate) fn exp_weights_blocks<F: FnMut(&[TokenData])>(data: &mut [TokenData], max: f32, on_block: F) -> f64 {
+/// `on_block(z, e)` sees each block of at most [`BLOCK`] candidates right
+/// after its weights are written, in array order, as two contiguous
+/// buffers: `z = logit - max` and the weights `e = exp(z)` (past the end
+/// of a short last block: z = -inf, e = 0).
+pub(crate) fn exp_weights_blocks<F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(data: &mut [TokenData], max: f32, on_block: F) -> f64 {
     dispatch::<false, F>(data, max, on_block)[0]
 }
 
@@ -36,13 +38,13 @@ pub(crate) fn exp_weights_blocks<F: FnMut(&[TokenData])>(data: &mut [TokenData],
 /// (nats, <= 0; -inf and NaN logits contribute 0): with S0, the entropy
 /// `ln S0 - S1 / S0` and the mean logit `max + S1 / S0`. Returns (S0, S1).
 pub(crate) fn exp_moments_blocks(data: &mut [TokenData], max: f32) -> (f64, f64) {
-    let [s0, s1] = dispatch::<true, _>(data, max, |_| {});
+    let [s0, s1] = dispatch::<true, _>(data, max, |_, _| {});
     (s0, s1)
 }
 
 /// Runs [`weights_body`] on the kernel [`ScanKernel::active`] picks.
 #[inline(always)]
-fn dispatch<const MOMENTS: bool, F: FnMut(&[TokenData])>(data: &mut [TokenData], max: f32, on_block: F) -> [f64; 2] {
+fn dispatch<const MOMENTS: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(data: &mut [TokenData], max: f32, on_block: F) -> [f64; 2] {
     debug_assert!(max.is_finite());
     match ScanKernel::active() {
         // SAFETY (both): `active` only returns kernels the CPU can run
@@ -58,14 +60,14 @@ fn dispatch<const MOMENTS: bool, F: FnMut(&[TokenData])>(data: &mut [TokenData],
 /// [`weights_body`] compiled for AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn weights_avx2<const MOMENTS: bool, F: FnMut(&[TokenData])>(data: &mut [TokenData], max: f32, on_block: F) -> [f64; 2] {
+unsafe fn weights_avx2<const MOMENTS: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(data: &mut [TokenData], max: f32, on_block: F) -> [f64; 2] {
     weights_body::<true, MOMENTS, F>(data, max, on_block)
 }
 
 /// [`weights_body`] compiled for AVX-512 (and the AVX2 + FMA it implies).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn weights_avx512<const MOMENTS: bool, F: FnMut(&[TokenData])>(data: &mut [TokenData], max: f32, on_block: F) -> [f64; 2] {
+unsafe fn weights_avx512<const MOMENTS: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(data: &mut [TokenData], max: f32, on_block: F) -> [f64; 2] {
     weights_body::<true, MOMENTS, F>(data, max, on_block)
 }
 
@@ -73,7 +75,7 @@ unsafe fn weights_avx512<const MOMENTS: bool, F: FnMut(&[TokenData])>(data: &mut
 /// `MOMENTS`). `FMA` picks the fused polynomial (only where the caller is
 /// compiled with FMA: elsewhere `mul_add` is a libm call).
 #[inline(always)]
-fn weights_body<const FMA: bool, const MOMENTS: bool, F: FnMut(&[TokenData])>(data: &mut [TokenData], max: f32, mut on_block: F) -> [f64; 2] {
+fn weights_body<const FMA: bool, const MOMENTS: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(data: &mut [TokenData], max: f32, mut on_block: F) -> [f64; 2] {
     let mut acc0 = [0.0f64; LANES];
     let mut acc1 = [0.0f64; LANES];
     let mut z = [0.0f32; BLOCK];
@@ -100,7 +102,7 @@ fn weights_body<const FMA: bool, const MOMENTS: bool, F: FnMut(&[TokenData])>(da
                 }
             }
         }
-        on_block(block);
+        on_block(&z, &e);
     }
     let total = |a: &[f64; LANES]| ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
     [total(&acc0), total(&acc1)]
@@ -132,7 +134,8 @@ mod tests {
 
     /// Every kernel this CPU has gives exp to 2e-7 relative, 0 for NaN,
     /// -inf and logits 87 nats or more under the maximum, and the sum of
-    /// what it wrote; `on_block` sees the whole array once, in order.
+    /// what it wrote; `on_block` sees every z and weight once, in order,
+    /// and the short last block's padding as z = -inf, e = 0.
     #[test]
     fn weights_and_sum_match_exp_on_every_kernel() {
         let mut logits: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 1000) as f32 * -0.1).collect();
@@ -142,9 +145,20 @@ mod tests {
         logits[66] = -86.5;
         for n in [0, 1, 63, 64, 65, 1000] {
             let mut data = tokens(&logits[..n]);
-            let mut seen = Vec::new();
-            let [sum, _] = weights_body::<false, false, _>(&mut data, 0.0, |b| seen.extend(b.iter().map(|t| t.id)));
-            assert_eq!(seen, (0..n as i32).collect::<Vec<_>>());
+            let (mut zs, mut es) = (Vec::new(), Vec::new());
+            let [sum, _] = weights_body::<false, false, _>(&mut data, 0.0, |z, e| {
+                zs.extend_from_slice(z);
+                es.extend_from_slice(e);
+            });
+            assert_eq!(zs.len(), n.div_ceil(BLOCK) * BLOCK);
+            for (i, (&z, &e)) in zs.iter().zip(&es).enumerate() {
+                if i < n {
+                    assert!(z.to_bits() == logits[i].to_bits() || z.is_nan() && logits[i].is_nan(), "{i}");
+                    assert_eq!(e, data[i].p, "{i}");
+                } else {
+                    assert_eq!((z, e), (f32::NEG_INFINITY, 0.0), "{i}");
+                }
+            }
             let mut want_sum = 0.0f64;
             for (t, &l) in data.iter().zip(&logits) {
                 let want = if l > -87.0 { (l as f64).exp() } else { 0.0 };
@@ -157,10 +171,10 @@ mod tests {
                 // SAFETY: `available` lists only kernels this CPU runs.
                 let [s, s1] = match kernel {
                     #[cfg(target_arch = "x86_64")]
-                    ScanKernel::Avx512 => unsafe { weights_avx512::<true, _>(&mut other, 0.0, |_| {}) },
+                    ScanKernel::Avx512 => unsafe { weights_avx512::<true, _>(&mut other, 0.0, |_, _| {}) },
                     #[cfg(target_arch = "x86_64")]
-                    ScanKernel::Avx2 => unsafe { weights_avx2::<true, _>(&mut other, 0.0, |_| {}) },
-                    _ => weights_body::<false, true, _>(&mut other, 0.0, |_| {}),
+                    ScanKernel::Avx2 => unsafe { weights_avx2::<true, _>(&mut other, 0.0, |_, _| {}) },
+                    _ => weights_body::<false, true, _>(&mut other, 0.0, |_, _| {}),
                 };
                 let want_s1: f64 = data.iter().zip(&logits).filter(|(t, _)| t.p > 0.0).map(|(t, &l)| t.p as f64 * l as f64).sum();
                 assert!((s1 - want_s1).abs() <= 4e-7 * want_s1.abs(), "{}: S1 {s1} vs {want_s1}", kernel.name());

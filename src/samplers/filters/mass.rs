@@ -16,7 +16,7 @@
 //! [`crate::core::softmax_weights`]; the moments (entropy) use libm's
 //! `expf` (as llama.cpp does) but never on its slow underflow path.
 
-use crate::core::softmax_weights::{exp_moments_blocks, exp_weights_blocks};
+use crate::core::softmax_weights::{exp_moments_blocks, exp_weights_blocks, BLOCK};
 use crate::core::TokenData;
 
 /// Histogram buckets per nat of badness.
@@ -40,7 +40,7 @@ pub(crate) fn exp_weights(data: &mut [TokenData], max: f32) -> f64 {
     if max == f32::INFINITY {
         return inf_weights(data);
     }
-    exp_weights_blocks(data, max, |_| {})
+    exp_weights_blocks(data, max, |_, _| {})
 }
 
 /// The sum of exp(logit - max) over the candidates (f64), for a finite
@@ -64,11 +64,7 @@ pub(crate) fn exp_sum(data: &[TokenData], max: f32) -> f64 {
 /// [`select_from_histogram`]), in the same pass.
 pub(crate) fn exp_weights_histogram(data: &mut [TokenData], max: f32, hist: &mut Histogram) -> f64 {
     debug_assert!(max.is_finite());
-    exp_weights_blocks(data, max, |block| {
-        for (lane, t) in block.iter().enumerate() {
-            hist.add(lane, max - t.logit, t.p);
-        }
-    })
+    exp_weights_blocks(data, max, |z, e| hist.add_weights(z, e))
 }
 
 /// Sums S0 = sum exp(z) and S1 = sum exp(z)·z over the candidates, with
@@ -174,10 +170,33 @@ impl Histogram {
         Self([[0.0; BUCKETS]; LANES])
     }
 
-    /// Adds weight `w` at `badness` (see [`bucket_of`]) in `lane` (0..4).
+    /// Adds every candidate's weight `p` at the bucket of its `badness`
+    /// (see [`bucket_of`]; lane by position). The bucket indices of a block
+    /// are found first, in a loop the compiler vectorises; then the
+    /// scattered adds.
     #[inline(always)]
-    pub(crate) fn add(&mut self, lane: usize, badness: f32, w: f32) {
-        self.0[lane & (LANES - 1)][bucket_of(badness)] += w as f64;
+    pub(crate) fn add_block<B: Fn(&TokenData) -> f32>(&mut self, block: &[TokenData], badness: B) {
+        let mut idx = [0u32; BLOCK];
+        for (i, t) in idx.iter_mut().zip(block) {
+            *i = bucket_of_fast(badness(t));
+        }
+        for ((lane, t), &b) in block.iter().enumerate().zip(&idx) {
+            self.0[lane & (LANES - 1)][b as usize & (BUCKETS - 1)] += t.p as f64;
+        }
+    }
+
+    /// Adds weights `e` at badness `-z` (a block of
+    /// [`exp_weights_blocks`]: `-(logit - max)` is exactly `max - logit`),
+    /// lanes by position, as [`add_block`](Self::add_block) would.
+    #[inline(always)]
+    pub(crate) fn add_weights(&mut self, z: &[f32; BLOCK], e: &[f32; BLOCK]) {
+        let mut idx = [0u32; BLOCK];
+        for (i, &z) in idx.iter_mut().zip(z) {
+            *i = bucket_of_fast(-z);
+        }
+        for (lane, (&b, &e)) in idx.iter().zip(e).enumerate() {
+            self.0[lane & (LANES - 1)][b as usize & (BUCKETS - 1)] += e as f64;
+        }
     }
 
     /// Mass of bucket `b`, all lanes.
@@ -289,6 +308,16 @@ fn bucket_of(d: f32) -> usize {
     (d * PER_NAT).min((BUCKETS - 1) as f32) as usize
 }
 
+/// [`bucket_of`] in a form that vectorises: the same value for every `d`.
+#[inline(always)]
+fn bucket_of_fast(d: f32) -> u32 {
+    let scaled = d * PER_NAT;
+    // NaN fails the comparison and takes the last bucket, as in bucket_of.
+    let clamped = if scaled < (BUCKETS - 1) as f32 { scaled } else { (BUCKETS - 1) as f32 };
+    // SAFETY: `clamped` is in 0..=BUCKETS-1 (d >= 0), representable in i32.
+    unsafe { clamped.max(0.0).to_int_unchecked::<i32>() as u32 }
+}
+
 /// Like [`select_mass`] over all of `data` (starting from mass 0), in O(n):
 /// `badness(t)` (>= 0, in nats, NaN for the worst) must be non-decreasing
 /// in `key(t)`, so that buckets of badness never split the key order.
@@ -302,8 +331,8 @@ where
         return select_mass(data, key, 0.0, target, strict);
     }
     let mut hist = Histogram::new();
-    for (i, t) in data.iter().enumerate() {
-        hist.add(i, badness(t), t.p);
+    for block in data.chunks(BLOCK) {
+        hist.add_block(block, &badness);
     }
     select_from_histogram(data, key, badness, &hist, target, strict)
 }
@@ -314,7 +343,7 @@ pub(crate) fn is_small(data: &[TokenData]) -> bool {
 }
 
 /// The selection of [`select_mass_bucketed`] given the histogram of the
-/// weights (`p`) of `data` over `badness` (built with [`Histogram::add`]
+/// weights (`p`) of `data` over `badness` (built with [`Histogram::add_block`]
 /// from exactly the same badness values).
 pub(crate) fn select_from_histogram<K, F, B>(data: &mut [TokenData], key: F, badness: B, hist: &Histogram, target: f64, strict: bool) -> usize
 where
@@ -414,6 +443,16 @@ mod tests {
             assert_eq!(got.len(), want.len(), "case {case}: n {n} p {p}");
             // Continuous logits: no ties, so the sets are equal.
             assert_eq!(got, want, "case {case}");
+        }
+    }
+
+    #[test]
+    fn both_bucket_functions_agree() {
+        let mut rng = DrawStream::from_state(3);
+        let special = [0.0f32, 1e-30, 0.0624, 0.0625, 1.0, 31.9, 31.937_5, 32.0, 1e9, f32::INFINITY, f32::NAN, f32::MAX];
+        let random = (0..10_000).map(|_| (rng.next_normal().abs() * 12.0) as f32);
+        for d in special.into_iter().chain(random) {
+            assert_eq!(bucket_of_fast(d) as usize, bucket_of(d), "{d}");
         }
     }
 
