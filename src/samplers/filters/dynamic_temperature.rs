@@ -21,10 +21,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::mass::{exp_moments, exp_sum, exp_weights};
+use super::mass::{exp_moments, exp_moments_weights, exp_sum, exp_weights};
 use crate::core::math::softmax_in_place;
 use crate::core::error::check_range;
-use crate::core::{Candidates, ParamError, SampleError, Sampler};
+use crate::core::{Candidates, ParamError, SampleError, Sampler, TokenData};
 use crate::samplers::temperature::apply_temperature;
 
 /// Divides every logit by `t` as llama.cpp's temperature does: a true
@@ -118,26 +118,44 @@ impl TempExt {
 /// docs), with the entropy in nats; `None` when there is nothing to scale
 /// (fewer than two candidates, or no finite logit).
 pub fn temp_ext_temperature(candidates: &Candidates<'_>, params: &TempExtParams) -> Option<(f32, f64)> {
-    let n = candidates.len();
-    if n <= 1 {
+    let data = candidates.as_slice();
+    temperature_for(data.len(), candidates.max_logit(), |max| entropy_nats(data, max, || exp_moments(data, max)), params)
+}
+
+/// [`temp_ext_temperature`] for `n` candidates with largest logit `max`,
+/// given their entropy (asked for only when there is something to scale).
+fn temperature_for(n: usize, max: f32, entropy: impl FnOnce(f32) -> f64, params: &TempExtParams) -> Option<(f32, f64)> {
+    if n <= 1 || max == f32::NEG_INFINITY {
         return None;
     }
-    let max = candidates.max_logit();
-    let entropy = if max == f32::INFINITY {
-        // Uniform over the +inf tokens.
-        (candidates.as_slice().iter().filter(|t| t.logit == f32::INFINITY).count() as f64).ln()
-    } else if max == f32::NEG_INFINITY {
-        return None;
-    } else {
-        let (s0, s1) = exp_moments(candidates.as_slice(), max);
-        (s0.ln() - s1 / s0).max(0.0)
-    };
+    let entropy = entropy(max);
     let max_entropy = (n as f64).ln();
     let lo = (params.temp - params.delta).max(0.0) as f64;
     let hi = (params.temp + params.delta) as f64;
     let t = lo + (hi - lo) * (entropy / max_entropy).powf(params.exponent as f64);
     Some((t as f32, entropy))
 }
+
+/// The entropy (nats) of softmax(logits) for a largest logit `max` that is
+/// not -inf, from the moments (S0, S1) of exp(logit - max) (see
+/// [`exp_moments`]), which are computed only when `max` is finite.
+fn entropy_nats(data: &[TokenData], max: f32, moments: impl FnOnce() -> (f64, f64)) -> f64 {
+    if max == f32::INFINITY {
+        // Uniform over the +inf tokens.
+        (data.iter().filter(|t| t.logit == f32::INFINITY).count() as f64).ln()
+    } else {
+        entropy_of_moments(moments())
+    }
+}
+
+/// Entropy (nats) from the moments (S0, S1) of [`exp_moments`].
+fn entropy_of_moments((s0, s1): (f64, f64)) -> f64 {
+    (s0.ln() - s1 / s0).max(0.0)
+}
+
+/// Below this entropy (nats) [`apply_temp_ext`] recomputes the moments
+/// with the subnormal weights the vectorised kernel drops.
+const NEAR_ONE_HOT_NATS: f64 = 1e-20;
 
 /// Applies temp-ext; returns what it measured (None when it only applied
 /// the plain temperature or did nothing).
@@ -150,8 +168,21 @@ pub fn apply_temp_ext(candidates: &mut Candidates<'_>, params: &TempExtParams) -
         divide_logits(candidates, params.temp);
         return None;
     }
-    let (t, entropy) = temp_ext_temperature(candidates, params)?;
     let max = candidates.max_logit();
+    let data = candidates.as_mut_slice();
+    // The moments come from the vectorised kernel, which writes the weights
+    // exp(logit - max) into `p` (the softmax below replaces them) but flushes
+    // weights under 1.2e-38 to 0. Those change S1 by less than n · 1.3e-36,
+    // nothing beside an entropy above NEAR_ONE_HOT_NATS; under it (a
+    // near-one-hot array, where T_lo = 0 turns a tiny entropy into a tiny
+    // positive T, not greedy) the moments are taken again with them.
+    let moments = if max.is_finite() && data.len() > 1 {
+        let fast = exp_moments_weights(data, max);
+        Some(if entropy_of_moments(fast) > NEAR_ONE_HOT_NATS { fast } else { exp_moments(data, max) })
+    } else {
+        None
+    };
+    let (t, entropy) = temperature_for(data.len(), max, |max| entropy_nats(data, max, || moments.unwrap_or_default()), params)?;
     divide_logits(candidates, t);
     // Division by t > 0 is monotone, so the largest logit is still the
     // largest; greedy (t <= 0) keeps it as it is.
