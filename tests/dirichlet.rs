@@ -43,6 +43,12 @@ fn params(seed: u32) -> DirichletParams {
     DirichletParams { seed, ..Default::default() }
 }
 
+/// The defaults with the Dirichlet machinery on (emwa_logp, the support
+/// fit, the likelihood test), for the tests of that machinery.
+fn with_test(seed: u32) -> DirichletParams {
+    DirichletParams { dirichlet_test: true, ..params(seed) }
+}
+
 fn tokens(logits: &[f32]) -> Vec<TokenData> {
     logits.iter().enumerate().map(|(i, &l)| TokenData::new(i as TokenId, l)).collect()
 }
@@ -351,7 +357,7 @@ fn sampler_is_deterministic_by_seed() {
 #[test]
 fn apply_changes_nothing_and_accept_commits() {
     let mut d = DrawStream::from_state(3);
-    let mut s = DirichletSampler::new(params(1)).unwrap();
+    let mut s = DirichletSampler::new(with_test(1)).unwrap();
     let prompt: Vec<f32> = (0..4).flat_map(|_| lm_like(300, &mut d)).collect();
     s.observe_prompt_logits(&prompt, 300);
     let before = s.state_json();
@@ -372,7 +378,7 @@ fn apply_changes_nothing_and_accept_commits() {
 #[test]
 fn reset_is_fresh_and_prompt_initialisation_sets_every_ema() {
     let mut d = DrawStream::from_state(4);
-    let mut s = DirichletSampler::new(params(2)).unwrap();
+    let mut s = DirichletSampler::new(with_test(2)).unwrap();
     let fresh = s.state_json();
     assert_eq!(fresh["initialised"], false);
     let prompt: Vec<f32> = (0..16).flat_map(|_| lm_like(2000, &mut d)).collect();
@@ -402,9 +408,9 @@ fn every_path_is_reachable() {
         DirichletParams { outlier_bias: -1e6, argmax_bias_nats: 100.0, ..params(1) },
         DirichletParams { outlier_bias: -1e6, argmax_bias_nats: -100.0, ..params(1) },
         // Dirichlet test always fails.
-        DirichletParams { dirichlet_bias_nats: -1e9, ..params(1) },
+        DirichletParams { dirichlet_test: true, dirichlet_bias_nats: -1e9, ..params(1) },
         // Dirichlet test always passes.
-        DirichletParams { dirichlet_bias_nats: 1e9, ..params(1) },
+        DirichletParams { dirichlet_test: true, dirichlet_bias_nats: 1e9, ..params(1) },
     ];
     for p in variants {
         let mut s = DirichletSampler::new(p).unwrap();
@@ -423,6 +429,42 @@ fn every_path_is_reachable() {
     }
 }
 
+/// `dirichlet_test: false` skips emwa_logp, the fit and the likelihood
+/// test: the same tokens, probabilities and temperatures as a run with the
+/// test on that never passes, no Dirichlet state, and never the Dirichlet
+/// path, even with a threshold that would always pass.
+#[test]
+fn without_the_dirichlet_test_a_run_matches_one_where_it_never_passes() {
+    let mut d = DrawStream::from_state(21);
+    let prompt: Vec<f32> = (0..6).flat_map(|_| lm_like(500, &mut d)).collect();
+    let steps: Vec<Vec<f32>> = (0..40).map(|_| lm_like(500, &mut d)).collect();
+    let run = |p: DirichletParams| {
+        let mut s = DirichletSampler::new(p).unwrap();
+        s.observe_prompt_logits(&prompt, 500);
+        let mut out = Vec::new();
+        for l in &steps {
+            let (t, probs) = step(&mut s, l);
+            s.accept(t);
+            let st = s.state_json();
+            out.push((t, probs, st["last"]["pre_temp"].as_f64().unwrap(), s.last_path().unwrap(), st["emwa_dir_support"].as_u64().unwrap()));
+        }
+        out
+    };
+    let with_test = run(DirichletParams { dirichlet_test: true, dirichlet_bias_nats: -1e9, ..params(5) });
+    let without = run(DirichletParams { dirichlet_test: false, ..params(5) });
+    let without_always = run(DirichletParams { dirichlet_test: false, dirichlet_bias_nats: 1e9, ..params(5) });
+    assert!(with_test.iter().all(|r| r.4 > 0), "with the test the support is fitted");
+    for ((a, b), c) in with_test.iter().zip(&without).zip(&without_always) {
+        assert_eq!(a.0, b.0);
+        assert_eq!(a.1, b.1);
+        assert_eq!(a.2, b.2);
+        assert_eq!(a.3, b.3);
+        assert_eq!(b.4, 0, "no Dirichlet state without the test");
+        assert_eq!(b, c, "the threshold is not read without the test");
+        assert_ne!(b.3, DirichletPath::Dirichlet);
+    }
+}
+
 #[test]
 fn degenerate_inputs_stay_finite() {
     let n = 300;
@@ -433,8 +475,8 @@ fn degenerate_inputs_stay_finite() {
     let huge: Vec<f32> = (0..n).map(|i| if i % 3 == 0 { 1e30 } else { -1e30 }).collect();
     let plus_inf: Vec<f32> = (0..n).map(|i| if i == 11 { f32::INFINITY } else { 0.0 }).collect();
     let inputs = [&one_hot, &uniform, &partly, &with_nan, &huge, &plus_inf];
-    for order in 0..3 {
-        let mut s = DirichletSampler::new(params(3)).unwrap();
+    for (order, p) in (0..3).flat_map(|o| [(o, params(3)), (o, with_test(3))]) {
+        let mut s = DirichletSampler::new(p).unwrap();
         if order == 1 {
             // Start from a one-hot prompt.
             s.observe_prompt_logits(&one_hot.repeat(3), n);
@@ -463,7 +505,7 @@ fn masked_tokens_are_never_selected_even_in_the_support() {
     // The prompt makes tokens 0..10 the most likely: they fill the support.
     let prompt: Vec<f32> = (0..6).flat_map(|_| (0..n).map(|i| if i < 10 { 5.0 } else { 0.0 }).collect::<Vec<f32>>()).collect();
     // Dirichlet path always, so the sample puts mass on support tokens.
-    let p = DirichletParams { dirichlet_bias_nats: 1e9, support_size: 16, ..params(5) };
+    let p = DirichletParams { dirichlet_bias_nats: 1e9, support_size: 16, ..with_test(5) };
     let mut s = DirichletSampler::new(p).unwrap();
     s.observe_prompt_logits(&prompt, n);
     for _ in 0..200 {
@@ -478,7 +520,7 @@ fn masked_tokens_are_never_selected_even_in_the_support() {
 #[test]
 fn varying_vocabularies_and_ids_are_handled() {
     let mut d = DrawStream::from_state(10);
-    let mut s = DirichletSampler::new(params(4)).unwrap();
+    let mut s = DirichletSampler::new(with_test(4)).unwrap();
     for &n in &[1usize, 2, 7, 1000, 3, 50_000, 129, 130, 5] {
         let mut data = tokens(&lm_like(n, &mut d));
         data.reverse();
@@ -505,8 +547,8 @@ fn varying_vocabularies_and_ids_are_handled() {
 #[test]
 fn emwa_logp_agrees_between_identity_and_mapped_order_across_vocabularies() {
     let mut d = DrawStream::from_state(12);
-    let mut a = DirichletSampler::new(params(6)).unwrap();
-    let mut b = DirichletSampler::new(params(6)).unwrap();
+    let mut a = DirichletSampler::new(with_test(6)).unwrap();
+    let mut b = DirichletSampler::new(with_test(6)).unwrap();
     // A reset between (the buffers stay, longer than the new vocabulary).
     for &n in &[300usize, 500, 200, 700, 700, 100, 900, 400, 0, 150, 250, 250, 120] {
         if n == 0 {
@@ -579,7 +621,7 @@ fn cross_entropy_rate_replays_the_state_machine() {
     let rows: Vec<Vec<f32>> = (0..30).map(|_| lm_like(800, &mut d)).collect();
     // The "actual" tokens: each row's argmax, so the model predicts them well.
     let toks: Vec<TokenId> = rows.iter().map(|r| (0..r.len()).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap() as TokenId).collect();
-    let p = params(3);
+    let p = with_test(3);
     let a = cross_entropy_rate(&p, &rows, &toks).unwrap();
     assert!(a.is_finite() && a > 0.0);
     assert_eq!(a, cross_entropy_rate(&p, &rows, &toks).unwrap());
@@ -756,7 +798,7 @@ fn support_fit_matches_the_exact_full_vocabulary_fit() {
     drop(model);
     let mut checked = 0;
     for (k, (rows, steps, toks)) in data.iter().enumerate() {
-        let mut s = DirichletSampler::new(params(300 + k as u32)).unwrap();
+        let mut s = DirichletSampler::new(with_test(300 + k as u32)).unwrap();
         s.observe_prompt_logits(rows, n_vocab);
         for (step, (logits, &tok)) in steps.iter().zip(toks).enumerate() {
             let mut data = tokens(logits);
@@ -803,7 +845,7 @@ fn measure_support_fit_error() {
         let mut time = std::time::Duration::ZERO;
         let mut n_apply = 0u32;
         for (k, (rows, steps, toks)) in data.iter().enumerate() {
-            let p = DirichletParams { support_size: n_sup, fit_correction: correction, ..params(100 + k as u32) };
+            let p = DirichletParams { support_size: n_sup, fit_correction: correction, ..with_test(100 + k as u32) };
             let mut s = DirichletSampler::new(p).unwrap();
             s.observe_prompt_logits(rows, n_vocab);
             for (logits, &tok) in steps.iter().zip(toks) {
@@ -880,7 +922,7 @@ fn measure_support_fit_error() {
     // The seed's Halley fit over the whole vocabulary (what the reference
     // does), on the first prompt's initial emwa_logp: time and accuracy.
     let (rows, _, _) = &data[0];
-    let mut s = DirichletSampler::new(params(1)).unwrap();
+    let mut s = DirichletSampler::new(with_test(1)).unwrap();
     s.observe_prompt_logits(rows, n_vocab);
     let t: Vec<f64> = s.emwa_logp().iter().map(|&x| x as f64).collect();
     let exact = fit_dirichlet_exact(&t).unwrap();
@@ -923,8 +965,8 @@ fn measure_fit_polish_effect() {
     let (mut steps, mut same_path, mut same_test, mut same_token) = (0, 0, 0, 0);
     let (mut iters_seed, mut iters_polish, mut res_seed, mut res_polish, mut dir_rel, mut nll_diff) = (vec![], vec![], vec![], vec![], vec![], vec![]);
     for (k, (rows, logits, toks)) in data.iter().enumerate() {
-        let mut seed_only = DirichletSampler::new(DirichletParams { fit_polish_steps: 0, ..params(k as u32) }).unwrap();
-        let mut polished = DirichletSampler::new(params(k as u32)).unwrap();
+        let mut seed_only = DirichletSampler::new(DirichletParams { fit_polish_steps: 0, ..with_test(k as u32) }).unwrap();
+        let mut polished = DirichletSampler::new(with_test(k as u32)).unwrap();
         seed_only.observe_prompt_logits(rows, n_vocab);
         polished.observe_prompt_logits(rows, n_vocab);
         for (l, &t) in logits.iter().zip(toks) {
@@ -1036,8 +1078,8 @@ fn measure_text_with_defaults() {
     let variants: Vec<(&str, DirichletParams)> = vec![
         ("defaults", params(1)),
         ("reference target [1,1,1,1] 8 0", DirichletParams { target_linear: [1.0; 4], target_cross_ent_weight: 0.0, target_inv_temp: 8.0, target_bias_nats: 0.0, ..params(1) }),
-        ("dir test e=1 b=0", DirichletParams { dirichlet_ent_weight: 1.0, dirichlet_bias_nats: 0.0, ..params(1) }),
-        ("dir test always", DirichletParams { dirichlet_bias_nats: 1e9, ..params(1) }),
+        ("dir test e=1 b=0", DirichletParams { dirichlet_ent_weight: 1.0, dirichlet_bias_nats: 0.0, ..with_test(1) }),
+        ("dir test always", DirichletParams { dirichlet_bias_nats: 1e9, ..with_test(1) }),
     ];
     for (name, p) in variants {
         println!("== {name}");

@@ -239,7 +239,9 @@ struct Config {
 ///    top `outlier_topk`;
 /// 2. outlier score (the reference's bilinear/linear form over the state's
 ///    entropies and standard deviations and this step's H, sqrt V, V);
-/// 3. `emwa_logp <- c floor(ln p) + (1 - c) emwa_logp`, with
+/// 3. (steps 3, 4, 6 and 7 only with [`DirichletParams::dirichlet_test`];
+///    without it the scaffold is pre_probs)
+///    `emwa_logp <- c floor(ln p) + (1 - c) emwa_logp`, with
 ///    `c = emwa_logp_base^(-emwa_logp_exp_factor / (KL(p || softmax(emwa_logp)) + EPS))`;
 /// 4. `emwa_dir <- emwa_dir_coeff fit + (1 - emwa_dir_coeff) emwa_dir`,
 ///    `fit = fit_dirichlet(emwa_logp)` on the support (top `support_size`
@@ -466,51 +468,56 @@ impl DirichletSampler {
             return None;
         }
         let inv = 1.0 / n_ok as f64;
-        let mut dir = DirState { logp: (0..vocab).map(|i| (FILL + sums[i] * inv) as f32).collect(), ..Default::default() };
-        dir.lse = log_sum_exp_f32(&dir.logp);
-        work.tail.build_with_support(&dir.logp, p.support_size as usize, FILL, &mut work.select, &mut dir.support);
-        dir.has_lump = dir.logp.len() > dir.support.len();
-        work.targets.clear();
-        work.targets.extend(dir.support.iter().map(|&id| dir.logp[id as usize] as f64));
-        // Cold start: the exact lumped solution when it exists, polished by
-        // the seed's Halley fit.
-        let mut alpha = work.tail.solve_exact(&work.targets).unwrap_or_else(|| vec![1.0; dir.support.len() + usize::from(dir.has_lump)]);
-        if !dir.has_lump {
-            alpha.truncate(dir.support.len());
-        }
-        fit_support(&cfg.fit, &mut work.tail, &work.targets, dir.has_lump, &mut alpha, &mut work.fit);
-        dir.fit = alpha.clone();
-        dir.alpha = alpha;
-
-        // Second pass: mean negative Dirichlet log-likelihood of the rows.
-        // Only the support's probabilities need an exponential; the
-        // remainder's mass is what they leave.
+        // emwa_logp, emwa_dir and their mean likelihood only with the
+        // Dirichlet test (see `DirichletParams::dirichlet_test`).
+        let mut dir = DirState::default();
         let mut nll = 0.0;
-        fill_slots(&mut work.slot_of_id, &dir.support, dir.logp.len());
-        let n_sup = dir.support.len();
-        for (r, lse) in row_lse.iter().enumerate() {
-            let Some(lse) = *lse else { continue };
-            row(r, &mut rows);
-            if lse == f64::INFINITY {
-                naked_dist(&rows, &mut logp, &mut probs);
-                lump(&rows, &probs, &work.slot_of_id, n_sup, &mut work.x_sup);
-            } else {
-                work.x_sup.clear();
-                work.x_sup.resize(n_sup + 1, 0.0);
-                for t in rows.iter() {
-                    if let Some(slot) = tracked(t.id).and_then(|id| work.slot_of_id.get(id)).copied().filter(|&s| s != NO_SLOT) {
-                        if t.logit > f32::NEG_INFINITY {
-                            work.x_sup[slot as usize] += (t.logit as f64 - lse).exp();
+        if p.dirichlet_test {
+            dir = DirState { logp: (0..vocab).map(|i| (FILL + sums[i] * inv) as f32).collect(), ..Default::default() };
+            dir.lse = log_sum_exp_f32(&dir.logp);
+            work.tail.build_with_support(&dir.logp, p.support_size as usize, FILL, &mut work.select, &mut dir.support);
+            dir.has_lump = dir.logp.len() > dir.support.len();
+            work.targets.clear();
+            work.targets.extend(dir.support.iter().map(|&id| dir.logp[id as usize] as f64));
+            // Cold start: the exact lumped solution when it exists, polished by
+            // the seed's Halley fit.
+            let mut alpha = work.tail.solve_exact(&work.targets).unwrap_or_else(|| vec![1.0; dir.support.len() + usize::from(dir.has_lump)]);
+            if !dir.has_lump {
+                alpha.truncate(dir.support.len());
+            }
+            fit_support(&cfg.fit, &mut work.tail, &work.targets, dir.has_lump, &mut alpha, &mut work.fit);
+            dir.fit = alpha.clone();
+            dir.alpha = alpha;
+
+            // Second pass: mean negative Dirichlet log-likelihood of the rows.
+            // Only the support's probabilities need an exponential; the
+            // remainder's mass is what they leave.
+            fill_slots(&mut work.slot_of_id, &dir.support, dir.logp.len());
+            let n_sup = dir.support.len();
+            for (r, lse) in row_lse.iter().enumerate() {
+                let Some(lse) = *lse else { continue };
+                row(r, &mut rows);
+                if lse == f64::INFINITY {
+                    naked_dist(&rows, &mut logp, &mut probs);
+                    lump(&rows, &probs, &work.slot_of_id, n_sup, &mut work.x_sup);
+                } else {
+                    work.x_sup.clear();
+                    work.x_sup.resize(n_sup + 1, 0.0);
+                    for t in rows.iter() {
+                        if let Some(slot) = tracked(t.id).and_then(|id| work.slot_of_id.get(id)).copied().filter(|&s| s != NO_SLOT) {
+                            if t.logit > f32::NEG_INFINITY {
+                                work.x_sup[slot as usize] += (t.logit as f64 - lse).exp();
+                            }
                         }
                     }
+                    let sup: f64 = work.x_sup[..n_sup].iter().sum();
+                    work.x_sup[n_sup] = (1.0 - sup).max(0.0);
                 }
-                let sup: f64 = work.x_sup[..n_sup].iter().sum();
-                work.x_sup[n_sup] = (1.0 - sup).max(0.0);
+                floored_logs(&work.x_sup, dir.has_lump, floor, &mut work.ln_x);
+                nll += neg_ln_density(&work.ln_x, &dir.alpha);
             }
-            floored_logs(&work.x_sup, dir.has_lump, floor, &mut work.ln_x);
-            nll += neg_ln_density(&work.ln_x, &dir.alpha);
+            clear_slots(&mut work.slot_of_id, &dir.support);
         }
-        clear_slots(&mut work.slot_of_id, &dir.support);
         work.rows = rows;
         work.sums = sums;
 
@@ -556,8 +563,10 @@ impl DirichletSampler {
         let ident = pending.ids.is_empty();
         let n = xs.len();
         let old = &base.dir.logp;
-        let aux: &[f32] = if ident && n <= old.len() {
-            &old[..n]
+        let aux: Option<&[f32]> = if !p.dirichlet_test {
+            None
+        } else if ident && n <= old.len() {
+            Some(&old[..n])
         } else {
             let olds = &mut work.olds;
             olds.clear();
@@ -566,9 +575,9 @@ impl DirichletSampler {
             } else {
                 olds.extend(pending.ids.iter().map(|&id| tracked(id).and_then(|i| old.get(i)).copied().unwrap_or(FILL as f32)));
             }
-            olds
+            Some(olds)
         };
-        let [s0, s1, s2, s3, s_old] = kernels::moments(xs, Some(aux), max, 1.0);
+        let [s0, s1, s2, s3, s_old] = kernels::moments(xs, aux, max, 1.0);
         let ln_s0 = s0.ln();
         let (m1, m2) = (s1 / s0, s2 / s0);
         let h_naked = (ln_s0 - m1).max(0.0);
@@ -596,105 +605,108 @@ impl DirichletSampler {
         info.outlier_score = score;
         let outlier = score > 0.0;
 
-        // 3. emwa_logp.
-        let mut vocab = old.len();
-        if ident {
-            vocab = vocab.max(n.min(MAX_TRACKED_ID));
-        } else {
-            for &id in &pending.ids {
-                if let Some(id) = tracked(id) {
-                    vocab = vocab.max(id + 1);
+        // 3 and 4 only with the Dirichlet test (see `DirichletParams::dirichlet_test`).
+        if p.dirichlet_test {
+            // 3. emwa_logp.
+            let mut vocab = old.len();
+            if ident {
+                vocab = vocab.max(n.min(MAX_TRACKED_ID));
+            } else {
+                for &id in &pending.ids {
+                    if let Some(id) = tracked(id) {
+                        vocab = vocab.max(id + 1);
+                    }
                 }
             }
-        }
-        // softmax(emwa_logp) over the grown vocabulary (new ids at ln EPS).
-        let lse_old = if vocab > old.len() { log_add_exp(base.dir.lse, FILL + ((vocab - old.len()) as f64).ln()) } else { base.dir.lse };
-        // KL(p || softmax(emwa_logp)) = sum p (ln p - old + lse_old), with
-        // p = e / s0 and ln p = w - ln s0 (w = x - max).
-        let kl = (m1 - ln_s0 - s_old / s0 + lse_old).max(0.0);
-        let c_logp = (p.emwa_logp_base as f64).powf(-(p.emwa_logp_exp_factor as f64) / (kl + EPS));
-        info.kl_logp_nats = kl;
-        info.emwa_logp_coeff = c_logp;
-        let new = &mut pending.dir.logp;
-        let old_at = |id: Option<usize>| id.and_then(|i| old.get(i)).map_or(FILL, |&v| v as f64);
-        let mut fused = None;
-        let mut k_fused = 0;
-        if ident {
-            let m = n.min(vocab);
-            let k = m.min(old.len());
-            k_fused = k;
-            // Every entry is written below (vocab = max(m, old.len())): no
-            // fill pass over the buffer, which holds an older step's values.
-            debug_assert_eq!(m.max(old.len()), vocab);
-            new.resize(vocab, FILL as f32);
-            new.truncate(vocab);
-            // The update of tokens 0..k and its sum_exp in one pass.
-            fused = Some(kernels::ema_logp_sum(&xs[..k], &old[..k], &mut new[..k], lse_naked, floor, FILL, c_logp));
-            for (out, &x) in new[k..m].iter_mut().zip(&xs[k..m]) {
-                *out = ema_toward(FILL, floored(x as f64 - lse_naked, floor), c_logp) as f32;
-            }
-            for (out, &b) in new[m..].iter_mut().zip(&old[m.min(old.len())..]) {
-                *out = ema_toward(b as f64, FILL, c_logp) as f32;
-            }
-        } else {
-            new.clear();
-            new.extend(old.iter().map(|&b| ema_toward(b as f64, FILL, c_logp) as f32));
-            new.resize(vocab, FILL as f32);
-            for (&id, &x) in pending.ids.iter().zip(xs) {
-                if let Some(id) = tracked(id) {
-                    new[id] = ema_toward(old_at(Some(id)), floored(x as f64 - lse_naked, floor), c_logp) as f32;
+            // softmax(emwa_logp) over the grown vocabulary (new ids at ln EPS).
+            let lse_old = if vocab > old.len() { log_add_exp(base.dir.lse, FILL + ((vocab - old.len()) as f64).ln()) } else { base.dir.lse };
+            // KL(p || softmax(emwa_logp)) = sum p (ln p - old + lse_old), with
+            // p = e / s0 and ln p = w - ln s0 (w = x - max).
+            let kl = (m1 - ln_s0 - s_old / s0 + lse_old).max(0.0);
+            let c_logp = (p.emwa_logp_base as f64).powf(-(p.emwa_logp_exp_factor as f64) / (kl + EPS));
+            info.kl_logp_nats = kl;
+            info.emwa_logp_coeff = c_logp;
+            let new = &mut pending.dir.logp;
+            let old_at = |id: Option<usize>| id.and_then(|i| old.get(i)).map_or(FILL, |&v| v as f64);
+            let mut fused = None;
+            let mut k_fused = 0;
+            if ident {
+                let m = n.min(vocab);
+                let k = m.min(old.len());
+                k_fused = k;
+                // Every entry is written below (vocab = max(m, old.len())): no
+                // fill pass over the buffer, which holds an older step's values.
+                debug_assert_eq!(m.max(old.len()), vocab);
+                new.resize(vocab, FILL as f32);
+                new.truncate(vocab);
+                // The update of tokens 0..k and its sum_exp in one pass.
+                fused = Some(kernels::ema_logp_sum(&xs[..k], &old[..k], &mut new[..k], lse_naked, floor, FILL, c_logp));
+                for (out, &x) in new[k..m].iter_mut().zip(&xs[k..m]) {
+                    *out = ema_toward(FILL, floored(x as f64 - lse_naked, floor), c_logp) as f32;
+                }
+                for (out, &b) in new[m..].iter_mut().zip(&old[m.min(old.len())..]) {
+                    *out = ema_toward(b as f64, FILL, c_logp) as f32;
+                }
+            } else {
+                new.clear();
+                new.extend(old.iter().map(|&b| ema_toward(b as f64, FILL, c_logp) as f32));
+                new.resize(vocab, FILL as f32);
+                for (&id, &x) in pending.ids.iter().zip(xs) {
+                    if let Some(id) = tracked(id) {
+                        new[id] = ema_toward(old_at(Some(id)), floored(x as f64 - lse_naked, floor), c_logp) as f32;
+                    }
                 }
             }
-        }
-        let (sum_new, max_new) = match fused {
-            // k == new.len(): the same bits as a sum_exp over `new`.
-            Some((s, m)) if k_fused == new.len() => (s, m),
-            Some((s, m)) => {
-                let (s2, m2) = kernels::sum_exp_nonpositive(&new[k_fused..]);
-                (s + s2, if m.is_nan() || m2.is_nan() { f32::NAN } else { m.max(m2) })
-            }
-            None => kernels::sum_exp_nonpositive(new),
-        };
-        pending.dir.lse = if max_new <= 0.0 { sum_new.ln() } else { log_sum_exp_f32(new) };
+            let (sum_new, max_new) = match fused {
+                // k == new.len(): the same bits as a sum_exp over `new`.
+                Some((s, m)) if k_fused == new.len() => (s, m),
+                Some((s, m)) => {
+                    let (s2, m2) = kernels::sum_exp_nonpositive(&new[k_fused..]);
+                    (s + s2, if m.is_nan() || m2.is_nan() { f32::NAN } else { m.max(m2) })
+                }
+                None => kernels::sum_exp_nonpositive(new),
+            };
+            pending.dir.lse = if max_new <= 0.0 { sum_new.ln() } else { log_sum_exp_f32(new) };
 
-        // 4. Support, lump and the fit.
-        let dir = &mut pending.dir;
-        work.tail.build_with_support(&dir.logp, p.support_size as usize, FILL, &mut work.select, &mut dir.support);
-        dir.has_lump = dir.logp.len() > dir.support.len();
-        work.targets.clear();
-        work.targets.extend(dir.support.iter().map(|&id| dir.logp[id as usize] as f64));
-        let s_ref: f64 = base.dir.fit.iter().sum();
-        let ps_ref = digamma(s_ref);
-        let new_logp = &dir.logp;
-        let raw_alpha = |id: TokenId| inv_digamma_fast(new_logp.get(id as usize).map_or(FILL, |&v| v as f64) + ps_ref);
-        // The tail alphas of the tokens entering or leaving the support
-        // (the only ones asked for, up to three times each), computed once.
-        sym_diff_values(&base.dir.support, &dir.support, &raw_alpha, &mut work.tail_memo);
-        let memo = &work.tail_memo;
-        let tail_alpha = |id: TokenId| memo.binary_search_by_key(&id, |e| e.0).map_or_else(|_| raw_alpha(id), |k| memo[k].1);
-        // A(s_ref) through the tail model's own evaluation: it also sets
-        // the model's Taylor point, and the remap
-        // conserves the total, so the fit's first evaluation (at about
-        // s_ref) is answered from it instead of a second cold pass.
-        let new_rem = if dir.has_lump && s_ref > 0.0 && s_ref.is_finite() {
-            work.tail.eval(s_ref).0
-        } else if dir.has_lump {
-            work.tail.alpha_sum(s_ref)
-        } else {
-            0.0
-        };
-        let old_rem = old_remainder_tail(&base.dir.support, &dir.support, &tail_alpha, new_rem);
-        remap(&base.dir.support, &base.dir.fit, base.dir.has_lump, &dir.support, dir.has_lump, &tail_alpha, old_rem, &mut dir.fit);
-        remap(&base.dir.support, &base.dir.alpha, base.dir.has_lump, &dir.support, dir.has_lump, &tail_alpha, old_rem, &mut work.remapped);
-        let (iters, converged, residual, lump_t) = fit_support(&cfg.fit, &mut work.tail, &work.targets, dir.has_lump, &mut dir.fit, &mut work.fit);
-        info.fit_iterations = iters;
-        info.lump_evals = work.tail.n_exact_evals() as u32;
-        info.fit_converged = converged;
-        info.fit_residual_nats = residual;
-        info.lump_target_nats = lump_t;
-        let c_dir = p.emwa_dir_coeff as f64;
-        dir.alpha.clear();
-        dir.alpha.extend(dir.fit.iter().zip(&work.remapped).map(|(&f, &o)| (c_dir * f + (1.0 - c_dir) * o).clamp(ALPHA_MIN, ALPHA_MAX)));
+            // 4. Support, lump and the fit.
+            let dir = &mut pending.dir;
+            work.tail.build_with_support(&dir.logp, p.support_size as usize, FILL, &mut work.select, &mut dir.support);
+            dir.has_lump = dir.logp.len() > dir.support.len();
+            work.targets.clear();
+            work.targets.extend(dir.support.iter().map(|&id| dir.logp[id as usize] as f64));
+            let s_ref: f64 = base.dir.fit.iter().sum();
+            let ps_ref = digamma(s_ref);
+            let new_logp = &dir.logp;
+            let raw_alpha = |id: TokenId| inv_digamma_fast(new_logp.get(id as usize).map_or(FILL, |&v| v as f64) + ps_ref);
+            // The tail alphas of the tokens entering or leaving the support
+            // (the only ones asked for, up to three times each), computed once.
+            sym_diff_values(&base.dir.support, &dir.support, &raw_alpha, &mut work.tail_memo);
+            let memo = &work.tail_memo;
+            let tail_alpha = |id: TokenId| memo.binary_search_by_key(&id, |e| e.0).map_or_else(|_| raw_alpha(id), |k| memo[k].1);
+            // A(s_ref) through the tail model's own evaluation: it also sets
+            // the model's Taylor point, and the remap
+            // conserves the total, so the fit's first evaluation (at about
+            // s_ref) is answered from it instead of a second cold pass.
+            let new_rem = if dir.has_lump && s_ref > 0.0 && s_ref.is_finite() {
+                work.tail.eval(s_ref).0
+            } else if dir.has_lump {
+                work.tail.alpha_sum(s_ref)
+            } else {
+                0.0
+            };
+            let old_rem = old_remainder_tail(&base.dir.support, &dir.support, &tail_alpha, new_rem);
+            remap(&base.dir.support, &base.dir.fit, base.dir.has_lump, &dir.support, dir.has_lump, &tail_alpha, old_rem, &mut dir.fit);
+            remap(&base.dir.support, &base.dir.alpha, base.dir.has_lump, &dir.support, dir.has_lump, &tail_alpha, old_rem, &mut work.remapped);
+            let (iters, converged, residual, lump_t) = fit_support(&cfg.fit, &mut work.tail, &work.targets, dir.has_lump, &mut dir.fit, &mut work.fit);
+            info.fit_iterations = iters;
+            info.lump_evals = work.tail.n_exact_evals() as u32;
+            info.fit_converged = converged;
+            info.fit_residual_nats = residual;
+            info.lump_target_nats = lump_t;
+            let c_dir = p.emwa_dir_coeff as f64;
+            dir.alpha.clear();
+            dir.alpha.extend(dir.fit.iter().zip(&work.remapped).map(|(&f, &o)| (c_dir * f + (1.0 - c_dir) * o).clamp(ALPHA_MIN, ALPHA_MAX)));
+        }
 
         // 5. Target entropy, pre_temp (started from the model's moments at
         // T = 1 from part 1, see `temp_tune_start`), emwa_temp.
@@ -726,17 +738,21 @@ impl DirichletSampler {
         pending.pre_temp = pre_temp;
         pending.pre_norm = s0_pre;
 
-        // 6. Dirichlet likelihood of pre_probs on the lumped support.
+        // 6. Dirichlet likelihood of pre_probs on the lumped support (none
+        // without the test: no emwa_dir, k = 0).
+        let dir = &pending.dir;
         let k = dir.alpha.len();
         let pre = &work.pre;
-        if ident {
-            lump_ident(pre, tot, &dir.support, &mut work.x_sup);
-        } else {
-            fill_slots(&mut work.slot_of_id, &dir.support, dir.logp.len());
-            lump_ids(&pending.ids, pre, tot, &work.slot_of_id, dir.support.len(), &mut work.x_sup);
-            clear_slots(&mut work.slot_of_id, &dir.support);
+        if k >= 2 {
+            if ident {
+                lump_ident(pre, tot, &dir.support, &mut work.x_sup);
+            } else {
+                fill_slots(&mut work.slot_of_id, &dir.support, dir.logp.len());
+                lump_ids(&pending.ids, pre, tot, &work.slot_of_id, dir.support.len(), &mut work.x_sup);
+                clear_slots(&mut work.slot_of_id, &dir.support);
+            }
+            floored_logs(&work.x_sup, dir.has_lump, floor, &mut work.ln_x);
         }
-        floored_logs(&work.x_sup, dir.has_lump, floor, &mut work.ln_x);
         let nll = if k >= 2 { neg_ln_density(&work.ln_x, &dir.alpha) } else { 0.0 };
         emas.dir_ent_nats = ema(p.emwa_dir_ent_coeff, nll, base.emas.dir_ent_nats);
         let mut threshold = p.dirichlet_ent_weight as f64 * emas.dir_ent_nats + p.dirichlet_bias_nats as f64;
