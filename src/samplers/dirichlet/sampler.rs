@@ -453,13 +453,16 @@ impl DirichletSampler {
                 tk_sq += logp[i] * logp[i];
                 tk_n += 1;
             }
-            for (t, &lp) in rows.iter().zip(&logp) {
-                let Some(id) = tracked(t.id) else { continue };
-                if id >= sums.len() {
-                    sums.resize(id + 1, 0.0);
+            // emwa_logp's start: only with the Dirichlet test.
+            if p.dirichlet_test {
+                for (t, &lp) in rows.iter().zip(&logp) {
+                    let Some(id) = tracked(t.id) else { continue };
+                    if id >= sums.len() {
+                        sums.resize(id + 1, 0.0);
+                    }
+                    vocab = vocab.max(id + 1);
+                    sums[id] += floored(lp, floor) - FILL;
                 }
-                vocab = vocab.max(id + 1);
-                sums[id] += floored(lp, floor) - FILL;
             }
         }
         if n_ok == 0 {

@@ -119,33 +119,29 @@ impl TempExt {
 /// (fewer than two candidates, or no finite logit).
 pub fn temp_ext_temperature(candidates: &Candidates<'_>, params: &TempExtParams) -> Option<(f32, f64)> {
     let data = candidates.as_slice();
-    temperature_for(data.len(), candidates.max_logit(), |max| entropy_nats(data, max, || exp_moments(data, max)), params)
+    let max = candidates.max_logit();
+    let moments = (data.len() > 1 && max.is_finite()).then(|| exp_moments(data, max));
+    temperature_for(data, max, moments, params)
 }
 
-/// [`temp_ext_temperature`] for `n` candidates with largest logit `max`,
-/// given their entropy (asked for only when there is something to scale).
-fn temperature_for(n: usize, max: f32, entropy: impl FnOnce(f32) -> f64, params: &TempExtParams) -> Option<(f32, f64)> {
+/// [`temp_ext_temperature`] for `data` with largest logit `max`, given the
+/// moments (S0, S1) of exp(logit - max) (see [`exp_moments`]) when `max` is
+/// finite; `None` when there is nothing to scale.
+fn temperature_for(data: &[TokenData], max: f32, moments: Option<(f64, f64)>, params: &TempExtParams) -> Option<(f32, f64)> {
+    let n = data.len();
     if n <= 1 || max == f32::NEG_INFINITY {
         return None;
     }
-    let entropy = entropy(max);
+    let entropy = match moments {
+        Some(m) => entropy_of_moments(m),
+        // max = +inf: uniform over the +inf tokens.
+        None => (data.iter().filter(|t| t.logit == f32::INFINITY).count() as f64).ln(),
+    };
     let max_entropy = (n as f64).ln();
     let lo = (params.temp - params.delta).max(0.0) as f64;
     let hi = (params.temp + params.delta) as f64;
     let t = lo + (hi - lo) * (entropy / max_entropy).powf(params.exponent as f64);
     Some((t as f32, entropy))
-}
-
-/// The entropy (nats) of softmax(logits) for a largest logit `max` that is
-/// not -inf, from the moments (S0, S1) of exp(logit - max) (see
-/// [`exp_moments`]), which are computed only when `max` is finite.
-fn entropy_nats(data: &[TokenData], max: f32, moments: impl FnOnce() -> (f64, f64)) -> f64 {
-    if max == f32::INFINITY {
-        // Uniform over the +inf tokens.
-        (data.iter().filter(|t| t.logit == f32::INFINITY).count() as f64).ln()
-    } else {
-        entropy_of_moments(moments())
-    }
 }
 
 /// Entropy (nats) from the moments (S0, S1) of [`exp_moments`].
@@ -182,7 +178,7 @@ pub fn apply_temp_ext(candidates: &mut Candidates<'_>, params: &TempExtParams) -
     } else {
         None
     };
-    let (t, entropy) = temperature_for(data.len(), max, |max| entropy_nats(data, max, || moments.unwrap_or_default()), params)?;
+    let (t, entropy) = temperature_for(data, max, moments, params)?;
     divide_logits(candidates, t);
     // Division by t > 0 is monotone, so the largest logit is still the
     // largest; greedy (t <= 0) keeps it as it is.

@@ -178,11 +178,9 @@ impl Histogram {
     pub(crate) fn add_block<B: Fn(&TokenData) -> f32>(&mut self, block: &[TokenData], badness: B) {
         let mut idx = [0u32; BLOCK];
         for (i, t) in idx.iter_mut().zip(block) {
-            *i = bucket_of_fast(badness(t));
+            *i = bucket_of(badness(t));
         }
-        for ((lane, t), &b) in block.iter().enumerate().zip(&idx) {
-            self.0[lane & (LANES - 1)][b as usize & (BUCKETS - 1)] += t.p as f64;
-        }
+        self.add_indexed(&idx, block.iter().map(|t| t.p));
     }
 
     /// Adds weights `e` at badness `-z` (a block of
@@ -192,10 +190,16 @@ impl Histogram {
     pub(crate) fn add_weights(&mut self, z: &[f32; BLOCK], e: &[f32; BLOCK]) {
         let mut idx = [0u32; BLOCK];
         for (i, &z) in idx.iter_mut().zip(z) {
-            *i = bucket_of_fast(-z);
+            *i = bucket_of(-z);
         }
-        for (lane, (&b, &e)) in idx.iter().zip(e).enumerate() {
-            self.0[lane & (LANES - 1)][b as usize & (BUCKETS - 1)] += e as f64;
+        self.add_indexed(&idx, e.iter().copied());
+    }
+
+    /// Adds the `k`-th weight at bucket `idx[k]`, lane `k mod LANES`.
+    #[inline(always)]
+    fn add_indexed(&mut self, idx: &[u32; BLOCK], weights: impl Iterator<Item = f32>) {
+        for (lane, (&b, w)) in idx.iter().zip(weights).enumerate() {
+            self.0[lane & (LANES - 1)][b as usize & (BUCKETS - 1)] += w as f64;
         }
     }
 
@@ -301,18 +305,12 @@ where
 }
 
 /// Bucket index of a badness value `d >= 0` (nats); NaN, +inf and anything
-/// past the range go to the last bucket. Non-decreasing in `d`, branch-free.
+/// past the range go to the last bucket. Non-decreasing in `d`, branch-free
+/// (a comparison and a truncation the compiler vectorises).
 #[inline(always)]
-fn bucket_of(d: f32) -> usize {
-    // f32::min maps NaN to the bound; `as` truncates (d >= 0).
-    (d * PER_NAT).min((BUCKETS - 1) as f32) as usize
-}
-
-/// [`bucket_of`] in a form that vectorises: the same value for every `d`.
-#[inline(always)]
-fn bucket_of_fast(d: f32) -> u32 {
+fn bucket_of(d: f32) -> u32 {
     let scaled = d * PER_NAT;
-    // NaN fails the comparison and takes the last bucket, as in bucket_of.
+    // NaN fails the comparison and takes the last bucket.
     let clamped = if scaled < (BUCKETS - 1) as f32 { scaled } else { (BUCKETS - 1) as f32 };
     // SAFETY: `clamped` is in 0..=BUCKETS-1 (d >= 0), representable in i32.
     unsafe { clamped.max(0.0).to_int_unchecked::<i32>() as u32 }
@@ -384,7 +382,7 @@ where
     // touching only the members of the first two groups.
     let (mut a, mut b) = (0usize, 0usize);
     for i in 0..n {
-        let bi = bucket_of(badness(&data[i]));
+        let bi = bucket_of(badness(&data[i])) as usize;
         if bi < cross {
             // Rotate data[i] -> a, data[a] -> b, data[b] -> i.
             let t = data[i];
@@ -446,13 +444,17 @@ mod tests {
         }
     }
 
+    /// The branch-free bucket index equals the plain formula (truncate
+    /// d * PER_NAT, capped at the last bucket; NaN in the last bucket).
     #[test]
-    fn both_bucket_functions_agree() {
+    fn bucket_of_matches_the_plain_formula() {
         let mut rng = DrawStream::from_state(3);
         let special = [0.0f32, 1e-30, 0.0624, 0.0625, 1.0, 31.9, 31.937_5, 32.0, 1e9, f32::INFINITY, f32::NAN, f32::MAX];
         let random = (0..10_000).map(|_| (rng.next_normal().abs() * 12.0) as f32);
         for d in special.into_iter().chain(random) {
-            assert_eq!(bucket_of_fast(d) as usize, bucket_of(d), "{d}");
+            // f32::min maps NaN to the bound; `as` truncates (d >= 0).
+            let plain = (d * PER_NAT).min((BUCKETS - 1) as f32) as usize;
+            assert_eq!(bucket_of(d) as usize, plain, "{d}");
         }
     }
 
