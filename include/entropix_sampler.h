@@ -428,6 +428,14 @@ typedef struct {
   // seed's schedule, 0..=100 (see `FitConfig::polish_steps`). 0 = the
   // seed's schedule alone. Default 30.
   uint32_t fit_polish_steps;
+  // The tail cut of the draw, in [0, 1]: before the token is drawn
+  // (step 8), every token whose probability is below `draw_min_p` times
+  // the largest is dropped, as min-p does; the argmax path is left
+  // alone. It changes only the draw: the EMAs and the Dirichlet test
+  // read the distributions before the cut. 0 disables (seed 003 and the
+  // reference draw from the whole vocabulary). Default 0.1 (see
+  // `Default`).
+  float draw_min_p;
 } entropix_dirichlet_params;
 
 // Parameters of `Entropix`: every threshold and coefficient of the
@@ -622,7 +630,7 @@ typedef struct {
   int32_t top_k;
   // Min-p relative to the top probability at the step's temperature
   // (p_i >= min_p * p_max; the reference used an absolute p_i >= min_p),
-  // in [0, 1]; 0 disables. Default 0.05 (reference 0.03).
+  // in [0, 1]; 0 disables. Default 0.2 (reference 0.03; see `Default`).
   float min_p;
   // Upper bound of every strategy's temperature (dimensionless, > 0),
   // applied after each strategy's own formula and bounds. The

@@ -429,6 +429,52 @@ fn every_path_is_reachable() {
     }
 }
 
+/// `draw_min_p` drops the tokens below that fraction of the largest
+/// probability from the draw (off the argmax path) and from nothing else:
+/// the first step's temperature is the same with and without it, the
+/// candidates' `p` still sum to 1, and no token of the tail is ever drawn,
+/// where without the cut the tail is drawn.
+#[test]
+fn draw_min_p_cuts_the_tail_from_the_draw_only() {
+    let mut d = DrawStream::from_state(31);
+    let prompt: Vec<f32> = (0..6).flat_map(|_| lm_like(400, &mut d)).collect();
+    let steps: Vec<Vec<f32>> = (0..30).map(|_| lm_like(400, &mut d)).collect();
+    let (mut tail_draws_uncut, mut tail_draws_cut) = (0, 0);
+    for seed in 0..6 {
+        for (ratio, tail_draws) in [(0.0f32, &mut tail_draws_uncut), (0.1, &mut tail_draws_cut)] {
+            let mut s = DirichletSampler::new(DirichletParams { draw_min_p: ratio, ..params(seed) }).unwrap();
+            s.observe_prompt_logits(&prompt, 400);
+            for (i, l) in steps.iter().enumerate() {
+                let (t, probs) = step(&mut s, l);
+                let sum: f64 = probs.iter().map(|&q| q as f64).sum();
+                assert!((sum - 1.0).abs() < 1e-4, "{sum}");
+                let max = probs.iter().cloned().fold(0.0f32, f32::max);
+                let (cut_p, model_p) = (probs[t as usize], l[t as usize]);
+                assert!(cut_p > 0.0, "a token outside the draw was selected");
+                // On the pre_temp path, the tail as softmax(logits /
+                // pre_temp) ranks it: below 0.1 of the top token's.
+                let temp = s.state_json()["last"]["pre_temp"].as_f64().unwrap();
+                let top = l.iter().cloned().fold(f32::MIN, f32::max);
+                if s.last_path() == Some(DirichletPath::PreTemp) && (((model_p - top) as f64) / temp).exp() < 0.099 {
+                    *tail_draws += 1;
+                }
+                if ratio > 0.0 {
+                    assert!(probs.iter().all(|&q| q == 0.0 || q >= 0.1 * max * (1.0 - 1e-6)), "step {i}: a weight under the cut survived");
+                }
+                if i == 0 {
+                    let mut fresh = DirichletSampler::new(DirichletParams { draw_min_p: 0.0, ..params(seed) }).unwrap();
+                    fresh.observe_prompt_logits(&prompt, 400);
+                    step(&mut fresh, l);
+                    assert_eq!(fresh.state_json()["last"]["pre_temp"], s.state_json()["last"]["pre_temp"], "the cut changed the temperature");
+                }
+                s.accept(t);
+            }
+        }
+    }
+    assert!(tail_draws_uncut > 0, "these steps never draw from the tail: the test would not see the cut");
+    assert_eq!(tail_draws_cut, 0, "drawn from the tail with the cut ({tail_draws_uncut} without it)");
+}
+
 /// `dirichlet_test: false` skips emwa_logp, the fit and the likelihood
 /// test: the same tokens, probabilities and temperatures as a run with the
 /// test on that never passes, no Dirichlet state, and never the Dirichlet

@@ -419,6 +419,34 @@ fn nonfill_impl<const FMA: bool>(v: &[f32], fill: f32, out: &mut Vec<u32>) -> No
     NonFill { n_above, min, max, has_nan }
 }
 
+/// Sets to zero every weight of `p` below `ratio` times the largest (the
+/// min-p rule on unnormalised weights) and returns the sum of those left,
+/// in f64, added in index order. `p` holds non-negative finite weights;
+/// `ratio` in [0, 1]; 0 keeps every weight.
+pub fn cut_below_fraction_of_max(p: &mut [f32], ratio: f32) -> f64 {
+    const LANES: usize = 8;
+    let mut lanes = [0.0f32; LANES];
+    let chunks = p.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (m, &q) in lanes.iter_mut().zip(c) {
+            *m = if q > *m { q } else { *m };
+        }
+    }
+    let max = rest.iter().chain(&lanes).fold(0.0f32, |m, &q| if q > m { q } else { m });
+    let cut = max * ratio;
+    // Adding the zeros would not change the sum: only the kept weights are added.
+    let mut total = 0.0f64;
+    for q in p.iter_mut() {
+        if *q < cut {
+            *q = 0.0;
+        } else {
+            total += *q as f64;
+        }
+    }
+    total
+}
+
 /// Index where the running sum of `p` first exceeds `target` (summed in
 /// blocks: the block is found from block sums, then scanned); zero entries
 /// are never chosen; the last positive entry when the sum never exceeds
@@ -1065,6 +1093,26 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cut_below_fraction_of_max_zeroes_the_tail_and_sums_the_rest() {
+        let mut p = vec![0.5, 0.04, 0.06, 0.0, 0.3];
+        let total = cut_below_fraction_of_max(&mut p, 0.1);
+        assert_eq!(p, vec![0.5, 0.0, 0.06, 0.0, 0.3]);
+        assert_eq!(total, 0.5f32 as f64 + 0.06f32 as f64 + 0.3f32 as f64);
+        // The largest in the remainder after the 8-wide blocks; a weight
+        // equal to the cut (0.2 x 1.0) stays.
+        let mut p = vec![0.1f32; 17];
+        p[16] = 1.0;
+        p[3] = 0.2;
+        let total = cut_below_fraction_of_max(&mut p, 0.2);
+        assert_eq!(p.iter().filter(|&&q| q > 0.0).count(), 2);
+        assert_eq!(total, 0.2f32 as f64 + 1.0);
+        // 0 keeps every weight.
+        let mut p = vec![3.0, 1e-30, 0.0];
+        assert_eq!(cut_below_fraction_of_max(&mut p, 0.0), 3.0 + 1e-30f32 as f64);
+        assert_eq!(p, vec![3.0, 1e-30, 0.0]);
+    }
 
     fn logits(n: usize, seed: u64) -> Vec<f32> {
         let mut d = crate::core::DrawStream::from_state(seed);

@@ -62,5 +62,13 @@ mod tests {
         assert!(DirichletParams { fit_polish_steps: 0, ..p }.validate().is_ok());
         let err = DirichletParams { fit_polish_steps: 101, ..p }.validate().unwrap_err();
         assert!(err.to_string().contains("fit_polish_steps"), "{err}");
+        // The draw's tail cut: a ratio in [0, 1].
+        for ok in [0.0, 0.5, 1.0] {
+            assert!(DirichletParams { draw_min_p: ok, ..p }.validate().is_ok(), "{ok}");
+        }
+        for bad in [-0.1, 1.5, f32::NAN] {
+            let err = DirichletParams { draw_min_p: bad, ..p }.validate().unwrap_err();
+            assert!(err.to_string().contains("draw_min_p"), "{err}");
+        }
     }
 }

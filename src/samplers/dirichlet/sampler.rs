@@ -267,7 +267,9 @@ struct Config {
 /// 8. the token: outliers draw from the scaffold; inliers take the argmax
 ///    when the top-k entropy is below `argmax_weight * emwa_topk_ent +
 ///    argmax_bias_nats`, else draw from the top-k at the temperature that
-///    gives it entropy `emwa_topk_ent`. The candidates' `p` hold the
+///    gives it entropy `emwa_topk_ent`; off the argmax path, tokens below
+///    `draw_min_p` times the largest probability are dropped first (see
+///    [`DirichletParams::draw_min_p`]). The candidates' `p` hold the
 ///    distribution the token was drawn from.
 ///
 /// `accept(token)` then updates the surprise EMAs with the accepted token:
@@ -854,7 +856,15 @@ impl DirichletSampler {
             DirichletPath::TopK
         };
         info.path = Some(path);
+        // The tail cut (draw_min_p): only the draw sees it.
+        let cut = p.draw_min_p > 0.0 && path != DirichletPath::Argmax;
+        let total = if cut { kernels::cut_below_fraction_of_max(&mut work.out, p.draw_min_p) } else { total };
         let index = kernels::pick_f32(&work.out, rng.stream().next_f64() * total);
+        if cut {
+            // The candidates' p: the distribution drawn from, summing to 1.
+            let inv = (1.0 / total) as f32;
+            work.out.iter_mut().for_each(|q| *q *= inv);
+        }
         info.selected = Some(cands[index].id);
 
         pending.emas = emas;
