@@ -352,6 +352,33 @@ fn repetition_stages_run_in_front_of_the_adaptive_families() {
 }
 
 #[test]
+fn dry_scope_decides_whether_a_reply_may_restate_its_prompt() {
+    // The model continues the count by restating the prompt; every word of
+    // it extends a long repeat of the prompt, none repeats the reply.
+    let prompt = "Count: one two three four five six seven eight nine ten. Again: one two three four five six seven eight nine ten. Again: one two three";
+    let count = " four five six seven eight nine ten.";
+    let gen = |args: &[&str]| {
+        let mut all = vec!["--no-chat", "-p", prompt, "-n", "12", "-s", "1"];
+        all.extend_from_slice(args);
+        let o = run(&all);
+        assert_ok(&o);
+        stdout(&o).trim_start_matches(prompt).to_string()
+    };
+    // The adaptive families' guard matches the reply only by default.
+    let entropix = ["--sampler", "entropix", "--sampler-param", "min_p=1"];
+    let guard_default = gen(&entropix);
+    assert!(guard_default.starts_with(count), "the guard penalised restating the prompt: {guard_default:?}");
+    let guard_all = gen(&[&entropix[..], &["--dry-scope", "all"]].concat());
+    assert!(!guard_all.starts_with(count), "--dry-scope all did not reach the guard: {guard_all:?}");
+    // The classic chain keeps llama.cpp's semantics: DRY sees the prompt.
+    let classic = ["--temp", "0", "--dry-multiplier", "0.8"];
+    let classic_default = gen(&classic);
+    assert_eq!(classic_default, gen(&[&classic[..], &["--dry-scope", "all"]].concat()));
+    assert!(!classic_default.starts_with(count), "{classic_default:?}");
+    assert!(gen(&[&classic[..], &["--dry-scope", "reply"]].concat()).starts_with(count));
+}
+
+#[test]
 fn a_model_without_a_profile_is_calibrated_once() {
     let dir = std::env::temp_dir().join(format!("entropix-auto-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

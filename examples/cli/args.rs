@@ -268,6 +268,15 @@ pub enum SamplerImpl {
     Llama,
 }
 
+/// Which tokens DRY matches repeats against (`--dry-scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DryScope {
+    /// The prompt and the reply, as in llama.cpp's tools.
+    All,
+    /// The reply only: a reply may restate its prompt unpenalised.
+    Reply,
+}
+
 /// The classic sampler parameters, with llama.cpp's names and defaults.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SamplingArgs {
@@ -308,16 +317,16 @@ pub struct SamplingArgs {
     #[arg(long = "presence-penalty", help_heading = "Penalties and DRY", default_value_t = 0.0, allow_negative_numbers = true)]
     pub presence_penalty: f32,
     /// DRY multiplier; 0 disables. Default: 0 in the classic chain (as in
-    /// llama.cpp), 0.8 in front of entropix, four-mode, alpha and dirichlet
-    /// (their loop guard; see the README's results).
+    /// llama.cpp), 0.8 in front of entropix, four-mode and alpha and 1.5
+    /// in front of dirichlet (their loop guard; see the README's results).
     #[arg(long = "dry-multiplier", help_heading = "Penalties and DRY")]
     pub dry_multiplier: Option<f32>,
     /// DRY base.
     #[arg(long = "dry-base", help_heading = "Penalties and DRY", default_value_t = 1.75)]
     pub dry_base: f32,
     /// DRY allowed length: repeats shorter than this many tokens go
-    /// unpenalised. Default: 2 in the classic chain (as in llama.cpp), 2 in
-    /// front of entropix and alpha, 4 in front of four-mode and dirichlet.
+    /// unpenalised. Default 2 (llama.cpp's), in the classic chain and in
+    /// front of every adaptive sampler.
     #[arg(long = "dry-allowed-length", help_heading = "Penalties and DRY")]
     pub dry_allowed_length: Option<i32>,
     /// DRY window in tokens; 0 disables, -1 = context size.
@@ -326,6 +335,12 @@ pub struct SamplingArgs {
     /// DRY sequence breaker (repeatable; default: \n : " *).
     #[arg(long = "dry-sequence-breaker", help_heading = "Penalties and DRY")]
     pub dry_sequence_breaker: Vec<String>,
+    /// What DRY matches repeats against: `all` (the prompt and the reply,
+    /// as in llama.cpp's tools) or `reply` (a reply may restate its prompt
+    /// unpenalised). Default: `all` in the classic chain and
+    /// --sampler-config, `reply` for the adaptive samplers' loop guard.
+    #[arg(long = "dry-scope", help_heading = "Penalties and DRY", value_enum)]
+    pub dry_scope: Option<DryScope>,
     /// Mirostat: 0 off, 1 mirostat, 2 mirostat 2.0.
     #[arg(long = "mirostat", help_heading = "Mirostat", default_value_t = 0)]
     pub mirostat: u8,

@@ -4,6 +4,7 @@
 
 use std::ffi::CString;
 
+use entropix_sampler::core::TokenId;
 use entropix_sampler::ffi;
 use entropix_sampler::llama::{Model, SamplerChain};
 use entropix_sampler::samplers::alpha::AlphaParams;
@@ -15,7 +16,7 @@ use entropix_sampler::samplers::penalties::{DryParams, PenaltiesParams};
 use entropix_sampler::samplers::{DistParams, TemperatureParams, TopKParams};
 use entropix_sampler::sys;
 
-use crate::args::{Args, SamplerImpl};
+use crate::args::{Args, DryScope, SamplerImpl};
 
 /// The sampler families `--sampler` accepts.
 pub const FAMILIES: &[&str] = &["classic", "entropix", "four-mode", "dirichlet", "alpha"];
@@ -126,35 +127,59 @@ pub struct DryDefaults {
 /// The classic chain's: llama.cpp's (DRY off; allowed length 2).
 pub const CLASSIC_DRY: DryDefaults = DryDefaults { multiplier: 0.0, allowed_length: 2 };
 
-/// The adaptive families' loop guard: DRY at llama.cpp's recommended
-/// multiplier and base (0.8, 1.75), in front of the sampler.
+/// The adaptive families' loop guard: DRY in front of the sampler, at
+/// llama.cpp's recommended base (1.75) and allowed length (2), matching
+/// repeats within the reply only (see [`dry_scope`]).
 ///
 /// The adaptive samplers stay near the model's mode where it is confident,
 /// so a model that loops (a base model on open prompts) loops through them
 /// nearly as it does under greedy: `eval` on Gemma 3 270M's 12 dev prompts
 /// gave seq-rep-4 0.697 for entropix against greedy's 0.783. DRY penalises
 /// only the token that would extend a repeat of `allowed_length` or more
-/// tokens. Entropix, alpha and dirichlet, which stay nearest the mode, take
-/// 2 (Gemma seq-rep-4 0.369, 0.313 and 0.391, at NLL 0.71, 0.62 and 0.72
-/// against min-p's 0.69); 3 and 4 left entropix looping (0.49) and
-/// dirichlet at 0.448. Four-mode samples wider and takes 4: with 2 its
-/// arithmetic on SmolLM2's 100 dev items fell from 9 to 6 correct (numbers
-/// restated digit by digit are repeats), and no `max_temp` from 0.5 to 0.8
-/// met Gemma's bounds with 2, 3 or 4 (see the README's log).
-/// `--dry-multiplier 0` turns the guard off.
+/// tokens. Entropix, alpha and four-mode take llama.cpp's multiplier, 0.8
+/// (Gemma seq-rep-4 0.369 and 0.313 for entropix and alpha at NLL 0.71
+/// and 0.62, against min-p's 0.69; allowed lengths 3 and 4 left entropix
+/// looping at 0.49). Dirichlet, whose draw cuts the tail
+/// (`draw_min_p`), loops more and takes 1.5: at 0.8 Gemma's seq-rep-4 was
+/// 0.470, at 1.5 0.355 (NLL 0.669). A guard that also matched the prompt
+/// penalised a reply for restating its question: SmolLM2 tokenises digits
+/// one by one, and "71 + 76 = ..." after "What is 71 + 76?" extends a
+/// match at every digit. At 0.8 that cost about an item in 100 on SmolLM2's
+/// dev questions; at 1.5 it cost dirichlet 4 in 10 (4/100 against 10/100
+/// on the reply only). `--dry-multiplier 0` turns the guard off.
 pub fn loop_guard(family: &str) -> DryDefaults {
     match family {
-        "four-mode" => WIDE_LOOP_GUARD,
+        "dirichlet" => CUT_TAIL_LOOP_GUARD,
         _ => NEAR_MODE_LOOP_GUARD,
     }
 }
 
-/// The loop guard of entropix, alpha and dirichlet (see [`loop_guard`]);
+/// The loop guard of entropix, four-mode and alpha (see [`loop_guard`]);
 /// also DRY's defaults for `{"name": "dry"}` in `--sampler-config`.
 pub const NEAR_MODE_LOOP_GUARD: DryDefaults = DryDefaults { multiplier: 0.8, allowed_length: 2 };
 
-/// The loop guard of four-mode (see [`loop_guard`]).
-const WIDE_LOOP_GUARD: DryDefaults = DryDefaults { multiplier: 0.8, allowed_length: 4 };
+/// The loop guard of dirichlet (see [`loop_guard`]).
+const CUT_TAIL_LOOP_GUARD: DryDefaults = DryDefaults { multiplier: 1.5, allowed_length: 2 };
+
+/// What DRY matches repeats against: `--dry-scope`, or where it is not
+/// given, the reply for the adaptive families (their loop guard stops
+/// loops in the reply; a restated question is not one) and everything for
+/// the classic chain and `--sampler-config` (llama.cpp's semantics).
+pub fn dry_scope(args: &Args) -> DryScope {
+    args.sampling.dry_scope.unwrap_or(if args.sampler_config.is_none() && args.sampler != "classic" { DryScope::Reply } else { DryScope::All })
+}
+
+/// Accepts the prompt into the chain as history (penalties and DRY see
+/// it, as in llama.cpp's tools), then, when DRY's scope is the reply,
+/// clears the history of the chain's DRY stages.
+pub fn accept_prompt(chain: &mut SamplerChain, prompt: &[TokenId], scope: DryScope) {
+    for &t in prompt {
+        chain.accept(t);
+    }
+    if scope == DryScope::Reply {
+        chain.reset_stages("dry");
+    }
+}
 
 /// llama.cpp's penalties from the `--repeat-*`, `--frequency-penalty` and
 /// `--presence-penalty` flags.

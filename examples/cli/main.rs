@@ -133,10 +133,7 @@ fn run(args: Args) -> Result<(), String> {
     if tokens.is_empty() {
         return Err("the prompt is empty".into());
     }
-    // Penalties and DRY see the prompt as history, as in llama.cpp's tools.
-    for &t in &tokens {
-        chain.accept(t);
-    }
+    chain_builder::accept_prompt(&mut chain, &tokens, chain_builder::dry_scope(&args));
     if !use_chat {
         print!("{prompt_text}");
     }

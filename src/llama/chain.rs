@@ -79,6 +79,17 @@ impl SamplerChain {
         unsafe { sys::llama_sampler_reset(self.ptr) }
     }
 
+    /// Resets the samplers named `name` (e.g. "dry", to forget the
+    /// history it has seen) and leaves the others as they are.
+    pub fn reset_stages(&mut self, name: &str) {
+        for i in 0..self.len() {
+            let s = self.get(i);
+            if unsafe { std::ffi::CStr::from_ptr(sys::llama_sampler_name(s)) }.to_bytes() == name.as_bytes() {
+                unsafe { sys::llama_sampler_reset(s) }
+            }
+        }
+    }
+
     /// Total time llama.cpp measured inside the chain, in ms (0 with no_perf).
     pub fn sample_time_ms(&self) -> f64 {
         unsafe { sys::llama_perf_sampler(self.ptr).t_sample_ms }
