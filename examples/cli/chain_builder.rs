@@ -165,18 +165,18 @@ const CUT_TAIL_LOOP_GUARD: DryDefaults = DryDefaults { multiplier: 1.5, allowed_
 /// given, the reply for the adaptive families (their loop guard stops
 /// loops in the reply; a restated question is not one) and everything for
 /// the classic chain and `--sampler-config` (llama.cpp's semantics).
-pub fn dry_scope(args: &Args) -> DryScope {
+fn dry_scope(args: &Args) -> DryScope {
     args.sampling.dry_scope.unwrap_or(if args.sampler_config.is_none() && args.sampler != "classic" { DryScope::Reply } else { DryScope::All })
 }
 
 /// Accepts the prompt into the chain as history (penalties and DRY see
-/// it, as in llama.cpp's tools), then, when DRY's scope is the reply,
-/// clears the history of the chain's DRY stages.
-pub fn accept_prompt(chain: &mut SamplerChain, prompt: &[TokenId], scope: DryScope) {
+/// it, as in llama.cpp's tools), then, when DRY's scope ([`dry_scope`])
+/// is the reply, clears the history of the chain's DRY stages.
+pub fn accept_prompt(chain: &mut SamplerChain, prompt: &[TokenId], args: &Args) {
     for &t in prompt {
         chain.accept(t);
     }
-    if scope == DryScope::Reply {
+    if dry_scope(args) == DryScope::Reply {
         chain.reset_stages("dry");
     }
 }

@@ -43,7 +43,7 @@ pub fn run(args: &Args, model: &Model, ctx: &mut Context<'_>, chain: &mut Sample
             }
         };
         let tokens = model.tokenize(&new_part, n_past == 0, use_chat).map_err(|e| e.to_string())?;
-        crate::chain_builder::accept_prompt(chain, &tokens, crate::chain_builder::dry_scope(args));
+        crate::chain_builder::accept_prompt(chain, &tokens, args);
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
         let mut generator = Generator::new(ctx, chain, trace.as_deref_mut());

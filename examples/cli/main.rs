@@ -133,7 +133,7 @@ fn run(args: Args) -> Result<(), String> {
     if tokens.is_empty() {
         return Err("the prompt is empty".into());
     }
-    chain_builder::accept_prompt(&mut chain, &tokens, chain_builder::dry_scope(&args));
+    chain_builder::accept_prompt(&mut chain, &tokens, &args);
     if !use_chat {
         print!("{prompt_text}");
     }

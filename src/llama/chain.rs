@@ -82,11 +82,8 @@ impl SamplerChain {
     /// Resets the samplers named `name` (e.g. "dry", to forget the
     /// history it has seen) and leaves the others as they are.
     pub fn reset_stages(&mut self, name: &str) {
-        for i in 0..self.len() {
-            let s = self.get(i);
-            if unsafe { std::ffi::CStr::from_ptr(sys::llama_sampler_name(s)) }.to_bytes() == name.as_bytes() {
-                unsafe { sys::llama_sampler_reset(s) }
-            }
+        for (i, _) in self.names().iter().enumerate().filter(|(_, n)| *n == name) {
+            unsafe { sys::llama_sampler_reset(self.get(i)) }
         }
     }
 

@@ -244,7 +244,7 @@ fn generate_one(args: &Args, model: &Model, session: &mut Session<'_>, flags: &s
     let (text, stop) = render(model, job)?;
     let use_chat = model.chat_template().is_some();
     let tokens = model.tokenize(&text, true, use_chat).map_err(|e| e.to_string())?;
-    chain_builder::accept_prompt(&mut chain, &tokens, chain_builder::dry_scope(&a));
+    chain_builder::accept_prompt(&mut chain, &tokens, &a);
     let mut out = Vec::new();
     let mut generator = Generator::new(&mut session.ctx, &mut chain, None);
     generator.observe_prompt = a.sampler == "dirichlet";

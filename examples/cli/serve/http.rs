@@ -216,7 +216,7 @@ fn prepare(state: &AppState, plan: Plan, id: u64, events: tokio::sync::mpsc::Unb
     }
     let mut chain = built.chain;
     crate::chain_builder::attach_attention(&chain, &state.capture).map_err(|e| ApiError::invalid(Some("sampler"), e))?;
-    crate::chain_builder::accept_prompt(&mut chain, &prompt, crate::chain_builder::dry_scope(&plan.args));
+    crate::chain_builder::accept_prompt(&mut chain, &prompt, &plan.args);
     let shape = Shape {
         endpoint: if chat { Endpoint::Chat } else { Endpoint::Completion },
         id: format!("{}-{id}", if chat { "chatcmpl" } else { "cmpl" }),

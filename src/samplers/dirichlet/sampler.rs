@@ -203,8 +203,10 @@ struct Work {
     olds: Vec<f32>,
     /// pre_probs per candidate.
     pre: Vec<f32>,
-    /// The distribution the token is drawn from, per candidate.
+    /// The distribution the token is drawn from, per candidate, times
+    /// `out_scale` (1 / its sum after the tail cut, else 1).
     out: Vec<f32>,
+    out_scale: f32,
     slot_of_id: Vec<u32>,
     x_sup: Vec<f64>,
     ln_x: Vec<f64>,
@@ -860,11 +862,8 @@ impl DirichletSampler {
         let cut = p.draw_min_p > 0.0 && path != DirichletPath::Argmax;
         let total = if cut { kernels::cut_below_fraction_of_max(&mut work.out, p.draw_min_p) } else { total };
         let index = kernels::pick_f32(&work.out, rng.stream().next_f64() * total);
-        if cut {
-            // The candidates' p: the distribution drawn from, summing to 1.
-            let inv = (1.0 / total) as f32;
-            work.out.iter_mut().for_each(|q| *q *= inv);
-        }
+        // `apply` scales the candidates' p to sum to 1 as it writes them.
+        work.out_scale = if cut { (1.0 / total) as f32 } else { 1.0 };
         info.selected = Some(cands[index].id);
 
         pending.emas = emas;
@@ -1335,8 +1334,9 @@ impl Sampler for DirichletSampler {
             pending.info.initialised_here = true;
             index
         };
+        let scale = work.out_scale;
         for (t, &q) in candidates.as_mut_slice().iter_mut().zip(&work.out) {
-            t.p = q;
+            t.p = q * scale;
         }
         candidates.select(index);
         Ok(())
