@@ -15,7 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::{Candidates, ParamError, SampleError, Sampler};
+use crate::core::logit_scan::ScanKernel;
+use crate::core::{Candidates, ParamError, SampleError, Sampler, TokenData};
 
 /// Parameters of [`TopNSigma`].
 #[repr(C)]
@@ -72,53 +73,146 @@ pub fn apply_top_n_sigma(candidates: &mut Candidates<'_>, n: f32) {
         return;
     }
     let data = candidates.as_mut_slice();
-    // Pass 1: max (NaN ignored), and count, sum and sum of squares of the
-    // finite logits shifted by one of them (k), in f64 and four lanes. The
-    // shift keeps var = E[(x-k)^2] - E[x-k]^2 free of cancellation for any
-    // offset of the logits (k is within the spread of the data).
+    // Pass 1: max, and count, sum and sum of squares of the finite logits
+    // shifted by one of them (k). The shift keeps var = E[(x-k)^2] -
+    // E[x-k]^2 free of cancellation for any offset of the logits (k is
+    // within the spread of the data).
     let k = data.iter().map(|t| t.logit).find(|l| l.is_finite()).unwrap_or(0.0) as f64;
-    let mut max = [f32::NEG_INFINITY; 4];
-    let mut acc = [[0.0f64; 3]; 4];
-    let mut chunks = data.chunks_exact(4);
-    for c in &mut chunks {
-        for ((t, m), a) in c.iter().zip(max.iter_mut()).zip(acc.iter_mut()) {
-            stats_term(t.logit, k, m, a);
-        }
-    }
-    for t in chunks.remainder() {
-        stats_term(t.logit, k, &mut max[0], &mut acc[0]);
-    }
-    let max = max[0].max(max[1]).max(max[2].max(max[3]));
-    if max == f32::NEG_INFINITY {
+    let stats = dispatch_stats(data, k);
+    if stats.max == f32::NEG_INFINITY {
         return;
     }
-    let total = |j: usize| (acc[0][j] + acc[1][j]) + (acc[2][j] + acc[3][j]);
-    let (count, sum, sum_sq) = (total(0), total(1), total(2));
-    let sigma = if count > 0.0 {
-        let mean = sum / count;
-        (sum_sq / count - mean * mean).max(0.0).sqrt()
+    let sigma = if stats.count > 0.0 {
+        let mean = stats.sum / stats.count;
+        (stats.sum_sq / stats.count - mean * mean).max(0.0).sqrt()
     } else {
         0.0
     };
     // Pass 2: mask. The threshold in f32, as llama.cpp computes it.
-    let threshold = max - n * sigma as f32;
-    for t in data.iter_mut() {
-        if t.logit.is_nan() || t.logit < threshold {
-            t.logit = f32::NEG_INFINITY;
-        }
+    dispatch_mask(data, stats.max - n * sigma as f32);
+}
+
+/// The logits' maximum (NaN ignored) and, over the finite logits only,
+/// their count, the sum of `logit - k` and the sum of its squares (f64).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct LogitStats {
+    max: f32,
+    count: f64,
+    sum: f64,
+    sum_sq: f64,
+}
+
+/// Accumulator lanes: consecutive logits go to different lanes, so the f64
+/// adds do not wait for each other and the loop vectorises (16 lanes are
+/// two AVX-512 or four AVX2 registers of f64 per sum).
+const LANES: usize = 16;
+
+/// [`stats_body`] on the kernel [`ScanKernel::active`] picks.
+fn dispatch_stats(data: &[TokenData], k: f64) -> LogitStats {
+    match ScanKernel::active() {
+        // SAFETY (both): `active` only returns kernels the CPU can run.
+        #[cfg(target_arch = "x86_64")]
+        ScanKernel::Avx512 => unsafe { stats_avx512(data, k) },
+        #[cfg(target_arch = "x86_64")]
+        ScanKernel::Avx2 => unsafe { stats_avx2(data, k) },
+        _ => stats_body(data, k),
     }
 }
 
-/// Folds one logit into a lane: max, and for finite logits count, sum of
-/// (l - k) and sum of (l - k)^2.
+/// [`stats_body`] compiled for AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn stats_avx2(data: &[TokenData], k: f64) -> LogitStats {
+    stats_body(data, k)
+}
+
+/// [`stats_body`] compiled for AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn stats_avx512(data: &[TokenData], k: f64) -> LogitStats {
+    stats_body(data, k)
+}
+
+/// Pass 1 of [`apply_top_n_sigma`]: the logits of [`LANES`] candidates are
+/// copied to a contiguous buffer, then folded lane by lane.
 #[inline(always)]
-fn stats_term(l: f32, k: f64, max: &mut f32, acc: &mut [f64; 3]) {
-    *max = max.max(l); // f32::max ignores NaN
-    let finite = l.is_finite();
-    let d = if finite { l as f64 - k } else { 0.0 };
-    acc[0] += finite as u8 as f64;
-    acc[1] += d;
-    acc[2] += d * d;
+fn stats_body(data: &[TokenData], k: f64) -> LogitStats {
+    let mut max = [f32::NEG_INFINITY; LANES];
+    let mut count = [0.0f64; LANES];
+    let mut sum = [0.0f64; LANES];
+    let mut sum_sq = [0.0f64; LANES];
+    let mut chunks = data.chunks_exact(LANES);
+    for c in &mut chunks {
+        let mut l = [0.0f32; LANES];
+        for (l, t) in l.iter_mut().zip(c) {
+            *l = t.logit;
+        }
+        for i in 0..LANES {
+            // Comparisons, not f32::max, keep the loop vectorisable; NaN
+            // fails them and is ignored.
+            max[i] = if l[i] > max[i] { l[i] } else { max[i] };
+            let finite = l[i].abs() < f32::INFINITY;
+            let d = if finite { l[i] as f64 - k } else { 0.0 };
+            count[i] += if finite { 1.0 } else { 0.0 };
+            sum[i] += d;
+            sum_sq[i] += d * d;
+        }
+    }
+    for (i, t) in chunks.remainder().iter().enumerate() {
+        let l = t.logit;
+        max[i] = if l > max[i] { l } else { max[i] };
+        if l.is_finite() {
+            let d = l as f64 - k;
+            count[i] += 1.0;
+            sum[i] += d;
+            sum_sq[i] += d * d;
+        }
+    }
+    LogitStats {
+        max: max.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a }),
+        count: count.iter().sum(),
+        sum: sum.iter().sum(),
+        sum_sq: sum_sq.iter().sum(),
+    }
+}
+
+/// [`mask_body`] on the kernel [`ScanKernel::active`] picks.
+fn dispatch_mask(data: &mut [TokenData], threshold: f32) {
+    match ScanKernel::active() {
+        // SAFETY (both): `active` only returns kernels the CPU can run.
+        #[cfg(target_arch = "x86_64")]
+        ScanKernel::Avx512 => unsafe { mask_avx512(data, threshold) },
+        #[cfg(target_arch = "x86_64")]
+        ScanKernel::Avx2 => unsafe { mask_avx2(data, threshold) },
+        _ => mask_body(data, threshold),
+    }
+}
+
+/// [`mask_body`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn mask_avx2(data: &mut [TokenData], threshold: f32) {
+    mask_body(data, threshold)
+}
+
+/// [`mask_body`] compiled for AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2")]
+unsafe fn mask_avx512(data: &mut [TokenData], threshold: f32) {
+    mask_body(data, threshold)
+}
+
+/// Pass 2 of [`apply_top_n_sigma`]: every logit below `threshold`, and
+/// every NaN, becomes -inf. Branch-free (every logit is stored back), so
+/// the loop vectorises.
+#[inline(always)]
+fn mask_body(data: &mut [TokenData], threshold: f32) {
+    for t in data.iter_mut() {
+        let l = t.logit;
+        #[allow(clippy::eq_op)] // l != l: NaN, without a call that stops vectorisation
+        let masked = l < threshold || l != l;
+        t.logit = if masked { f32::NEG_INFINITY } else { l };
+    }
 }
 
 impl Sampler for TopNSigma {
@@ -139,7 +233,6 @@ impl Sampler for TopNSigma {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::TokenData;
 
     fn run(logits: &[f32], n: f32) -> Vec<f32> {
         let mut a: Vec<TokenData> = logits.iter().enumerate().map(|(i, &l)| TokenData::new(i as i32, l)).collect();
@@ -171,6 +264,60 @@ mod tests {
         assert!(run(&[], 1.0).is_empty());
         assert!(TopNSigma::new(TopNSigmaParams { n: f32::NAN }).is_err());
         assert!(TopNSigma::new(TopNSigmaParams { n: f32::INFINITY }).is_err());
+    }
+
+    /// Every kernel this CPU runs gives the portable kernel's statistics
+    /// (to f64 rounding) and mask, on arrays with NaN, infinities and a
+    /// remainder after the last full group of lanes.
+    #[test]
+    fn every_kernel_agrees_with_the_portable_one() {
+        let mut rng = crate::core::DrawStream::from_state(11);
+        let mut logits: Vec<f32> = (0..1000).map(|_| (rng.next_normal() * 3.0) as f32).collect();
+        logits[5] = f32::NAN;
+        logits[17] = f32::NEG_INFINITY;
+        logits[700] = f32::INFINITY;
+        for n in [0, 1, 15, 16, 17, 999] {
+            let data: Vec<TokenData> = logits[..n].iter().enumerate().map(|(i, &l)| TokenData::new(i as i32, l)).collect();
+            let want = stats_body(&data, 0.5);
+            for kernel in ScanKernel::available() {
+                // SAFETY: `available` lists only kernels this CPU runs.
+                let (got, masked) = match kernel {
+                    #[cfg(target_arch = "x86_64")]
+                    ScanKernel::Avx512 => unsafe {
+                        let mut m = data.clone();
+                        mask_avx512(&mut m, 1.0);
+                        (stats_avx512(&data, 0.5), m)
+                    },
+                    #[cfg(target_arch = "x86_64")]
+                    ScanKernel::Avx2 => unsafe {
+                        let mut m = data.clone();
+                        mask_avx2(&mut m, 1.0);
+                        (stats_avx2(&data, 0.5), m)
+                    },
+                    _ => {
+                        let mut m = data.clone();
+                        mask_body(&mut m, 1.0);
+                        (stats_body(&data, 0.5), m)
+                    }
+                };
+                assert_eq!(got.max.to_bits(), want.max.to_bits(), "{} n={n}", kernel.name());
+                assert_eq!(got.count, want.count, "{} n={n}", kernel.name());
+                assert!((got.sum - want.sum).abs() <= 1e-9 * want.sum_sq.max(1.0), "{} n={n}", kernel.name());
+                assert!((got.sum_sq - want.sum_sq).abs() <= 1e-12 * want.sum_sq.max(1.0), "{} n={n}", kernel.name());
+                for (a, b) in masked.iter().zip(&data) {
+                    let want = if b.logit >= 1.0 { b.logit } else { f32::NEG_INFINITY };
+                    assert_eq!(a.logit.to_bits(), want.to_bits(), "{} n={n}: {}", kernel.name(), b.logit);
+                }
+            }
+            if n == 999 {
+                // The reference: a plain fold over the finite logits.
+                let finite: Vec<f64> = logits[..n].iter().filter(|l| l.is_finite()).map(|&l| l as f64 - 0.5).collect();
+                assert_eq!(want.count, finite.len() as f64);
+                assert!((want.sum - finite.iter().sum::<f64>()).abs() < 1e-9);
+                assert!((want.sum_sq - finite.iter().map(|d| d * d).sum::<f64>()).abs() < 1e-9);
+                assert_eq!(want.max, f32::INFINITY);
+            }
+        }
     }
 
     #[test]
