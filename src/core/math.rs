@@ -99,7 +99,7 @@ pub fn softmax_in_place(data: &mut [TokenData], max: f32) {
     }
     let sum = super::softmax_weights::exp_weights_blocks(data, max, |_, _| {});
     let inv = (1.0 / sum) as f32;
-    data.iter_mut().for_each(|t| t.p *= inv);
+    super::softmax_weights::scale_p(data, inv);
 }
 
 /// Natural log of sum(exp(logit)) over the finite logits, computed stably.

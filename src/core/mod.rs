@@ -9,6 +9,7 @@ pub mod fast_exp;
 pub mod logit_scan;
 pub mod math;
 pub mod radix;
+pub(crate) mod records;
 pub mod rng;
 pub mod sampler;
 pub(crate) mod softmax_weights;

@@ -12,17 +12,22 @@
 //! A weight's relative error is below 2e-7 (libm's `expf`: 6e-8); weights
 //! of logits 87 nats or more under the maximum (below 1.2e-38) are 0, and
 //! so are those of NaN and -inf logits. The sum accumulates in f64, in
-//! eight independent lanes.
+//! sixteen independent lanes.
 
 use super::fast_exp::{exp_nonpositive, exp_nonpositive_fma};
 use super::logit_scan::ScanKernel;
+use super::records::{self, RecordLanes};
 use super::token::TokenData;
 
 /// Candidates per block: the buffer (256 bytes) stays in L1, and a block
 /// is a whole number of AVX-512 registers.
 pub(crate) const BLOCK: usize = 64;
-/// f64 lanes of the sum.
+/// f64 lanes of [`sum_p`].
 const LANES: usize = 8;
+/// f64 lanes of the sums of [`weights_body`]: a block adds to each lane
+/// 4 times in a row (two AVX-512 or four AVX2 registers per sum), where 8
+/// lanes made the adds' latency the pass's bottleneck.
+const SUM_LANES: usize = 16;
 
 /// Writes `exp(logit - max)` into every candidate's `p` and returns the sum
 /// of the weights (f64). `max` must be finite and at least every logit.
@@ -31,57 +36,215 @@ const LANES: usize = 8;
 /// buffers: `z = logit - max` and the weights `e = exp(z)` (past the end
 /// of a short last block: z = -inf, e = 0).
 pub(crate) fn exp_weights_blocks<F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(data: &mut [TokenData], max: f32, on_block: F) -> f64 {
-    dispatch::<false, F>(data, max, on_block)[0]
+    dispatch::<false, false, F>(data, max, 1.0, on_block)[0]
+}
+
+/// Divides every logit by `divisor` (a true division, bit-identical to
+/// llama.cpp's temperature), then writes `exp(logit - max)` of the new
+/// logit into `p`, in the same pass; returns the sum of the weights (f64).
+/// `max` must be finite and at least every new logit.
+pub(crate) fn divide_exp_weights(data: &mut [TokenData], divisor: f32, max: f32) -> f64 {
+    dispatch::<false, true, _>(data, max, divisor, |_, _| {})[0]
 }
 
 /// [`exp_weights_blocks`] that also returns S1 = sum e·z, z = logit - max
 /// (nats, <= 0; -inf and NaN logits contribute 0): with S0, the entropy
 /// `ln S0 - S1 / S0` and the mean logit `max + S1 / S0`. Returns (S0, S1).
 pub(crate) fn exp_moments_blocks(data: &mut [TokenData], max: f32) -> (f64, f64) {
-    let [s0, s1] = dispatch::<true, _>(data, max, |_, _| {});
+    let [s0, s1] = dispatch::<true, false, _>(data, max, 1.0, |_, _| {});
     (s0, s1)
 }
 
 /// Runs [`weights_body`] on the kernel [`ScanKernel::active`] picks.
 #[inline(always)]
-fn dispatch<const MOMENTS: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(data: &mut [TokenData], max: f32, on_block: F) -> [f64; 2] {
+fn dispatch<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(
+    data: &mut [TokenData],
+    max: f32,
+    divisor: f32,
+    on_block: F,
+) -> [f64; 2] {
     debug_assert!(max.is_finite());
     match ScanKernel::active() {
         // SAFETY (both): `active` only returns kernels the CPU can run
         // (`ScanKernel::runnable` checked their features).
         #[cfg(target_arch = "x86_64")]
-        ScanKernel::Avx512 => unsafe { weights_avx512::<MOMENTS, F>(data, max, on_block) },
+        ScanKernel::Avx512 => unsafe { weights_avx512::<MOMENTS, DIVIDE, F>(data, max, divisor, on_block) },
         #[cfg(target_arch = "x86_64")]
-        ScanKernel::Avx2 => unsafe { weights_avx2::<MOMENTS, F>(data, max, on_block) },
-        _ => weights_body::<false, MOMENTS, F>(data, max, on_block),
+        ScanKernel::Avx2 => unsafe { weights_avx2::<MOMENTS, DIVIDE, F>(data, max, divisor, on_block) },
+        _ => weights_body::<false, MOMENTS, DIVIDE, F>(data, max, divisor, on_block),
     }
 }
 
-/// [`weights_body`] compiled for AVX2 and FMA.
+/// The AVX2 + FMA kernel: whole blocks in [`simd::weights_avx2`], the
+/// short last block in [`weights_body`] compiled with FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn weights_avx2<const MOMENTS: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(data: &mut [TokenData], max: f32, on_block: F) -> [f64; 2] {
-    weights_body::<true, MOMENTS, F>(data, max, on_block)
+unsafe fn weights_avx2<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(
+    data: &mut [TokenData],
+    max: f32,
+    divisor: f32,
+    mut on_block: F,
+) -> [f64; 2] {
+    let (head, tail) = data.split_at_mut(data.len() / BLOCK * BLOCK);
+    let [a0, a1] = simd::weights_avx2::<MOMENTS, DIVIDE, F>(head, max, divisor, &mut on_block);
+    let [b0, b1] = weights_body::<true, MOMENTS, DIVIDE, _>(tail, max, divisor, &mut on_block);
+    [a0 + b0, a1 + b1]
 }
 
-/// [`weights_body`] compiled for AVX-512 (and the AVX2 + FMA it implies).
+/// The AVX-512 kernel: whole blocks in [`simd::weights_avx512`], the short
+/// last block in [`weights_body`] compiled with FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn weights_avx512<const MOMENTS: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(data: &mut [TokenData], max: f32, on_block: F) -> [f64; 2] {
-    weights_body::<true, MOMENTS, F>(data, max, on_block)
+unsafe fn weights_avx512<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(
+    data: &mut [TokenData],
+    max: f32,
+    divisor: f32,
+    mut on_block: F,
+) -> [f64; 2] {
+    let (head, tail) = data.split_at_mut(data.len() / BLOCK * BLOCK);
+    let [a0, a1] = simd::weights_avx512::<MOMENTS, DIVIDE, F>(head, max, divisor, &mut on_block);
+    let [b0, b1] = weights_body::<true, MOMENTS, DIVIDE, _>(tail, max, divisor, &mut on_block);
+    [a0 + b0, a1 + b1]
+}
+
+/// The AVX2 and AVX-512 loops over whole blocks, with intrinsics: the
+/// records are loaded as registers and their logits and `p` moved with
+/// permutes ([`crate::core::records`]), the exponential is
+/// [`crate::core::fast_exp::simd`] (the same bits as the portable loop's),
+/// and the sums are f64 registers. Each block's z and weights are still
+/// stored contiguously for `on_block`.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use std::arch::x86_64::*;
+
+    use super::BLOCK;
+    use crate::core::fast_exp::simd::{exp16, exp8};
+    use crate::core::records::{avx2 as r8, avx512 as r16};
+    use crate::core::token::TokenData;
+
+    /// `data.len()` must be a multiple of [`BLOCK`].
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn weights_avx512<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(
+        data: &mut [TokenData],
+        max: f32,
+        divisor: f32,
+        on_block: &mut F,
+    ) -> [f64; 2] {
+        let (m, d, zero) = (_mm512_set1_ps(max), _mm512_set1_ps(divisor), _mm512_setzero_pd());
+        let (mut s0, mut s1) = ([zero; 2], [zero; 2]);
+        let mut z = [0.0f32; BLOCK];
+        let mut e = [0.0f32; BLOCK];
+        for block in data.chunks_exact_mut(BLOCK) {
+            for g in 0..BLOCK / 16 {
+                // SAFETY: 16 records from 16 g lie inside the block; the
+                // buffer stores write 16 floats inside z and e.
+                let at = block.as_mut_ptr().add(16 * g);
+                let mut r = r16::load16(at);
+                let mut x = r16::logits16(&r);
+                if DIVIDE {
+                    x = _mm512_div_ps(x, d);
+                    r16::merge_logit16(&mut r, x);
+                }
+                let zv = _mm512_sub_ps(x, m);
+                let ev = exp16(zv);
+                r16::merge_p16(&mut r, ev);
+                r16::store16(at, &r);
+                _mm512_storeu_ps(z.as_mut_ptr().add(16 * g), zv);
+                _mm512_storeu_ps(e.as_mut_ptr().add(16 * g), ev);
+                let halves = [_mm512_castps512_ps256(ev), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(ev)))];
+                let zh = [_mm512_castps512_ps256(zv), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(zv)))];
+                for h in 0..2 {
+                    let e64 = _mm512_cvtps_pd(halves[h]);
+                    s0[h] = _mm512_add_pd(s0[h], e64);
+                    if MOMENTS {
+                        // 0 · -inf is NaN: only positive weights add e·z.
+                        let positive = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(e64, zero);
+                        s1[h] = _mm512_mask_add_pd(s1[h], positive, s1[h], _mm512_mul_pd(e64, _mm512_cvtps_pd(zh[h])));
+                    }
+                }
+            }
+            on_block(&z, &e);
+        }
+        [_mm512_reduce_add_pd(_mm512_add_pd(s0[0], s0[1])), _mm512_reduce_add_pd(_mm512_add_pd(s1[0], s1[1]))]
+    }
+
+    /// `data.len()` must be a multiple of [`BLOCK`].
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn weights_avx2<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(
+        data: &mut [TokenData],
+        max: f32,
+        divisor: f32,
+        on_block: &mut F,
+    ) -> [f64; 2] {
+        let (m, d, zero) = (_mm256_set1_ps(max), _mm256_set1_ps(divisor), _mm256_setzero_pd());
+        let (mut s0, mut s1) = ([zero; 2], [zero; 2]);
+        let mut z = [0.0f32; BLOCK];
+        let mut e = [0.0f32; BLOCK];
+        for block in data.chunks_exact_mut(BLOCK) {
+            for g in 0..BLOCK / 8 {
+                // SAFETY: 8 records from 8 g lie inside the block; the
+                // buffer stores write 8 floats inside z and e.
+                let at = block.as_mut_ptr().add(8 * g);
+                let mut r = r8::load8(at);
+                let mut x = r8::logits8(&r);
+                if DIVIDE {
+                    x = _mm256_div_ps(x, d);
+                    r8::merge_logit8(&mut r, x);
+                }
+                let zv = _mm256_sub_ps(x, m);
+                let ev = exp8(zv);
+                r8::merge_p8(&mut r, ev);
+                r8::store8(at, &r);
+                _mm256_storeu_ps(z.as_mut_ptr().add(8 * g), zv);
+                _mm256_storeu_ps(e.as_mut_ptr().add(8 * g), ev);
+                let halves = [_mm256_castps256_ps128(ev), _mm256_extractf128_ps::<1>(ev)];
+                let zh = [_mm256_castps256_ps128(zv), _mm256_extractf128_ps::<1>(zv)];
+                for h in 0..2 {
+                    let e64 = _mm256_cvtps_pd(halves[h]);
+                    s0[h] = _mm256_add_pd(s0[h], e64);
+                    if MOMENTS {
+                        // 0 · -inf is NaN: only positive weights add e·z.
+                        let positive = _mm256_cmp_pd::<_CMP_GT_OQ>(e64, zero);
+                        s1[h] = _mm256_add_pd(s1[h], _mm256_and_pd(positive, _mm256_mul_pd(e64, _mm256_cvtps_pd(zh[h]))));
+                    }
+                }
+            }
+            on_block(&z, &e);
+        }
+        let total = |a: [__m256d; 2]| {
+            let mut lanes = [0.0f64; 4];
+            // SAFETY: the store writes the 4 lanes of `lanes`.
+            unsafe { _mm256_storeu_pd(lanes.as_mut_ptr(), _mm256_add_pd(a[0], a[1])) };
+            (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+        };
+        [total(s0), total(s1)]
+    }
 }
 
 /// The loop of [`exp_weights_blocks`]: returns [S0, S1] (S1 = 0 unless
 /// `MOMENTS`). `FMA` picks the fused polynomial (only where the caller is
-/// compiled with FMA: elsewhere `mul_add` is a libm call).
+/// compiled with FMA: elsewhere `mul_add` is a libm call). `DIVIDE` first
+/// divides each logit by `divisor` in place (see [`divide_exp_weights`]).
 #[inline(always)]
-fn weights_body<const FMA: bool, const MOMENTS: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(data: &mut [TokenData], max: f32, mut on_block: F) -> [f64; 2] {
-    let mut acc0 = [0.0f64; LANES];
-    let mut acc1 = [0.0f64; LANES];
+fn weights_body<const FMA: bool, const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(
+    data: &mut [TokenData],
+    max: f32,
+    divisor: f32,
+    mut on_block: F,
+) -> [f64; 2] {
+    let mut acc0 = [0.0f64; SUM_LANES];
+    let mut acc1 = [0.0f64; SUM_LANES];
     let mut z = [0.0f32; BLOCK];
     let mut e = [0.0f32; BLOCK];
     for block in data.chunks_mut(BLOCK) {
         let n = block.len();
+        if DIVIDE {
+            for t in block.iter_mut() {
+                t.logit /= divisor;
+            }
+        }
         for (z, t) in z.iter_mut().zip(block.iter()) {
             *z = t.logit - max;
         }
@@ -93,19 +256,53 @@ fn weights_body<const FMA: bool, const MOMENTS: bool, F: FnMut(&[f32; BLOCK], &[
         for (t, &e) in block.iter_mut().zip(e.iter()) {
             t.p = e;
         }
-        for (lane, zs) in e.chunks_exact(LANES).zip(z.chunks_exact(LANES)) {
-            for ((a0, a1), (&e, &z)) in acc0.iter_mut().zip(acc1.iter_mut()).zip(lane.iter().zip(zs)) {
-                *a0 += e as f64;
+        for c in 0..BLOCK / SUM_LANES {
+            for l in 0..SUM_LANES {
+                let (e, z) = (e[c * SUM_LANES + l] as f64, z[c * SUM_LANES + l] as f64);
+                acc0[l] += e;
                 if MOMENTS {
-                    // 0 · -inf would be NaN: a zero weight contributes 0.
-                    *a1 += if e > 0.0 { e as f64 * z as f64 } else { 0.0 };
+                    // 0 · -inf is NaN: a zero weight contributes 0.
+                    let ez = e * z;
+                    acc1[l] += if e > 0.0 { ez } else { 0.0 };
                 }
             }
         }
         on_block(&z, &e);
     }
-    let total = |a: &[f64; LANES]| ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    let total = |a: &[f64; SUM_LANES]| {
+        let mut half = [0.0f64; LANES];
+        for (h, pair) in half.iter_mut().zip(a.chunks_exact(2)) {
+            *h = pair[0] + pair[1];
+        }
+        ((half[0] + half[1]) + (half[2] + half[3])) + ((half[4] + half[5]) + (half[6] + half[7]))
+    };
     [total(&acc0), total(&acc1)]
+}
+
+/// Multiplies every candidate's `p` by `factor` (normalising weights into
+/// probabilities), on the records' SIMD lanes of the active kernel.
+pub(crate) fn scale_p(data: &mut [TokenData], factor: f32) {
+    match ScanKernel::active() {
+        // SAFETY (both): `active` only returns kernels the CPU can run.
+        #[cfg(target_arch = "x86_64")]
+        ScanKernel::Avx512 => unsafe { scale_p_avx512(data, factor) },
+        #[cfg(target_arch = "x86_64")]
+        ScanKernel::Avx2 => unsafe { scale_p_avx2(data, factor) },
+        // SAFETY: the portable lanes need nothing.
+        _ => unsafe { records::scale_p(RecordLanes::Portable, data, factor) },
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn scale_p_avx2(data: &mut [TokenData], factor: f32) {
+    records::scale_p(RecordLanes::Avx2, data, factor)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn scale_p_avx512(data: &mut [TokenData], factor: f32) {
+    records::scale_p(RecordLanes::Avx512, data, factor)
 }
 
 /// The sum of the candidates' `p` (f64), in eight independent lanes:
@@ -146,7 +343,7 @@ mod tests {
         for n in [0, 1, 63, 64, 65, 1000] {
             let mut data = tokens(&logits[..n]);
             let (mut zs, mut es) = (Vec::new(), Vec::new());
-            let [sum, _] = weights_body::<false, false, _>(&mut data, 0.0, |z, e| {
+            let [sum, _] = weights_body::<false, false, false, _>(&mut data, 0.0, 1.0, |z, e| {
                 zs.extend_from_slice(z);
                 es.extend_from_slice(e);
             });
@@ -171,10 +368,10 @@ mod tests {
                 // SAFETY: `available` lists only kernels this CPU runs.
                 let [s, s1] = match kernel {
                     #[cfg(target_arch = "x86_64")]
-                    ScanKernel::Avx512 => unsafe { weights_avx512::<true, _>(&mut other, 0.0, |_, _| {}) },
+                    ScanKernel::Avx512 => unsafe { weights_avx512::<true, false, _>(&mut other, 0.0, 1.0, |_, _| {}) },
                     #[cfg(target_arch = "x86_64")]
-                    ScanKernel::Avx2 => unsafe { weights_avx2::<true, _>(&mut other, 0.0, |_, _| {}) },
-                    _ => weights_body::<false, true, _>(&mut other, 0.0, |_, _| {}),
+                    ScanKernel::Avx2 => unsafe { weights_avx2::<true, false, _>(&mut other, 0.0, 1.0, |_, _| {}) },
+                    _ => weights_body::<false, true, false, _>(&mut other, 0.0, 1.0, |_, _| {}),
                 };
                 let want_s1: f64 = data.iter().zip(&logits).filter(|(t, _)| t.p > 0.0).map(|(t, &l)| t.p as f64 * l as f64).sum();
                 assert!((s1 - want_s1).abs() <= 4e-7 * want_s1.abs(), "{}: S1 {s1} vs {want_s1}", kernel.name());
@@ -182,6 +379,54 @@ mod tests {
                     assert!((a.p as f64 - b.p as f64).abs() <= 4e-7 * b.p as f64, "{}: {} vs {}", kernel.name(), a.p, b.p);
                 }
                 assert!((s - sum).abs() <= 4e-7 * sum, "{}", kernel.name());
+            }
+        }
+    }
+
+    /// Every kernel gives the portable loop's z, weights and new logits
+    /// bit for bit (blocks seen by `on_block` included), with and without
+    /// the division, and sums within rounding of it.
+    #[test]
+    fn every_kernel_matches_the_portable_loop_bit_for_bit() {
+        let mut rng = crate::core::DrawStream::from_state(3);
+        let mut logits: Vec<f32> = (0..1000).map(|_| (rng.next_normal() * 4.0 - 2.0) as f32).collect();
+        logits[7] = f32::NAN;
+        logits[500] = f32::NEG_INFINITY;
+        let run = |kernel: ScanKernel, divide: bool, n: usize| {
+            let mut data = tokens(&logits[..n]);
+            let (mut zs, mut es) = (Vec::new(), Vec::new());
+            let on_block = |z: &[f32; BLOCK], e: &[f32; BLOCK]| {
+                zs.extend(z.iter().map(|x| x.to_bits()));
+                es.extend(e.iter().map(|x| x.to_bits()));
+            };
+            let (max, div) = if divide { (3.0f32 / 0.7, 0.7) } else { (3.0, 1.0) };
+            // SAFETY: `available` lists only kernels this CPU runs.
+            let [s0, s1] = match (kernel, divide) {
+                #[cfg(target_arch = "x86_64")]
+                (ScanKernel::Avx512, false) => unsafe { weights_avx512::<true, false, _>(&mut data, max, div, on_block) },
+                #[cfg(target_arch = "x86_64")]
+                (ScanKernel::Avx512, true) => unsafe { weights_avx512::<true, true, _>(&mut data, max, div, on_block) },
+                #[cfg(target_arch = "x86_64")]
+                (ScanKernel::Avx2, false) => unsafe { weights_avx2::<true, false, _>(&mut data, max, div, on_block) },
+                #[cfg(target_arch = "x86_64")]
+                (ScanKernel::Avx2, true) => unsafe { weights_avx2::<true, true, _>(&mut data, max, div, on_block) },
+                (_, false) => weights_body::<true, true, false, _>(&mut data, max, div, on_block),
+                (_, true) => weights_body::<true, true, true, _>(&mut data, max, div, on_block),
+            };
+            let fields: Vec<(i32, u32, u32)> = data.iter().map(|t| (t.id, t.logit.to_bits(), t.p.to_bits())).collect();
+            (fields, zs, es, s0, s1)
+        };
+        for divide in [false, true] {
+            for n in [0, 5, 64, 130, 1000] {
+                let want = run(ScanKernel::Portable, divide, n);
+                for kernel in ScanKernel::available() {
+                    let got = run(kernel, divide, n);
+                    let name = kernel.name();
+                    assert_eq!(got.0, want.0, "{name} records, divide {divide}, n {n}");
+                    assert_eq!((&got.1, &got.2), (&want.1, &want.2), "{name} blocks, divide {divide}, n {n}");
+                    assert!((got.3 - want.3).abs() <= 1e-12 * want.3.abs().max(1.0), "{name} S0");
+                    assert!((got.4 - want.4).abs() <= 1e-12 * want.4.abs().max(1.0), "{name} S1");
+                }
             }
         }
     }

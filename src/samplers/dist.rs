@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::softmax_weights::{sum_p, BLOCK};
-use crate::core::{Candidates, DrawStream, ParamError, SampleError, Sampler, SeededRng, TokenId, RANDOM_SEED};
+use crate::core::softmax_weights::{exp_weights_blocks, sum_p, BLOCK};
+use crate::core::{Candidates, DrawStream, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId, RANDOM_SEED};
 
 /// Parameters of [`Dist`].
 #[repr(C)]
@@ -47,16 +47,61 @@ impl Dist {
 /// Softmax over the candidates, then one draw from `draws`: selects the
 /// first index whose running probability reaches U * total. Errors when
 /// nothing is finite.
+///
+/// Three passes over the array: the maximum; the weights exp(logit - max)
+/// with their sum and the sum of every block of [`BLOCK`] of them; the
+/// normalisation. The draw walks the block sums, then one block.
 pub fn sample_softmax(candidates: &mut Candidates<'_>, draws: &mut DrawStream) -> Result<(), SampleError> {
     crate::core::sampler::require_candidates(candidates)?;
     let max = candidates.max_logit();
     if max == f32::NEG_INFINITY {
         return Err(SampleError::NoFiniteLogits);
     }
-    candidates.softmax();
-    let index = pick_by_probability(candidates, draws.next_f64());
+    if max == f32::INFINITY {
+        candidates.softmax();
+        let index = pick_by_probability(candidates, draws.next_f64());
+        candidates.select(index);
+        return Ok(());
+    }
+    let data = candidates.as_mut_slice();
+    let mut block_mass = Vec::with_capacity(data.len().div_ceil(BLOCK));
+    let sum = exp_weights_blocks(data, max, |_, e| block_mass.push(block_sum(e)));
+    let index = pick_in_blocks(data, &block_mass, draws.next_f64() * sum);
+    let inv = (1.0 / sum) as f32;
+    crate::core::softmax_weights::scale_p(data, inv);
     candidates.select(index);
     Ok(())
+}
+
+/// The sum of one block's weights, in 16 f32 lanes (vectorised; a block's
+/// 64 weights are at most 1 each, so f32 loses nothing the draw can see).
+#[inline(always)]
+fn block_sum(e: &[f32; BLOCK]) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    for chunk in e.chunks_exact(16) {
+        for (a, &x) in lanes.iter_mut().zip(chunk) {
+            *a += x;
+        }
+    }
+    lanes.iter().sum()
+}
+
+/// Index of the candidate where the running weight `p` first exceeds
+/// `target` (0 <= target < the total): whole blocks are skipped by their
+/// sums in `block_mass`, then the crossing block is walked. Where rounding
+/// keeps the running weight at or below the target, the last candidate
+/// with a positive weight. Zero weights are never chosen.
+fn pick_in_blocks(data: &[TokenData], block_mass: &[f32], target: f64) -> usize {
+    let mut run = 0.0f64;
+    let mut start = data.len();
+    for (b, &mass) in block_mass.iter().enumerate() {
+        if run + mass as f64 > target {
+            start = b * BLOCK;
+            break;
+        }
+        run += mass as f64;
+    }
+    walk_to_target(data, start, run, target)
 }
 
 /// Index of the candidate where the cumulative `p` first reaches `u` times
@@ -76,6 +121,13 @@ pub fn pick_by_probability(candidates: &Candidates<'_>, u: f64) -> usize {
         }
         run += mass;
     }
+    walk_to_target(data, start, run, target)
+}
+
+/// From `start`, where the running weight is `run`, the first candidate
+/// at which it exceeds `target`; where rounding keeps it at or below the
+/// target to the end, the last candidate with a positive weight.
+fn walk_to_target(data: &[TokenData], start: usize, mut run: f64, target: f64) -> usize {
     for (i, t) in data.iter().enumerate().skip(start) {
         if t.p > 0.0 {
             run += t.p as f64;
@@ -84,8 +136,6 @@ pub fn pick_by_probability(candidates: &Candidates<'_>, u: f64) -> usize {
             }
         }
     }
-    // Rounding kept the running mass at or below the target: the last
-    // candidate with positive probability.
     data.iter().rposition(|t| t.p > 0.0).unwrap_or(0)
 }
 
@@ -118,7 +168,6 @@ impl Sampler for Dist {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::TokenData;
 
     #[test]
     fn frequencies_follow_softmax() {
@@ -138,6 +187,32 @@ mod tests {
             let want = (l as f64).exp() / z;
             let got = counts[i] as f64 / 30_000.0;
             assert!((got - want).abs() < 0.015, "token {i}: {got} vs {want}");
+        }
+    }
+
+    /// The block-sum draw selects what a walk over the normalised
+    /// probabilities selects, for the same uniform, and leaves the same
+    /// probabilities, on a vocabulary-sized array with -inf and NaN logits.
+    #[test]
+    fn block_sum_draw_matches_a_plain_walk() {
+        let mut rng = DrawStream::from_state(21);
+        let mut logits: Vec<f32> = (0..50_000).map(|_| (rng.next_normal() * 3.0) as f32).collect();
+        logits[3] = f32::NEG_INFINITY;
+        logits[40_000] = f32::NAN;
+        let tokens: Vec<TokenData> = logits.iter().enumerate().map(|(i, &l)| TokenData::new(i as i32, l)).collect();
+        for state in 0..300u64 {
+            let mut a = tokens.clone();
+            let mut c = Candidates::new(&mut a);
+            sample_softmax(&mut c, &mut DrawStream::from_state(state)).unwrap();
+            let got = c.selected().unwrap();
+            let mut b = tokens.clone();
+            let mut plain = Candidates::new(&mut b);
+            plain.softmax();
+            let want = pick_by_probability(&plain, DrawStream::from_state(state).next_f64());
+            assert_eq!(got, want, "state {state}");
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x.p - y.p).abs() <= 1e-7 * y.p.max(1e-30), "{} vs {}", x.p, y.p);
+            }
         }
     }
 

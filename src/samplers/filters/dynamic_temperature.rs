@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::mass::{exp_moments, exp_moments_weights, exp_sum, exp_weights};
 use crate::core::math::softmax_in_place;
+use crate::core::softmax_weights::divide_exp_weights;
 use crate::core::error::check_range;
 use crate::core::{Candidates, ParamError, SampleError, Sampler, TokenData};
 use crate::samplers::temperature::apply_temperature;
@@ -179,6 +180,14 @@ pub fn apply_temp_ext(candidates: &mut Candidates<'_>, params: &TempExtParams) -
         None
     };
     let (t, entropy) = temperature_for(data, max, moments, params)?;
+    // Division by t > 0 is monotone, so the largest logit divided by t is
+    // the largest new logit: the division and the new weights take one pass.
+    if t > 0.0 && t != 1.0 && (max / t).is_finite() {
+        let data = candidates.as_mut_slice();
+        let inv = (1.0 / divide_exp_weights(data, t, max / t)) as f32;
+        crate::core::softmax_weights::scale_p(data, inv);
+        return Some((t, entropy));
+    }
     divide_logits(candidates, t);
     // Division by t > 0 is monotone, so the largest logit is still the
     // largest; greedy (t <= 0) keeps it as it is.
@@ -186,7 +195,7 @@ pub fn apply_temp_ext(candidates: &mut Candidates<'_>, params: &TempExtParams) -
     let data = candidates.as_mut_slice();
     if new_max.is_finite() {
         let inv = (1.0 / exp_weights(data, new_max)) as f32;
-        data.iter_mut().for_each(|x| x.p *= inv);
+        crate::core::softmax_weights::scale_p(data, inv);
     } else {
         softmax_in_place(data, new_max);
     }

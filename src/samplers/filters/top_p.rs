@@ -118,7 +118,7 @@ pub fn apply_top_p(candidates: &mut Candidates<'_>, p: f32, min_keep: usize) {
         crate::core::radix::sort_logit_desc(&mut data[..k]);
     }
     let inv = (1.0 / sum) as f32;
-    data[..k].iter_mut().for_each(|t| t.p *= inv);
+    crate::core::softmax_weights::scale_p(&mut data[..k], inv);
     candidates.truncate(k);
     candidates.set_sorted(true);
 }
