@@ -316,6 +316,39 @@ fn bucket_of(d: f32) -> u32 {
     unsafe { clamped.max(0.0).to_int_unchecked::<i32>() as u32 }
 }
 
+/// Moves every candidate whose bucket of `badness` is at most `last` to
+/// the front, keeping the others behind them (the array stays a
+/// permutation of itself), and returns how many there are. Block by block:
+/// the bucket indices in a loop the compiler vectorises, the offsets of
+/// the members written without branches, then one swap per member.
+fn gather_to_front<B: Fn(&TokenData) -> f32>(data: &mut [TokenData], badness: &B, last: u32) -> usize {
+    const STEP: usize = 64;
+    let mut front = 0;
+    let mut start = 0;
+    while start < data.len() {
+        let block = &data[start..(start + STEP).min(data.len())];
+        let mut idx = [0u32; STEP];
+        for (i, t) in idx.iter_mut().zip(block) {
+            *i = bucket_of(badness(t));
+        }
+        let mut members = [0u8; STEP];
+        let mut count = 0;
+        for (off, &bi) in idx[..block.len()].iter().enumerate() {
+            members[count] = off as u8;
+            count += (bi <= last) as usize;
+        }
+        // Every member before this block is in front already, and the
+        // positions from `front` to here hold non-members: each swap keeps
+        // that true.
+        for &off in &members[..count] {
+            data.swap(front, start + off as usize);
+            front += 1;
+        }
+        start += STEP;
+    }
+    front
+}
+
 /// Like [`select_mass`] over all of `data` (starting from mass 0), in O(n):
 /// `badness(t)` (>= 0, in nats, NaN for the worst) must be non-decreasing
 /// in `key(t)`, so that buckets of badness never split the key order.
@@ -378,10 +411,12 @@ where
         }
         acc += m;
     }
-    // Partition into [before the crossing bucket | crossing bucket | rest],
-    // touching only the members of the first two groups.
+    // Move the members of the buckets up to the crossing one to the front
+    // (usually a small share of the array), then partition that front into
+    // [before the crossing bucket | crossing bucket].
+    let s = gather_to_front(data, &badness, cross as u32);
     let (mut a, mut b) = (0usize, 0usize);
-    for i in 0..n {
+    for i in 0..s {
         let bi = bucket_of(badness(&data[i])) as usize;
         if bi < cross {
             // Rotate data[i] -> a, data[a] -> b, data[b] -> i.
