@@ -5,10 +5,12 @@
 //! The selection is O(n): a histogram of probability mass over buckets of
 //! "badness" (distance from the best rank, in nats; built in the same pass
 //! as the softmax weights where possible) finds the one bucket where the
-//! running mass crosses the target; one partition pass moves the buckets
-//! before it to the front and that bucket right after them; only that
-//! bucket (usually a few dozen candidates) is then ordered exactly, by a
-//! mass-weighted quickselect. llama.cpp sorts the vocabulary instead.
+//! running mass crosses the target; one pass moves the members of that
+//! bucket and the ones before it to the front (branch-free compaction
+//! per block), a partition of that front puts the crossing bucket last;
+//! only that bucket (usually a few dozen candidates) is then ordered
+//! exactly, by a mass-weighted quickselect. llama.cpp sorts the
+//! vocabulary instead.
 //!
 //! Sums over the vocabulary accumulate in f64, in independent lanes (one
 //! serial chain of f64 adds would cost an add latency per token). The
