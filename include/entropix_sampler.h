@@ -636,7 +636,7 @@ typedef struct {
   // applied after each strategy's own formula and bounds. The
   // reference has none (`reference()`: 3.4e38, the largest f32): its
   // adaptive and resampling temperatures reach 2-3.5 on small models
-  // and write noise. Default 0.8, chosen with `eval` (see `Default`).
+  // and write noise. Default 0.6, chosen with `eval` (see `Default`).
   float max_temp;
   // LELV needs entropy below this, bits. Default 0.1.
   float low_ent;
