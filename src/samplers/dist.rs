@@ -49,7 +49,7 @@ impl Dist {
 /// nothing is finite.
 ///
 /// Three passes over the array: the maximum; the weights exp(logit - max)
-/// with their sum and the sum of every block of [`BLOCK`] of them; the
+/// with their sum and the sum of every block of 64 of them; the
 /// normalisation. The draw walks the block sums, then one block.
 pub fn sample_softmax(candidates: &mut Candidates<'_>, draws: &mut DrawStream) -> Result<(), SampleError> {
     crate::core::sampler::require_candidates(candidates)?;
