@@ -34,13 +34,15 @@ impl DistParams {
 #[derive(Debug, Clone)]
 pub struct Dist {
     rng: SeededRng,
+    /// Scratch of [`sample_softmax`], kept between steps.
+    block_mass: Vec<f32>,
 }
 
 impl Dist {
     /// A dist sampler seeded with `params.seed`.
     pub fn new(params: DistParams) -> Result<Self, ParamError> {
         params.validate()?;
-        Ok(Self { rng: SeededRng::new(params.seed) })
+        Ok(Self { rng: SeededRng::new(params.seed), block_mass: Vec::new() })
     }
 }
 
@@ -50,8 +52,10 @@ impl Dist {
 ///
 /// Three passes over the array: the maximum; the weights exp(logit - max)
 /// with their sum and the sum of every block of 64 of them; the
-/// normalisation. The draw walks the block sums, then one block.
-pub fn sample_softmax(candidates: &mut Candidates<'_>, draws: &mut DrawStream) -> Result<(), SampleError> {
+/// normalisation. The draw walks the block sums (kept in `block_mass`, a
+/// scratch the caller keeps between steps so that no step allocates), then
+/// one block.
+pub fn sample_softmax(candidates: &mut Candidates<'_>, draws: &mut DrawStream, block_mass: &mut Vec<f32>) -> Result<(), SampleError> {
     crate::core::sampler::require_candidates(candidates)?;
     let max = candidates.max_logit();
     if max == f32::NEG_INFINITY {
@@ -64,9 +68,9 @@ pub fn sample_softmax(candidates: &mut Candidates<'_>, draws: &mut DrawStream) -
         return Ok(());
     }
     let data = candidates.as_mut_slice();
-    let mut block_mass = Vec::with_capacity(data.len().div_ceil(BLOCK));
+    block_mass.clear();
     let sum = exp_weights_blocks(data, max, |_, e| block_mass.push(block_sum(e)));
-    let index = pick_in_blocks(data, &block_mass, draws.next_f64() * sum);
+    let index = pick_in_blocks(data, block_mass, draws.next_f64() * sum);
     let inv = (1.0 / sum) as f32;
     crate::core::softmax_weights::scale_p(data, inv);
     candidates.select(index);
@@ -145,7 +149,7 @@ impl Sampler for Dist {
     }
 
     fn apply(&mut self, candidates: &mut Candidates<'_>) -> Result<(), SampleError> {
-        sample_softmax(candidates, &mut self.rng.stream())
+        sample_softmax(candidates, &mut self.rng.stream(), &mut self.block_mass)
     }
 
     fn accept(&mut self, _token: TokenId) {
@@ -203,7 +207,7 @@ mod tests {
         for state in 0..300u64 {
             let mut a = tokens.clone();
             let mut c = Candidates::new(&mut a);
-            sample_softmax(&mut c, &mut DrawStream::from_state(state)).unwrap();
+            sample_softmax(&mut c, &mut DrawStream::from_state(state), &mut Vec::new()).unwrap();
             let got = c.selected().unwrap();
             let mut b = tokens.clone();
             let mut plain = Candidates::new(&mut b);

@@ -73,23 +73,14 @@ pub fn apply_top_n_sigma(candidates: &mut Candidates<'_>, n: f32) {
         return;
     }
     let data = candidates.as_mut_slice();
-    // Pass 1: max, and count, sum and sum of squares of the finite logits
-    // shifted by one of them (k). The shift keeps var = E[(x-k)^2] -
-    // E[x-k]^2 free of cancellation for any offset of the logits (k is
-    // within the spread of the data).
-    let k = data.iter().map(|t| t.logit).find(|l| l.is_finite()).unwrap_or(0.0) as f64;
-    let stats = dispatch_stats(data, k);
-    if stats.max == f32::NEG_INFINITY {
-        return;
-    }
-    let sigma = if stats.count > 0.0 {
-        let mean = stats.sum / stats.count;
-        (stats.sum_sq / stats.count - mean * mean).max(0.0).sqrt()
-    } else {
-        0.0
+    match ScanKernel::active() {
+        // SAFETY (both): `active` only returns kernels the CPU can run.
+        #[cfg(target_arch = "x86_64")]
+        ScanKernel::Avx512 => unsafe { passes_avx512(data, n) },
+        #[cfg(target_arch = "x86_64")]
+        ScanKernel::Avx2 => unsafe { passes_avx2(data, n) },
+        _ => passes(data, n),
     };
-    // Pass 2: mask. The threshold in f32, as llama.cpp computes it.
-    dispatch_mask(data, stats.max - n * sigma as f32);
 }
 
 /// The logits' maximum (NaN ignored) and, over the finite logits only,
@@ -107,30 +98,42 @@ struct LogitStats {
 /// two AVX-512 or four AVX2 registers of f64 per sum).
 const LANES: usize = 16;
 
-/// [`stats_body`] on the kernel [`ScanKernel::active`] picks.
-fn dispatch_stats(data: &[TokenData], k: f64) -> LogitStats {
-    match ScanKernel::active() {
-        // SAFETY (both): `active` only returns kernels the CPU can run.
-        #[cfg(target_arch = "x86_64")]
-        ScanKernel::Avx512 => unsafe { stats_avx512(data, k) },
-        #[cfg(target_arch = "x86_64")]
-        ScanKernel::Avx2 => unsafe { stats_avx2(data, k) },
-        _ => stats_body(data, k),
-    }
-}
-
-/// [`stats_body`] compiled for AVX2 and FMA.
+/// [`passes`] compiled for AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn stats_avx2(data: &[TokenData], k: f64) -> LogitStats {
-    stats_body(data, k)
+unsafe fn passes_avx2(data: &mut [TokenData], n: f32) -> LogitStats {
+    passes(data, n)
 }
 
-/// [`stats_body`] compiled for AVX-512.
+/// [`passes`] compiled for AVX-512.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn stats_avx512(data: &[TokenData], k: f64) -> LogitStats {
-    stats_body(data, k)
+unsafe fn passes_avx512(data: &mut [TokenData], n: f32) -> LogitStats {
+    passes(data, n)
+}
+
+/// The two passes of [`apply_top_n_sigma`] (`n > 0`, more than one
+/// candidate); returns the statistics of pass 1.
+#[inline(always)]
+fn passes(data: &mut [TokenData], n: f32) -> LogitStats {
+    // Pass 1: max, and count, sum and sum of squares of the finite logits
+    // shifted by one of them (k). The shift keeps var = E[(x-k)^2] -
+    // E[x-k]^2 free of cancellation for any offset of the logits (k is
+    // within the spread of the data).
+    let k = data.iter().map(|t| t.logit).find(|l| l.is_finite()).unwrap_or(0.0) as f64;
+    let stats = stats_body(data, k);
+    if stats.max == f32::NEG_INFINITY {
+        return stats;
+    }
+    let sigma = if stats.count > 0.0 {
+        let mean = stats.sum / stats.count;
+        (stats.sum_sq / stats.count - mean * mean).max(0.0).sqrt()
+    } else {
+        0.0
+    };
+    // Pass 2: mask. The threshold in f32, as llama.cpp computes it.
+    mask_body(data, stats.max - n * sigma as f32);
+    stats
 }
 
 /// Pass 1 of [`apply_top_n_sigma`]: the logits of [`LANES`] candidates are
@@ -174,32 +177,6 @@ fn stats_body(data: &[TokenData], k: f64) -> LogitStats {
         sum: sum.iter().sum(),
         sum_sq: sum_sq.iter().sum(),
     }
-}
-
-/// [`mask_body`] on the kernel [`ScanKernel::active`] picks.
-fn dispatch_mask(data: &mut [TokenData], threshold: f32) {
-    match ScanKernel::active() {
-        // SAFETY (both): `active` only returns kernels the CPU can run.
-        #[cfg(target_arch = "x86_64")]
-        ScanKernel::Avx512 => unsafe { mask_avx512(data, threshold) },
-        #[cfg(target_arch = "x86_64")]
-        ScanKernel::Avx2 => unsafe { mask_avx2(data, threshold) },
-        _ => mask_body(data, threshold),
-    }
-}
-
-/// [`mask_body`] compiled for AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn mask_avx2(data: &mut [TokenData], threshold: f32) {
-    mask_body(data, threshold)
-}
-
-/// [`mask_body`] compiled for AVX-512.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2")]
-unsafe fn mask_avx512(data: &mut [TokenData], threshold: f32) {
-    mask_body(data, threshold)
 }
 
 /// Pass 2 of [`apply_top_n_sigma`]: every logit below `threshold`, and
@@ -268,54 +245,54 @@ mod tests {
 
     /// Every kernel this CPU runs gives the portable kernel's statistics
     /// (to f64 rounding) and mask, on arrays with NaN, infinities and a
-    /// remainder after the last full group of lanes.
+    /// remainder after the last full group of lanes; the mask keeps what
+    /// reaches max - n·σ and nothing else.
     #[test]
     fn every_kernel_agrees_with_the_portable_one() {
         let mut rng = crate::core::DrawStream::from_state(11);
         let mut logits: Vec<f32> = (0..1000).map(|_| (rng.next_normal() * 3.0) as f32).collect();
         logits[5] = f32::NAN;
         logits[17] = f32::NEG_INFINITY;
-        logits[700] = f32::INFINITY;
-        for n in [0, 1, 15, 16, 17, 999] {
-            let data: Vec<TokenData> = logits[..n].iter().enumerate().map(|(i, &l)| TokenData::new(i as i32, l)).collect();
-            let want = stats_body(&data, 0.5);
-            for kernel in ScanKernel::available() {
-                // SAFETY: `available` lists only kernels this CPU runs.
-                let (got, masked) = match kernel {
-                    #[cfg(target_arch = "x86_64")]
-                    ScanKernel::Avx512 => unsafe {
-                        let mut m = data.clone();
-                        mask_avx512(&mut m, 1.0);
-                        (stats_avx512(&data, 0.5), m)
-                    },
-                    #[cfg(target_arch = "x86_64")]
-                    ScanKernel::Avx2 => unsafe {
-                        let mut m = data.clone();
-                        mask_avx2(&mut m, 1.0);
-                        (stats_avx2(&data, 0.5), m)
-                    },
-                    _ => {
-                        let mut m = data.clone();
-                        mask_body(&mut m, 1.0);
-                        (stats_body(&data, 0.5), m)
-                    }
-                };
-                assert_eq!(got.max.to_bits(), want.max.to_bits(), "{} n={n}", kernel.name());
-                assert_eq!(got.count, want.count, "{} n={n}", kernel.name());
-                assert!((got.sum - want.sum).abs() <= 1e-9 * want.sum_sq.max(1.0), "{} n={n}", kernel.name());
-                assert!((got.sum_sq - want.sum_sq).abs() <= 1e-12 * want.sum_sq.max(1.0), "{} n={n}", kernel.name());
-                for (a, b) in masked.iter().zip(&data) {
-                    let want = if b.logit >= 1.0 { b.logit } else { f32::NEG_INFINITY };
-                    assert_eq!(a.logit.to_bits(), want.to_bits(), "{} n={n}: {}", kernel.name(), b.logit);
+        for with_inf in [false, true] {
+            logits[700] = if with_inf { f32::INFINITY } else { 2.0 };
+            for n in [2, 15, 16, 17, 999] {
+                let data: Vec<TokenData> = logits[..n].iter().enumerate().map(|(i, &l)| TokenData::new(i as i32, l)).collect();
+                let mut want_masked = data.clone();
+                let want = passes(&mut want_masked, 1.0);
+                let mean = want.sum / want.count;
+                let sigma = (want.sum_sq / want.count - mean * mean).max(0.0).sqrt();
+                let threshold = want.max - sigma as f32;
+                for (a, b) in want_masked.iter().zip(&data) {
+                    let kept = if b.logit >= threshold { b.logit } else { f32::NEG_INFINITY };
+                    assert_eq!(a.logit.to_bits(), kept.to_bits(), "portable n={n}: {}", b.logit);
                 }
-            }
-            if n == 999 {
-                // The reference: a plain fold over the finite logits.
-                let finite: Vec<f64> = logits[..n].iter().filter(|l| l.is_finite()).map(|&l| l as f64 - 0.5).collect();
-                assert_eq!(want.count, finite.len() as f64);
-                assert!((want.sum - finite.iter().sum::<f64>()).abs() < 1e-9);
-                assert!((want.sum_sq - finite.iter().map(|d| d * d).sum::<f64>()).abs() < 1e-9);
-                assert_eq!(want.max, f32::INFINITY);
+                for kernel in ScanKernel::available() {
+                    let mut masked = data.clone();
+                    // SAFETY: `available` lists only kernels this CPU runs.
+                    let got = match kernel {
+                        #[cfg(target_arch = "x86_64")]
+                        ScanKernel::Avx512 => unsafe { passes_avx512(&mut masked, 1.0) },
+                        #[cfg(target_arch = "x86_64")]
+                        ScanKernel::Avx2 => unsafe { passes_avx2(&mut masked, 1.0) },
+                        _ => passes(&mut masked, 1.0),
+                    };
+                    assert_eq!(got.max.to_bits(), want.max.to_bits(), "{} n={n}", kernel.name());
+                    assert_eq!(got.count, want.count, "{} n={n}", kernel.name());
+                    assert!((got.sum - want.sum).abs() <= 1e-9 * want.sum_sq.max(1.0), "{} n={n}", kernel.name());
+                    assert!((got.sum_sq - want.sum_sq).abs() <= 1e-12 * want.sum_sq.max(1.0), "{} n={n}", kernel.name());
+                    for (a, b) in masked.iter().zip(&want_masked) {
+                        assert_eq!(a.logit.to_bits(), b.logit.to_bits(), "{} n={n}", kernel.name());
+                    }
+                }
+                if n == 999 {
+                    // The reference: a plain fold over the finite logits.
+                    let k = logits[0] as f64;
+                    let finite: Vec<f64> = logits[..n].iter().filter(|l| l.is_finite()).map(|&l| l as f64 - k).collect();
+                    assert_eq!(want.count, finite.len() as f64);
+                    assert!((want.sum - finite.iter().sum::<f64>()).abs() < 1e-9);
+                    assert!((want.sum_sq - finite.iter().map(|d| d * d).sum::<f64>()).abs() < 1e-9);
+                    assert_eq!(want.max, if with_inf { f32::INFINITY } else { logits[..n].iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l)) });
+                }
             }
         }
     }
