@@ -8,6 +8,7 @@ pub mod error;
 pub mod fast_exp;
 pub mod logit_scan;
 pub mod math;
+pub(crate) mod partition;
 pub mod radix;
 pub(crate) mod records;
 pub mod rng;

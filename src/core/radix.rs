@@ -1,7 +1,7 @@
 //! Sorting candidates by logit, descending, in linear time: an LSD radix
-//! sort on the logit's bits (four 8-bit digits, digits every key shares
-//! skipped), for the survivors of top-p and typical, which may be
-//! thousands. The order is [`cmp_logit_desc`]'s (NaN last); equal logits
+//! sort on the bits where the logits' keys differ (in digits of up to 12
+//! bits; digits every key shares skipped), for the survivors of top-p and
+//! typical, which may be thousands. The order is [`cmp_logit_desc`]'s (NaN last); equal logits
 //! keep their input order.
 
 use std::cell::RefCell;
@@ -13,13 +13,29 @@ use super::token::TokenData;
 const RADIX_MIN_LEN: usize = 512;
 
 thread_local! {
-    /// The scatter buffer, reused across calls (no allocation per token).
-    static SCRATCH: RefCell<Vec<TokenData>> = const { RefCell::new(Vec::new()) };
+    /// The buffers of [`sort_logit_desc`], reused across calls (no
+    /// allocation per token once they have grown).
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch { items: Vec::new(), records: Vec::new(), sorter: ItemSorter::new() }) };
+}
+
+/// The buffers of [`sort_logit_desc`].
+struct Scratch {
+    /// (key << 32 | position) of each record.
+    items: Vec<u64>,
+    /// A copy of the records, read by the final permutation.
+    records: Vec<TokenData>,
+    sorter: ItemSorter,
+}
+
+/// The logit of a [`desc_key`] (-0 comes back as +0, NaN as a NaN).
+#[inline]
+pub(crate) fn logit_of_desc_key(key: u32) -> f32 {
+    f32::from_bits(if key >> 31 == 1 { key } else { !key & 0x7FFF_FFFF })
 }
 
 /// A key whose ascending order is the logits' descending order, NaN last.
 #[inline]
-fn desc_key(logit: f32) -> u32 {
+pub(crate) fn desc_key(logit: f32) -> u32 {
     if logit.is_nan() {
         return u32::MAX;
     }
@@ -41,46 +57,110 @@ pub fn sort_logit_desc(data: &mut [TokenData]) {
     }
     SCRATCH.with(|s| {
         let mut scratch = s.borrow_mut();
-        radix_sort(data, &mut scratch);
+        let Scratch { items, records, sorter } = &mut *scratch;
+        let n = data.len();
+        debug_assert!(n < u32::MAX as usize);
+        items.clear();
+        items.extend(data.iter().enumerate().map(|(i, t)| (desc_key(t.logit) as u64) << 32 | i as u64));
+        let sorted = sorter.sort(items);
+        records.clear();
+        records.extend_from_slice(data);
+        for (t, &item) in data.iter_mut().zip(sorted) {
+            *t = records[item as u32 as usize];
+        }
     });
 }
 
-fn radix_sort(data: &mut [TokenData], scratch: &mut Vec<TokenData>) {
-    let n = data.len();
-    let mut counts = [[0u32; 256]; 4];
-    for t in data.iter() {
-        let k = desc_key(t.logit);
-        for (d, c) in counts.iter_mut().enumerate() {
-            c[((k >> (8 * d)) & 0xFF) as usize] += 1;
-        }
+/// The widest digit: wider ones scatter to more places than the store
+/// buffer and L1 keep up with.
+const MAX_DIGIT_BITS: u32 = 12;
+
+/// An LSD radix sort of 8-byte items `key << 32 | payload` by key
+/// (stable: equal keys keep their order), with its buffers. Only the bits
+/// where the keys differ are sorted on: keys are taken relative to the
+/// smallest, and the digits split the bits of the largest relative key
+/// evenly (the survivors of top-p span a few nats: about 24 bits, two
+/// passes instead of four).
+pub(crate) struct ItemSorter {
+    /// The other half of each scatter pass.
+    spare: Vec<u64>,
+    /// Counts of a digit's values, then their buckets' next free places.
+    counts: Vec<u32>,
+}
+
+impl ItemSorter {
+    pub(crate) const fn new() -> Self {
+        Self { spare: Vec::new(), counts: Vec::new() }
     }
-    scratch.clear();
-    scratch.resize(n, TokenData::new(0, 0.0));
-    let mut in_data = true;
-    for (d, c) in counts.iter().enumerate() {
-        // A digit every key shares leaves the order as it is.
-        if c.iter().any(|&x| x as usize == n) {
-            continue;
+
+    /// Sorts `items` by their high 32 bits and returns the sorted items:
+    /// `items` itself or the sorter's buffer.
+    pub(crate) fn sort<'a>(&'a mut self, items: &'a mut [u64]) -> &'a [u64] {
+        let (mut lo, mut hi) = (u32::MAX, 0u32);
+        for &item in items.iter() {
+            let k = (item >> 32) as u32;
+            lo = lo.min(k);
+            hi = hi.max(k);
         }
-        let mut offsets = [0usize; 256];
-        let mut acc = 0usize;
-        for (o, &x) in offsets.iter_mut().zip(c.iter()) {
-            *o = acc;
-            acc += x as usize;
-        }
-        let (src, dst): (&[TokenData], &mut [TokenData]) = if in_data { (&*data, &mut scratch[..]) } else { (&scratch[..], &mut *data) };
-        // `src` and `dst` alias neither each other nor themselves.
-        let dst_ptr = dst.as_mut_ptr();
-        for t in src {
-            let b = ((desc_key(t.logit) >> (8 * d)) & 0xFF) as usize;
-            // SAFETY: offsets[b] < n: the counts of bucket b sum to its size.
-            unsafe { dst_ptr.add(offsets[b]).write(*t) };
-            offsets[b] += 1;
-        }
-        in_data = !in_data;
+        self.sort_within(items, lo, hi)
     }
-    if !in_data {
-        data.copy_from_slice(scratch);
+
+    /// [`ItemSorter::sort`] for items whose keys are known to lie in
+    /// `lo..=hi`.
+    pub(crate) fn sort_within<'a>(&'a mut self, items: &'a mut [u64], lo: u32, hi: u32) -> &'a [u64] {
+        let n = items.len();
+        if n < 2 || lo >= hi {
+            return items;
+        }
+        let bits = 32 - (hi - lo).leading_zeros();
+        // Digits no wider than the slice's own size in bits: counting 2^12
+        // buckets for 600 items costs more than another pass.
+        let widest = (usize::BITS - n.leading_zeros()).clamp(8, MAX_DIGIT_BITS);
+        let passes = bits.div_ceil(widest) as usize;
+        let width = bits.div_ceil(passes as u32);
+        let buckets = 1usize << width;
+        let mask = (buckets - 1) as u32;
+        let digit = |item: u64, d: usize| ((((item >> 32) as u32).wrapping_sub(lo) >> (width * d as u32)) & mask) as usize;
+        if self.spare.len() < n {
+            self.spare.resize(n, 0);
+        }
+        self.counts.clear();
+        self.counts.resize(buckets * passes, 0);
+        // Every digit's counts in one read of the items.
+        for &item in items.iter() {
+            for (d, c) in self.counts.chunks_exact_mut(buckets).enumerate() {
+                c[digit(item, d)] += 1;
+            }
+        }
+        let spare = &mut self.spare[..n];
+        let mut in_items = true;
+        for (d, c) in self.counts.chunks_exact_mut(buckets).enumerate() {
+            // A digit every key shares leaves the order as it is.
+            if c.iter().any(|&x| x as usize == n) {
+                continue;
+            }
+            // The counts become each bucket's next free place.
+            let mut acc = 0u32;
+            for x in c.iter_mut() {
+                let size = *x;
+                *x = acc;
+                acc += size;
+            }
+            let (src, dst): (&[u64], &mut [u64]) = if in_items { (&*items, &mut *spare) } else { (&*spare, &mut *items) };
+            for &item in src {
+                let at = &mut c[digit(item, d)];
+                // SAFETY: the places of a bucket end where the next
+                // bucket's start, all below n: `*at < n`.
+                unsafe { *dst.get_unchecked_mut(*at as usize) = item };
+                *at += 1;
+            }
+            in_items = !in_items;
+        }
+        if in_items {
+            items
+        } else {
+            &self.spare[..n]
+        }
     }
 }
 

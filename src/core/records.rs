@@ -118,6 +118,18 @@ pub(crate) mod avx512 {
         unsafe { logits_of_records(r[0], r[1], r[2]) }
     }
 
+    /// The ids of the 16 records in `r` (their bits), lane j from record
+    /// j: two permutes, as for the logits.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn ids16(r: &[__m512; 3]) -> __m512i {
+        const FIRST: [i32; 16] = [0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 0, 0, 0, 0, 0];
+        const SECOND: [i32; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 16 + 1, 16 + 4, 16 + 7, 16 + 10, 16 + 13];
+        // SAFETY: the loads read the 16 indices of each table.
+        let (first, second) = unsafe { (_mm512_loadu_si512(FIRST.as_ptr().cast()), _mm512_loadu_si512(SECOND.as_ptr().cast())) };
+        _mm512_castps_si512(_mm512_permutex2var_ps(_mm512_permutex2var_ps(r[0], first, r[1]), second, r[2]))
+    }
+
     /// Sets the `p` of record j in `r` to lane j of `v`.
     #[inline]
     #[target_feature(enable = "avx512f")]
@@ -208,6 +220,19 @@ pub(crate) mod avx2 {
         let pick = unsafe { _mm256_loadu_si256(PICK.as_ptr().cast()) };
         let (a, b, c) = (_mm256_permutevar8x32_ps(r[0], pick), _mm256_permutevar8x32_ps(r[1], pick), _mm256_permutevar8x32_ps(r[2], pick));
         _mm256_blend_ps::<0b1110_0000>(_mm256_blend_ps::<0b0001_1000>(a, b), c)
+    }
+
+    /// The ids of the 8 records in `r` (their bits), lane j from record j:
+    /// ids sit at float 0, 3, 6 of the first, 1, 4, 7 of the second and 2,
+    /// 5 of the third register.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) fn ids8(r: &[__m256; 3]) -> __m256i {
+        const PICK_ID: [i32; 8] = [0, 3, 6, 1, 4, 7, 2, 5];
+        // SAFETY: the load reads the 8 indices of PICK_ID.
+        let pick = unsafe { _mm256_loadu_si256(PICK_ID.as_ptr().cast()) };
+        let (a, b, c) = (_mm256_permutevar8x32_ps(r[0], pick), _mm256_permutevar8x32_ps(r[1], pick), _mm256_permutevar8x32_ps(r[2], pick));
+        _mm256_castps_si256(_mm256_blend_ps::<0b1100_0000>(_mm256_blend_ps::<0b0011_1000>(a, b), c))
     }
 
     /// Lane j of `v` at the lanes of register `k` that hold the field of
@@ -306,10 +331,12 @@ mod tests {
             for with_logit in [false, true] {
                 let mut recs = records(16);
                 let mut got = [0.0f32; 16];
-                // SAFETY: the CPU has AVX-512F; 16 records, 16-float buffers.
+                let mut ids = [0i32; 16];
+                // SAFETY: the CPU has AVX-512F; 16 records, 16-lane buffers.
                 unsafe {
                     let mut r = avx512::load16(recs.as_ptr());
                     _mm512_storeu_ps(got.as_mut_ptr(), avx512::logits16(&r));
+                    _mm512_storeu_si512(ids.as_mut_ptr().cast(), avx512::ids16(&r));
                     avx512::merge_p16(&mut r, _mm512_loadu_ps(p.as_ptr()));
                     if with_logit {
                         avx512::merge_logit16(&mut r, _mm512_loadu_ps(l.as_ptr()));
@@ -317,6 +344,7 @@ mod tests {
                     avx512::store16(recs.as_mut_ptr(), &r);
                 }
                 assert_eq!(got.to_vec(), (0..16).map(|i| i as f32 + 0.5).collect::<Vec<_>>());
+                assert_eq!(ids.to_vec(), (1000..1016).collect::<Vec<_>>());
                 assert_eq!(recs, want(16, with_logit), "avx512, logit {with_logit}");
             }
         }
@@ -324,10 +352,12 @@ mod tests {
             for with_logit in [false, true] {
                 let mut recs = records(8);
                 let mut got = [0.0f32; 8];
-                // SAFETY: the CPU has AVX2; 8 records, 8-float buffers.
+                let mut ids = [0i32; 8];
+                // SAFETY: the CPU has AVX2; 8 records, 8-lane buffers.
                 unsafe {
                     let mut r = avx2::load8(recs.as_ptr());
                     _mm256_storeu_ps(got.as_mut_ptr(), avx2::logits8(&r));
+                    _mm256_storeu_si256(ids.as_mut_ptr().cast(), avx2::ids8(&r));
                     avx2::merge_p8(&mut r, _mm256_loadu_ps(p.as_ptr()));
                     if with_logit {
                         avx2::merge_logit8(&mut r, _mm256_loadu_ps(l.as_ptr()));
@@ -335,6 +365,7 @@ mod tests {
                     avx2::store8(recs.as_mut_ptr(), &r);
                 }
                 assert_eq!(got.to_vec(), (0..8).map(|i| i as f32 + 0.5).collect::<Vec<_>>());
+                assert_eq!(ids.to_vec(), (1000..1008).collect::<Vec<_>>());
                 assert_eq!(recs, want(8, with_logit), "avx2, logit {with_logit}");
             }
         }

@@ -22,10 +22,10 @@ use crate::core::softmax_weights::{exp_moments_blocks, exp_weights_blocks, BLOCK
 use crate::core::TokenData;
 
 /// Histogram buckets per nat of badness.
-const PER_NAT: f32 = 16.0;
+pub(super) const PER_NAT: f32 = 16.0;
 /// Number of buckets: 32 nats of badness (a weight ratio of e^-32 ~ 1e-14);
 /// everything worse shares the last bucket.
-const BUCKETS: usize = 512;
+pub(super) const BUCKETS: usize = 512;
 /// At or below this many candidates the histogram is not worth its setup.
 const SMALL_N: usize = 256;
 /// Windows at or below this size are sorted and scanned directly.
@@ -310,7 +310,7 @@ where
 /// past the range go to the last bucket. Non-decreasing in `d`, branch-free
 /// (a comparison and a truncation the compiler vectorises).
 #[inline(always)]
-fn bucket_of(d: f32) -> u32 {
+pub(super) fn bucket_of(d: f32) -> u32 {
     let scaled = d * PER_NAT;
     // NaN fails the comparison and takes the last bucket.
     let clamped = if scaled < (BUCKETS - 1) as f32 { scaled } else { (BUCKETS - 1) as f32 };

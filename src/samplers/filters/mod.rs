@@ -19,6 +19,7 @@ pub mod min_p;
 pub mod top_n_sigma;
 pub mod top_p;
 pub mod typical;
+mod window;
 
 pub use dynamic_temperature::{DynamicTemperature, DynamicTemperatureParams, TempExt, TempExtParams};
 pub use min_p::{MinP, MinPParams};

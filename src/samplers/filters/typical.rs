@@ -19,6 +19,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::mass::{exp_moments_weights, exp_weights, select_mass, select_mass_bucketed};
+use super::window::{max_and_moments, select_window, Ranking, MIN_WINDOW_N};
 use crate::core::error::check_range;
 use crate::core::{Candidates, ParamError, SampleError, Sampler, TokenData};
 
@@ -75,20 +76,28 @@ pub fn apply_typical(candidates: &mut Candidates<'_>, p: f32, min_keep: usize) {
     if p.is_nan() || p >= 1.0 || candidates.is_empty() {
         return;
     }
+    let n = candidates.len();
+    let want = min_keep.max(1).min(n);
+    if n >= MIN_WINDOW_N {
+        if let Some((max, s0, s1)) = max_and_moments(candidates.as_slice()) {
+            let centre = max as f64 + s1 / s0;
+            if let Some(k) = select_window(candidates.as_mut_slice(), Ranking::Around { centre }, max, s0, p as f64 * s0, true, want) {
+                // Sorted, normalised, at least `want`.
+                candidates.truncate(k);
+                candidates.set_sorted(true);
+                return;
+            }
+        }
+    }
     let max = candidates.max_logit();
     if max == f32::NEG_INFINITY {
         return;
     }
-    let n = candidates.len();
     let data = candidates.as_mut_slice();
     let (sum, rank) = if max == f32::INFINITY {
-        // The limit distribution is uniform over the +inf tokens: they all
-        // have surprise equal to the entropy; everything else has p = 0.
         (exp_weights(data, max), Rank::InfTokens)
     } else {
-        // Weights e_i = exp(z_i), z_i = logit_i - max; S0 = sum e, S1 = sum e z.
         let (s0, s1) = exp_moments_weights(data, max);
-        // Centre: the probability-weighted mean logit E_p[logit].
         (s0, Rank::Distance(max as f64 + s1 / s0))
     };
     let key = |t: &TokenData| rank.key(t);
@@ -98,7 +107,6 @@ pub fn apply_typical(candidates: &mut Candidates<'_>, p: f32, min_keep: usize) {
         // The f32 rounding of the distance is monotone, as buckets need.
         Rank::Distance(_) => select_mass_bucketed(data, key, |t: &TokenData| key(t) as f32, target, true),
     };
-    let want = min_keep.max(1).min(n);
     if k < want {
         // Bring the next most typical after the k already in front.
         let rest = &mut data[k..];

@@ -1,0 +1,448 @@
+//! The mass selection of top-p and typical on a large unsorted array, as
+//! a window of the logit order: both rank candidates so that the best
+//! ones form an interval of logits (top-p: the highest; typical: the
+//! closest to a centre logit), and both return their survivors sorted by
+//! descending logit. So instead of ranking the vocabulary, the window:
+//!
+//! 1. estimates how far from the best rank the cut lies, from the weights
+//!    of a 32nd of the candidates (runs spread over the array): the
+//!    mass of the ranks past each [`mass`](super::mass) histogram bucket,
+//!    scaled by 32, is
+//!    compared with the mass the cut may leave out (the tail of many small
+//!    weights, which a subsample estimates well), and [`MARGIN`] buckets
+//!    are added;
+//! 2. collects the keys and ids of the candidates inside that logit
+//!    interval, one SIMD pass that writes nothing into the array
+//!    ([`collect_in`]);
+//! 3. sorts only those (radix on the keys, [`ItemSorter`]), computes their
+//!    weights, and scans their running mass in rank order (top-p: from the
+//!    front; typical: outward from the centre, a merge of the two sides),
+//!    which ends on a window of the sorted members;
+//! 4. writes that window over the front of the array, as llama.cpp's
+//!    top-p copies its sorted survivors (what lies past them is left as
+//!    it is: the caller truncates).
+//!
+//! When the estimate was too tight (the members' mass does not reach the
+//! target, they are fewer than `min_keep`, or typical's scan would pass
+//! the interval's edge) the interval widens and the members are collected
+//! again: the result is exact either way, the estimate only decides the
+//! cost.
+
+use std::cell::RefCell;
+
+use super::mass::{bucket_of, BUCKETS, PER_NAT};
+use crate::core::fast_exp::exp_nonpositive;
+use crate::core::logit_scan::{scan_logits, LogitScan};
+use crate::core::partition::collect_in;
+use crate::core::radix::{desc_key, logit_of_desc_key, ItemSorter};
+use crate::core::TokenData;
+
+/// The estimate reads the first [`SAMPLE_RUN`] candidates of every
+/// `STRIDE` (a 32nd of the array, spread over all of it, in runs of
+/// whole cache lines).
+const STRIDE: usize = 512;
+/// Candidates per sampled run: 16 records are 3 cache lines.
+const SAMPLE_RUN: usize = 16;
+/// The share of the candidates the estimate sees.
+const SAMPLED: usize = STRIDE / SAMPLE_RUN;
+/// Histogram buckets (1/16 nat each) added to the estimated cut.
+const MARGIN: usize = 4;
+/// From this many candidates the window beats the histogram selection.
+pub(crate) const MIN_WINDOW_N: usize = 4096;
+
+thread_local! {
+    /// The window's buffers, reused across calls (no allocation per token
+    /// once they have grown).
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch {
+            keys: Vec::new(),
+            ids: Vec::new(),
+            items: Vec::new(),
+            sorter: ItemSorter::new(),
+            logits: Vec::new(),
+            weights: Vec::new(),
+            kept: Vec::new(),
+        })
+    };
+}
+
+/// The buffers of [`select_window`].
+struct Scratch {
+    /// The members' sort keys and ids, in array order.
+    keys: Vec<u32>,
+    ids: Vec<u32>,
+    /// key << 32 | id, to sort.
+    items: Vec<u64>,
+    sorter: ItemSorter,
+    /// The members' logits and weights in descending logit order.
+    logits: Vec<f32>,
+    weights: Vec<f32>,
+    /// The survivors, before they are written over the array's front.
+    kept: Vec<TokenData>,
+}
+
+/// How candidates are ranked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ranking {
+    /// Descending logit (top-p).
+    Top,
+    /// Ascending distance of the logit from `centre` (typical).
+    Around { centre: f64 },
+}
+
+impl Ranking {
+    /// Distance from the best rank, in nats, as f32 for the histogram
+    /// buckets; NaN for NaN logits (which [`bucket_of`] puts last).
+    #[inline]
+    fn badness(self, logit: f32, max: f32) -> f32 {
+        match self {
+            Ranking::Top => max - logit,
+            Ranking::Around { centre } => (logit as f64 - centre).abs() as f32,
+        }
+    }
+
+    /// The logit interval within `reach` nats of the best rank.
+    fn interval(self, max: f32, reach: f32) -> (f32, f32) {
+        match self {
+            Ranking::Top => (max - reach, f32::INFINITY),
+            Ranking::Around { centre } => ((centre - reach as f64) as f32, (centre + reach as f64) as f32),
+        }
+    }
+}
+
+/// Typical's distance of `logit` from the centre (f64, +inf for
+/// non-finite logits), as `typical.rs` ranks by.
+#[inline]
+fn distance(centre: f64, logit: f32) -> f64 {
+    let d = (logit as f64 - centre).abs();
+    if d.is_finite() {
+        d
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// Whether running mass `acc` has reached `target`.
+#[inline]
+fn reached(acc: f64, target: f64, strict: bool) -> bool {
+    if strict {
+        acc > target
+    } else {
+        acc >= target
+    }
+}
+
+/// Selects the best-ranked candidates whose weights exp(logit - `max`)
+/// (`max` the largest logit, finite; the weights summing to `sum`) reach
+/// `target` (`> target` when `strict`), at least `want` of them
+/// (`1 <= want <= data.len()`), as the mass selection of
+/// [`select_mass`](super::mass::select_mass) would. Returns `Some(k)` with
+/// the survivors written over `data[..k]`, sorted by descending logit
+/// (equal logits in array order; -0 logits come back as +0), their `p`
+/// their weight divided by `sum`;
+/// past `k` the array is left as it was, less what the survivors
+/// overwrote. A miss widens the interval and collects again. `None` (the
+/// array untouched) only when even every candidate but the NaN logits does
+/// not decide the selection: the caller selects another way.
+pub(crate) fn select_window(data: &mut [TokenData], ranking: Ranking, max: f32, sum: f64, target: f64, strict: bool, want: usize) -> Option<usize> {
+    let n = data.len();
+    debug_assert!((1..=n).contains(&want) && max.is_finite());
+    let mut reach = estimate_reach(data, ranking, max, sum - target, want);
+    SCRATCH.with(|s| {
+        let s = &mut *s.borrow_mut();
+        loop {
+            let (lo, hi) = ranking.interval(max, reach);
+            let m = collect_in(data, lo, hi, &mut s.keys, &mut s.ids);
+            if m >= want {
+                s.items.clear();
+                s.items.extend(s.keys[..m].iter().zip(&s.ids[..m]).map(|(&k, &id)| (k as u64) << 32 | id as u64));
+                // The members' keys lie between those of the interval's ends.
+                let top = match ranking {
+                    Ranking::Top => max,
+                    Ranking::Around { .. } => hi,
+                };
+                let sorted = s.sorter.sort_within(&mut s.items, desc_key(top), desc_key(lo));
+                s.logits.clear();
+                s.logits.extend(sorted.iter().map(|&item| logit_of_desc_key((item >> 32) as u32)));
+                s.weights.clear();
+                s.weights.extend(s.logits.iter().map(|&x| exp_nonpositive(x - max)));
+                let all = m == n;
+                let window = match ranking {
+                    Ranking::Top => scan_from_top(&s.weights, target, strict, want, all),
+                    Ranking::Around { centre } => {
+                        // Everything within `safe` of the centre is inside
+                        // the interval whatever the f32 rounding of its
+                        // ends; past it, a candidate left outside could
+                        // rank before one inside.
+                        let rounding = 1.0 / PER_NAT as f64 + 8.0 * (centre.abs() + reach as f64) * f32::EPSILON as f64;
+                        let safe = if all { f64::INFINITY } else { reach as f64 - rounding };
+                        scan_outward(&s.logits, &s.weights, centre, safe, target, strict, want, all)
+                    }
+                };
+                if let Some((start, end)) = window {
+                    let inv = (1.0 / sum) as f32;
+                    s.kept.clear();
+                    s.kept.extend((start..end).map(|j| {
+                        let mut t = TokenData::new(sorted[j] as u32 as i32, s.logits[j]);
+                        t.p = s.weights[j] * inv;
+                        t
+                    }));
+                    data[..end - start].copy_from_slice(&s.kept);
+                    return Some(end - start);
+                }
+            }
+            if m == n || reach == f32::INFINITY {
+                return None;
+            }
+            reach = widen(reach);
+        }
+    })
+}
+
+/// The largest logit and the softmax moments (S0 = sum exp(z), S1 =
+/// sum exp(z)·z, z = logit - max) of `data`, in one pass (the logit scan);
+/// `None` when the largest logit is not finite (+inf, or no logit above
+/// -inf).
+pub(crate) fn max_and_moments(data: &[TokenData]) -> Option<(f32, f64, f64)> {
+    let mut scan = LogitScan::default();
+    scan_logits(data, 0, &mut scan);
+    let m = scan.moments.filter(|_| scan.max.is_finite())?;
+    Some((scan.max, m.s0, m.s1))
+}
+
+/// The next interval's reach after a miss: twice as far, and at least
+/// [`MARGIN`] buckets farther; +inf past the histogram's range.
+fn widen(reach: f32) -> f32 {
+    let next = (2.0 * reach).max(reach + MARGIN as f32 / PER_NAT);
+    if next >= (BUCKETS - 1) as f32 / PER_NAT {
+        f32::INFINITY
+    } else {
+        next
+    }
+}
+
+/// Top-p's scan of the members' weights in descending logit order: the
+/// window `0..k` of the first `k >= want` whose mass reaches `target`;
+/// all of them when that never happens and they are `all` the array,
+/// else `None`.
+fn scan_from_top(weights: &[f32], target: f64, strict: bool, want: usize, all: bool) -> Option<(usize, usize)> {
+    // Whole blocks while the target stays out of reach (their sums add
+    // in independent lanes), then one by one inside the block that
+    // reaches it.
+    const STEP: usize = 16;
+    let mut acc = 0.0f64;
+    let mut start = 0;
+    for block in weights.chunks_exact(STEP) {
+        let mut lanes = [0.0f64; 4];
+        for quad in block.chunks_exact(4) {
+            for (l, &e) in lanes.iter_mut().zip(quad) {
+                *l += e as f64;
+            }
+        }
+        let sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+        if reached(acc + sum, target, strict) {
+            break;
+        }
+        acc += sum;
+        start += STEP;
+    }
+    let k = weights[start..].iter().position(|&e| {
+        acc += e as f64;
+        reached(acc, target, strict)
+    });
+    match k {
+        Some(i) => Some((0, (start + i + 1).max(want))),
+        None => all.then_some((0, weights.len())),
+    }
+}
+
+/// Typical's scan of members sorted by descending logit: takes them in
+/// ascending distance from `centre` (the upper side from the split
+/// backwards, the lower side forwards; the upper one first on a tie) until
+/// their mass reaches `target` and at least `want` are taken. Returns the
+/// window `start..end`, or `None` when a member farther than `safe` would
+/// be taken, or the members run out before the target unless they are
+/// `all` the array.
+#[allow(clippy::too_many_arguments)]
+fn scan_outward(logits: &[f32], weights: &[f32], centre: f64, safe: f64, target: f64, strict: bool, want: usize, all: bool) -> Option<(usize, usize)> {
+    let split = logits.partition_point(|&x| x as f64 >= centre);
+    let (mut start, mut end) = (split, split);
+    let mut acc = 0.0f64;
+    loop {
+        let up = (start > 0).then(|| distance(centre, logits[start - 1]));
+        let down = (end < logits.len()).then(|| distance(centre, logits[end]));
+        let (d, take_up) = match (up, down) {
+            (Some(u), Some(l)) => (u.min(l), u <= l),
+            (Some(u), None) => (u, true),
+            (None, Some(l)) => (l, false),
+            (None, None) => return all.then_some((start, end)),
+        };
+        if d > safe {
+            return None;
+        }
+        if take_up {
+            start -= 1;
+            acc += weights[start] as f64;
+        } else {
+            acc += weights[end] as f64;
+            end += 1;
+        }
+        if reached(acc, target, strict) && end - start >= want {
+            return Some((start, end));
+        }
+    }
+}
+
+/// The distance from the best rank (nats) within which the selection
+/// should end: the subsample's mass past each bucket, times [`SAMPLED`],
+/// is compared with `left_out` (the mass the cut may leave out); the
+/// first bucket whose tail exceeds it is where the cut is expected. When
+/// more than one survivor is wanted, the cut is also put no earlier than
+/// where the subsample counts twice `want` candidates. Then [`MARGIN`]
+/// buckets are added; +inf when that reaches the last bucket.
+fn estimate_reach(data: &[TokenData], ranking: Ranking, max: f32, left_out: f64, want: usize) -> f32 {
+    const GROUP: usize = 64;
+    let mut mass = [0.0f64; BUCKETS];
+    let mut count = [0u32; BUCKETS];
+    // A group of sampled logits at a time, so that the exponentials and
+    // the bucket indices run in loops the compiler vectorises.
+    let (mut x, mut e, mut b) = ([0.0f32; GROUP], [0.0f32; GROUP], [0u32; GROUP]);
+    let mut samples = data.chunks(STRIDE).flat_map(|c| &c[..c.len().min(SAMPLE_RUN)]).map(|t| t.logit).peekable();
+    while samples.peek().is_some() {
+        let mut len = 0;
+        for (slot, logit) in x.iter_mut().zip(&mut samples) {
+            *slot = logit;
+            len += 1;
+        }
+        for ((e, b), &x) in e.iter_mut().zip(b.iter_mut()).zip(&x) {
+            let w = exp_nonpositive(x - max);
+            // NaN logits (a NaN weight) weigh nothing.
+            *e = if w > 0.0 { w } else { 0.0 };
+            *b = bucket_of(ranking.badness(x, max));
+        }
+        for (&e, &b) in e[..len].iter().zip(&b[..len]) {
+            mass[b as usize] += e as f64;
+            count[b as usize] += 1;
+        }
+    }
+    let mut tail = 0.0f64;
+    let mut cut = 0;
+    for b in (0..BUCKETS).rev() {
+        tail += SAMPLED as f64 * mass[b];
+        if tail > left_out {
+            cut = b;
+            break;
+        }
+    }
+    if want > 1 {
+        let mut head = 0usize;
+        for (b, &c) in count.iter().enumerate() {
+            head += SAMPLED * c as usize;
+            if head >= 2 * want {
+                cut = cut.max(b);
+                break;
+            }
+        }
+    }
+    let last = cut + MARGIN;
+    if last >= BUCKETS - 1 {
+        f32::INFINITY
+    } else {
+        (last + 1) as f32 / PER_NAT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::DrawStream;
+
+    fn weights(logits: &[f32]) -> (Vec<TokenData>, f32, f64) {
+        let max = logits.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l));
+        let data: Vec<TokenData> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| {
+                let mut t = TokenData::new(i as i32, l);
+                t.p = if l.is_nan() { 0.0 } else { exp_nonpositive(l - max) };
+                t
+            })
+            .collect();
+        let sum = data.iter().map(|t| t.p as f64).sum();
+        (data, max, sum)
+    }
+
+    /// Reference: rank by key (ties by id), take until reached and at
+    /// least `want`; returns the sorted ids.
+    fn reference(data: &[TokenData], key: impl Fn(&TokenData) -> f64, target: f64, strict: bool, want: usize) -> Vec<i32> {
+        let mut v = data.to_vec();
+        v.sort_by(|a, b| key(a).partial_cmp(&key(b)).unwrap().then(a.id.cmp(&b.id)));
+        let mut acc = 0.0;
+        let mut k = v.len();
+        for (i, t) in v.iter().enumerate() {
+            acc += t.p as f64;
+            if reached(acc, target, strict) && i + 1 >= want {
+                k = i + 1;
+                break;
+            }
+        }
+        let mut ids: Vec<i32> = v[..k].iter().map(|t| t.id).collect();
+        ids.sort();
+        ids
+    }
+
+    /// On continuous logits (no ties) of many shapes, the window keeps
+    /// exactly the reference's survivors, sorted by descending logit,
+    /// widening where the estimate missed.
+    #[test]
+    fn window_equals_rank_and_scan() {
+        let mut rng = DrawStream::from_state(41);
+        let cases = 240;
+        for case in 0..cases {
+            let n = [4096usize, 5000, 20_000, 50_000][case % 4];
+            let scale = [0.3, 1.0, 3.0, 10.0, 30.0][case % 5];
+            let mut logits: Vec<f32> = (0..n).map(|_| (rng.next_normal() * scale) as f32).collect();
+            if case % 6 == 0 {
+                // A peaked head: one token far ahead.
+                logits[7] = 40.0;
+            }
+            let (input, max, sum) = weights(&logits);
+            let p = [0.0, 0.1, 0.5, 0.9, 0.95, 0.999][case % 6];
+            let strict = case % 2 == 1;
+            let want = [1, 1, 3, 200][case % 4];
+            let typical = case % 3 == 0;
+            let centre = if typical { input.iter().filter(|t| t.p > 0.0).map(|t| t.p as f64 * t.logit as f64).sum::<f64>() / sum } else { 0.0 };
+            let ranking = if typical { Ranking::Around { centre } } else { Ranking::Top };
+            let key = |t: &TokenData| if typical { distance(centre, t.logit) } else { -(t.logit as f64) };
+            let want_ids = reference(&input, key, p * sum, strict, want);
+            let mut data = input.clone();
+            let Some(k) = select_window(&mut data, ranking, max, sum, p * sum, strict, want) else {
+                panic!("case {case}: declined without NaN logits");
+            };
+            let inv = (1.0 / sum) as f32;
+            for t in &data[..k] {
+                assert_eq!(t.p, input[t.id as usize].p * inv, "case {case}: p of {}", t.id);
+                assert_eq!(t.logit, input[t.id as usize].logit);
+            }
+            assert!(data[..k].windows(2).all(|w| w[0].logit >= w[1].logit), "case {case}: not sorted");
+            let mut ids: Vec<i32> = data[..k].iter().map(|t| t.id).collect();
+            ids.sort();
+            assert_eq!(ids, want_ids, "case {case}: n {n} scale {scale} p {p} typical {typical}");
+        }
+    }
+
+    /// A subsample that misses the heavy tokens still finds them: a cut
+    /// within the top few of a flat tail.
+    #[test]
+    fn the_estimate_covers_a_head_the_subsample_missed() {
+        let mut logits = vec![0.0f32; 10_000];
+        // Positions 1..=5: never multiples of the stride.
+        for l in &mut logits[1..=5] {
+            *l = 12.0;
+        }
+        let (mut data, max, sum) = weights(&logits);
+        let k = select_window(&mut data, Ranking::Top, max, sum, 0.9 * sum, false, 1).expect("covered");
+        assert_eq!(k, 5);
+        assert!(data[..5].iter().all(|t| t.logit == 12.0));
+    }
+}
