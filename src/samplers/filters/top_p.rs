@@ -17,7 +17,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::mass::{exp_weights, exp_weights_histogram, is_small, select_from_histogram, select_mass, Histogram};
-use super::window::{max_and_moments, select_window, Ranking, MIN_WINDOW_N};
+use super::window::{select_window, Ranking, MIN_WINDOW_N};
+use crate::core::softmax_weights::max_and_moments;
 use crate::core::error::check_range;
 use crate::core::math::{cmp_logit_desc, logit_key};
 use crate::core::{Candidates, ParamError, SampleError, Sampler, TokenData};

@@ -19,7 +19,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::mass::{exp_moments_weights, exp_weights, select_mass, select_mass_bucketed};
-use super::window::{max_and_moments, select_window, Ranking, MIN_WINDOW_N};
+use super::window::{select_window, Ranking, MIN_WINDOW_N};
+use crate::core::softmax_weights::max_and_moments;
 use crate::core::error::check_range;
 use crate::core::{Candidates, ParamError, SampleError, Sampler, TokenData};
 

@@ -32,7 +32,6 @@ use std::cell::RefCell;
 
 use super::mass::{bucket_of, BUCKETS, PER_NAT};
 use crate::core::fast_exp::exp_nonpositive;
-use crate::core::logit_scan::{scan_logits, LogitScan};
 use crate::core::partition::collect_in;
 use crate::core::radix::{desc_key, logit_of_desc_key, ItemSorter};
 use crate::core::TokenData;
@@ -197,17 +196,6 @@ pub(crate) fn select_window(data: &mut [TokenData], ranking: Ranking, max: f32, 
             reach = widen(reach);
         }
     })
-}
-
-/// The largest logit and the softmax moments (S0 = sum exp(z), S1 =
-/// sum exp(z)·z, z = logit - max) of `data`, in one pass (the logit scan);
-/// `None` when the largest logit is not finite (+inf, or no logit above
-/// -inf).
-pub(crate) fn max_and_moments(data: &[TokenData]) -> Option<(f32, f64, f64)> {
-    let mut scan = LogitScan::default();
-    scan_logits(data, 0, &mut scan);
-    let m = scan.moments.filter(|_| scan.max.is_finite())?;
-    Some((scan.max, m.s0, m.s1))
 }
 
 /// The next interval's reach after a miss: twice as far, and at least
