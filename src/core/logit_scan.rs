@@ -222,6 +222,10 @@ trait ChunkKernel {
     /// above -inf (else 0).
     fn gather<const COUNT: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32);
     /// (S0, S1, S2) of `buf` relative to `reference` (>= every value).
+    /// The weights of values equal to the reference (exactly 1) are
+    /// counted apart from the f32 lane sums: a lane holding a 1 would round
+    /// away the small weights added to it, which are all of S0 - 1, hence
+    /// of the entropy, near a one-hot distribution.
     fn moments(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64);
 }
 
@@ -304,16 +308,20 @@ impl ChunkKernel for Portable {
         let mut e = [0.0f32; CHUNK];
         let mut ez = [0.0f32; CHUNK];
         let mut ezz = [0.0f32; CHUNK];
+        let mut ones = 0u32;
         for i in 0..CHUNK {
             let z = buf[i] - reference;
             // -inf logits: z = -inf, e = 0, and the clamped z keeps e z finite.
             let zc = if z > EXP_FLOOR { z } else { EXP_FLOOR };
             let ei = exp_nonpositive(z);
-            e[i] = ei;
+            // e z and e z^2 are 0 at z = 0.
+            let one = z == 0.0;
+            e[i] = if one { 0.0 } else { ei };
+            ones += one as u32;
             ez[i] = ei * zc;
             ezz[i] = ei * zc * zc;
         }
-        (lane_sum(&e), lane_sum(&ez), lane_sum(&ezz))
+        (lane_sum(&e) + ones as f64, lane_sum(&ez), lane_sum(&ezz))
     }
 }
 
@@ -406,18 +414,23 @@ pub(crate) mod avx512 {
             unsafe {
                 let r = _mm512_set1_ps(reference);
                 let floor = _mm512_set1_ps(EXP_FLOOR);
-                let (mut s0, mut s1, mut s2) = (_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps());
+                let zero = _mm512_setzero_ps();
+                let (mut s0, mut s1, mut s2) = (zero, zero, zero);
+                let mut ones = 0u32;
                 for v in 0..CHUNK / 16 {
                     let z = _mm512_sub_ps(_mm512_loadu_ps(buf.as_ptr().add(16 * v)), r);
                     // -inf logits: e = 0, and the clamped z keeps e z finite.
                     let zc = _mm512_max_ps(z, floor);
                     let e = exp16(z);
                     let ez = _mm512_mul_ps(e, zc);
-                    s0 = _mm512_add_ps(s0, e);
+                    // Weights of exactly 1 counted apart (e z is 0 there).
+                    let one = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(z, zero);
+                    s0 = _mm512_mask_add_ps(s0, !one, s0, e);
+                    ones += one.count_ones();
                     s1 = _mm512_add_ps(s1, ez);
                     s2 = _mm512_fmadd_ps(ez, zc, s2);
                 }
-                (_mm512_reduce_add_ps(s0) as f64, _mm512_reduce_add_ps(s1) as f64, _mm512_reduce_add_ps(s2) as f64)
+                (_mm512_reduce_add_ps(s0) as f64 + ones as f64, _mm512_reduce_add_ps(s1) as f64, _mm512_reduce_add_ps(s2) as f64)
             }
         }
     }
@@ -495,14 +508,19 @@ mod avx2 {
             unsafe {
                 let r = _mm256_set1_ps(reference);
                 let floor = _mm256_set1_ps(EXP_FLOOR);
-                let (mut s0, mut s1, mut s2) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+                let zero = _mm256_setzero_ps();
+                let (mut s0, mut s1, mut s2) = (zero, zero, zero);
+                let mut ones = 0u32;
                 for v in 0..CHUNK / 8 {
                     let z = _mm256_sub_ps(_mm256_loadu_ps(buf.as_ptr().add(8 * v)), r);
                     // -inf logits: e = 0, and the clamped z keeps e z finite.
                     let zc = _mm256_max_ps(z, floor);
                     let e = exp8(z);
                     let ez = _mm256_mul_ps(e, zc);
-                    s0 = _mm256_add_ps(s0, e);
+                    // Weights of exactly 1 counted apart (e z is 0 there).
+                    let one = _mm256_cmp_ps::<_CMP_EQ_OQ>(z, zero);
+                    s0 = _mm256_add_ps(s0, _mm256_andnot_ps(one, e));
+                    ones += (_mm256_movemask_ps(one) as u32).count_ones();
                     s1 = _mm256_add_ps(s1, ez);
                     s2 = _mm256_fmadd_ps(ez, zc, s2);
                 }
@@ -511,7 +529,7 @@ mod avx2 {
                 _mm256_storeu_ps(lanes[1].as_mut_ptr(), s1);
                 _mm256_storeu_ps(lanes[2].as_mut_ptr(), s2);
                 let [s0, s1, s2] = lanes.map(|l| l.iter().map(|&x| x as f64).sum::<f64>());
-                (s0, s1, s2)
+                (s0 + ones as f64, s1, s2)
             }
         }
     }
@@ -619,6 +637,25 @@ mod tests {
             let logits = pseudo_normal(n, n as u64, scale);
             for k in [0, 1, 27, 128] {
                 check(&logits, k);
+            }
+        }
+    }
+
+    /// Near a one-hot distribution the entropy is about S0 - 1: the small
+    /// weights beside the maximum's 1 keep their digits (relative, not
+    /// only absolute, error 1e-5 on every kernel).
+    #[test]
+    fn near_one_hot_entropy_keeps_its_digits() {
+        for gap in [12.0f32, 20.0] {
+            let mut logits = vec![-gap; 921];
+            logits[300] = 0.0;
+            logits[5] = -gap - 1.0;
+            let (_, h, _, _) = reference(&logits, 0);
+            for kernel in ScanKernel::available() {
+                let mut got = LogitScan::default();
+                scan_logits_with(kernel, &tokens(&logits), 0, false, &mut got);
+                let e = got.moments.unwrap().entropy_nats();
+                assert!((e - h).abs() < 1e-5 * h, "{kernel:?} gap {gap}: H {e:e} vs {h:e}");
             }
         }
     }

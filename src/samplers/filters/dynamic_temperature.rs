@@ -21,10 +21,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::mass::{exp_moments, exp_moments_weights, exp_sum, exp_weights};
-use crate::core::math::softmax_in_place;
-use crate::core::softmax_weights::divide_exp_weights;
+use super::mass::{exp_moments, exp_sum, exp_weights};
 use crate::core::error::check_range;
+use crate::core::math::softmax_in_place;
+use crate::core::softmax_weights::{divide_exp_weights, max_and_moments};
 use crate::core::{Candidates, ParamError, SampleError, Sampler, TokenData};
 use crate::samplers::temperature::apply_temperature;
 
@@ -165,19 +165,22 @@ pub fn apply_temp_ext(candidates: &mut Candidates<'_>, params: &TempExtParams) -
         divide_logits(candidates, params.temp);
         return None;
     }
-    let max = candidates.max_logit();
+    // The moments come from the logit scan (one read of the array, the
+    // maximum with them; f64 sums, as a near-one-hot array's entropy is the
+    // small difference of two of them), whose exponential flushes weights
+    // under 1.2e-38 to 0. Those change S1 by less than n · 1.3e-36, nothing
+    // beside an entropy above NEAR_ONE_HOT_NATS; under it (where T_lo = 0
+    // turns a tiny entropy into a tiny positive T, not greedy) the moments
+    // are taken again with them.
+    let scanned = if candidates.len() > 1 { max_and_moments(candidates.as_slice()) } else { None };
     let data = candidates.as_mut_slice();
-    // The moments come from the vectorised kernel, which writes the weights
-    // exp(logit - max) into `p` (the softmax below replaces them) but flushes
-    // weights under 1.2e-38 to 0. Those change S1 by less than n · 1.3e-36,
-    // nothing beside an entropy above NEAR_ONE_HOT_NATS; under it (a
-    // near-one-hot array, where T_lo = 0 turns a tiny entropy into a tiny
-    // positive T, not greedy) the moments are taken again with them.
-    let moments = if max.is_finite() && data.len() > 1 {
-        let fast = exp_moments_weights(data, max);
-        Some(if entropy_of_moments(fast) > NEAR_ONE_HOT_NATS { fast } else { exp_moments(data, max) })
-    } else {
-        None
+    let (max, moments) = match scanned {
+        Some((max, s0, s1)) => {
+            let fast = (s0, s1);
+            (max, Some(if entropy_of_moments(fast) > NEAR_ONE_HOT_NATS { fast } else { exp_moments(data, max) }))
+        }
+        // A single candidate, a +inf logit, or none above -inf.
+        None => (crate::core::math::max_logit(data), None),
     };
     let (t, entropy) = temperature_for(data, max, moments, params)?;
     // Division by t > 0 is monotone, so the largest logit divided by t is
