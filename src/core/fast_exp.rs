@@ -57,6 +57,22 @@ fn exp_impl<const FMA: bool>(x: f32) -> f32 {
     // Comparisons (not f32::max) keep the loop vectorisable; NaN fails them.
     let in_range = x > EXP_FLOOR;
     let xc = if in_range { x } else { EXP_FLOOR };
+    let e = exp_in_range::<FMA>(xc);
+    if in_range {
+        e
+    } else {
+        0.0
+    }
+}
+
+/// exp(x) for `EXP_FLOOR <= x <= 0` (the caller clamps; at the floor
+/// itself 1.6e-38, not 0): the reduction, polynomial and scaling of
+/// [`exp_nonpositive`] without its range test, for sums where a weight of
+/// 1.6e-38 instead of 0 cannot matter (the logit scan's moments). The same
+/// bits as [`exp_nonpositive`] above the floor (with `FMA`: as
+/// [`exp_nonpositive_fma`]).
+#[inline(always)]
+pub(crate) fn exp_in_range<const FMA: bool>(xc: f32) -> f32 {
     let shifted = madd::<FMA>(xc, LOG2E, ROUND);
     let k = shifted - ROUND;
     let r = madd::<FMA>(-k, LN2_LO, madd::<FMA>(-k, LN2_HI, xc));
@@ -69,12 +85,7 @@ fn exp_impl<const FMA: bool>(x: f32) -> f32 {
     // k in [-126, 0]: 2^k = bits (k + 127) << 23. The low bits of `shifted`
     // hold k (two's complement, offset by the 0x4B40_0000 of ROUND).
     let k_int = shifted.to_bits().wrapping_sub(0x4B40_0000) as i32;
-    let scale = f32::from_bits(((k_int + 127) as u32) << 23);
-    if in_range {
-        e * scale
-    } else {
-        0.0
-    }
+    e * f32::from_bits(((k_int + 127) as u32) << 23)
 }
 
 /// [`exp_nonpositive_fma`] on AVX2 and AVX-512 registers, for the
@@ -94,7 +105,13 @@ pub(crate) mod simd {
         let floor = _mm256_set1_ps(EXP_FLOOR);
         let in_range = _mm256_cmp_ps::<_CMP_GT_OQ>(x, floor);
         // vmaxps returns its second operand when either is NaN.
-        let xc = _mm256_max_ps(x, floor);
+        _mm256_and_ps(exp8_in_range(_mm256_max_ps(x, floor)), in_range)
+    }
+
+    /// [`super::exp_in_range`] on 8 lanes: `EXP_FLOOR <= x <= 0`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn exp8_in_range(xc: __m256) -> __m256 {
         let shifted = _mm256_fmadd_ps(xc, _mm256_set1_ps(LOG2E), _mm256_set1_ps(ROUND));
         let k = _mm256_sub_ps(shifted, _mm256_set1_ps(ROUND));
         let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(LN2_LO), _mm256_fnmadd_ps(k, _mm256_set1_ps(LN2_HI), xc));
@@ -105,10 +122,9 @@ pub(crate) mod simd {
         }
         let e = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0));
         // k in [-126, 0]: 2^k = bits (k + 127) << 23, k from the low bits
-        // of `shifted` (offset by the 0x4B40_0000 of ROUND).
-        let k_int = _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(0x4B40_0000));
-        let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(k_int, _mm256_set1_epi32(127))));
-        _mm256_and_ps(_mm256_mul_ps(e, scale), in_range)
+        // of `shifted` (offset by the 0x4B40_0000 of ROUND): one add.
+        let biased = _mm256_add_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(127 - 0x4B40_0000));
+        _mm256_mul_ps(e, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(biased)))
     }
 
     /// exp(x) for x <= 0 on 16 lanes; 0 at or below [`EXP_FLOOR`] and for
@@ -118,7 +134,13 @@ pub(crate) mod simd {
     pub(crate) unsafe fn exp16(x: __m512) -> __m512 {
         let floor = _mm512_set1_ps(EXP_FLOOR);
         let in_range = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, floor);
-        let xc = _mm512_max_ps(x, floor);
+        _mm512_maskz_mov_ps(in_range, exp16_in_range(_mm512_max_ps(x, floor)))
+    }
+
+    /// [`super::exp_in_range`] on 16 lanes: `EXP_FLOOR <= x <= 0`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn exp16_in_range(xc: __m512) -> __m512 {
         let round = _mm512_set1_ps(ROUND);
         let k = _mm512_sub_ps(_mm512_fmadd_ps(xc, _mm512_set1_ps(LOG2E), round), round);
         let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_LO), _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_HI), xc));
@@ -128,7 +150,7 @@ pub(crate) mod simd {
             p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(ci));
         }
         let e = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0));
-        _mm512_maskz_mov_ps(in_range, _mm512_scalef_ps(e, k))
+        _mm512_scalef_ps(e, k)
     }
 }
 
@@ -164,7 +186,8 @@ mod tests {
         for chunk in xs.chunks(16) {
             let mut v = [f32::NEG_INFINITY; 16];
             v[..chunk.len()].copy_from_slice(chunk);
-            let want: Vec<u32> = v.iter().map(|&x| exp_nonpositive_fma(x).to_bits()).collect();
+            let want_of = |x: f32| exp_nonpositive_fma(x).to_bits();
+            let want: Vec<u32> = v.iter().map(|&x| want_of(x)).collect();
             if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
                 let mut got = [0.0f32; 16];
                 // SAFETY: the CPU has AVX2 and FMA; loads and stores stay in the arrays.
@@ -179,6 +202,26 @@ mod tests {
                 // SAFETY: the CPU has AVX-512F; loads and stores stay in the arrays.
                 unsafe { _mm512_storeu_ps(got.as_mut_ptr(), simd::exp16(_mm512_loadu_ps(v.as_ptr()))) };
                 assert_eq!(got.map(f32::to_bits).to_vec(), want, "exp16 {v:?}");
+            }
+            // The in-range variants on the lanes above the floor (the
+            // others clamped to it, where they give 1.6e-38 instead of 0).
+            let clamped = v.map(|x| if x > EXP_FLOOR { x } else { EXP_FLOOR });
+            let want_in: Vec<u32> = v.iter().zip(&clamped).map(|(&x, &c)| if x > EXP_FLOOR { want_of(x) } else { exp_in_range::<true>(c).to_bits() }).collect();
+            assert!(clamped.iter().all(|&c| exp_in_range::<true>(c) > 0.0));
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                let mut got = [0.0f32; 16];
+                // SAFETY: the CPU has AVX2 and FMA; loads and stores stay in the arrays.
+                unsafe {
+                    _mm256_storeu_ps(got.as_mut_ptr(), simd::exp8_in_range(_mm256_loadu_ps(clamped.as_ptr())));
+                    _mm256_storeu_ps(got.as_mut_ptr().add(8), simd::exp8_in_range(_mm256_loadu_ps(clamped.as_ptr().add(8))));
+                }
+                assert_eq!(got.map(f32::to_bits).to_vec(), want_in, "exp8_in_range {clamped:?}");
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                let mut got = [0.0f32; 16];
+                // SAFETY: the CPU has AVX-512F; loads and stores stay in the arrays.
+                unsafe { _mm512_storeu_ps(got.as_mut_ptr(), simd::exp16_in_range(_mm512_loadu_ps(clamped.as_ptr()))) };
+                assert_eq!(got.map(f32::to_bits).to_vec(), want_in, "exp16_in_range {clamped:?}");
             }
         }
     }

@@ -17,7 +17,7 @@
 //! and chosen at run time ([`ScanKernel`]); elsewhere plain Rust compiles
 //! for the baseline.
 
-use super::fast_exp::{exp_nonpositive, EXP_FLOOR};
+use super::fast_exp::{exp_in_range, EXP_FLOOR};
 use super::token::TokenData;
 
 /// Candidates per chunk: the buffer (1 KiB) stays in L1.
@@ -222,11 +222,14 @@ trait ChunkKernel {
     /// above -inf (else 0).
     fn gather<const COUNT: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32);
     /// (S0, S1, S2) of `buf` relative to `reference` (>= every value).
-    /// The weights of values equal to the reference (exactly 1) are
-    /// counted apart from the f32 lane sums: a lane holding a 1 would round
-    /// away the small weights added to it, which are all of S0 - 1, hence
-    /// of the entropy, near a one-hot distribution.
-    fn moments(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64);
+    /// With `ONES` (a chunk that holds the reference), the weights of
+    /// values equal to the reference (exactly 1) are counted apart from
+    /// the f32 lane sums: a lane holding a 1 would round away the small
+    /// weights added to it, which are all of S0 - 1, hence of the entropy,
+    /// near a one-hot distribution. Values 87 nats or more below the
+    /// reference (-inf included) weigh 1.6e-38 instead of 0
+    /// ([`crate::core::fast_exp::exp_in_range`]): nothing beside the 1.
+    fn moments<const ONES: bool>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64);
 }
 
 #[inline(always)]
@@ -255,7 +258,8 @@ fn scan_body<K: ChunkKernel, const COUNT: bool>(data: &[TokenData], k: usize, ou
         }
         // A chunk entirely below the floor adds less than 256 * 1.7e-38.
         if chunk_max - moments.reference > EXP_FLOOR {
-            let (s0, s1, s2) = K::moments(&buf, moments.reference);
+            let (s0, s1, s2) =
+                if chunk_max == moments.reference { K::moments::<true>(&buf, moments.reference) } else { K::moments::<false>(&buf, moments.reference) };
             moments.s0 += s0;
             moments.s1 += s1;
             moments.s2 += s2;
@@ -304,18 +308,18 @@ impl ChunkKernel for Portable {
     /// (each lane adds 32 terms below 1, so the sums keep about 7 digits
     /// before they go to f64).
     #[inline(always)]
-    fn moments(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
+    fn moments<const ONES: bool>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
         let mut e = [0.0f32; CHUNK];
         let mut ez = [0.0f32; CHUNK];
         let mut ezz = [0.0f32; CHUNK];
         let mut ones = 0u32;
         for i in 0..CHUNK {
             let z = buf[i] - reference;
-            // -inf logits: z = -inf, e = 0, and the clamped z keeps e z finite.
+            // -inf logits: the clamped z keeps e z finite.
             let zc = if z > EXP_FLOOR { z } else { EXP_FLOOR };
-            let ei = exp_nonpositive(z);
+            let ei = exp_in_range::<false>(zc);
             // e z and e z^2 are 0 at z = 0.
-            let one = z == 0.0;
+            let one = ONES && z == 0.0;
             e[i] = if one { 0.0 } else { ei };
             ones += one as u32;
             ez[i] = ei * zc;
@@ -346,7 +350,7 @@ pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK};
-    use crate::core::fast_exp::{simd::exp16, EXP_FLOOR};
+    use crate::core::fast_exp::{simd::exp16_in_range, EXP_FLOOR};
     use crate::core::token::TokenData;
 
     const _: () = assert!(std::mem::size_of::<TokenData>() == 12 && std::mem::offset_of!(TokenData, logit) == 4);
@@ -409,7 +413,7 @@ pub(crate) mod avx512 {
         }
 
         #[inline(always)]
-        fn moments(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
+        fn moments<const ONES: bool>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
             // SAFETY: AVX-512F is enabled (see `gather`); loads stay in `buf`.
             unsafe {
                 let r = _mm512_set1_ps(reference);
@@ -419,14 +423,18 @@ pub(crate) mod avx512 {
                 let mut ones = 0u32;
                 for v in 0..CHUNK / 16 {
                     let z = _mm512_sub_ps(_mm512_loadu_ps(buf.as_ptr().add(16 * v)), r);
-                    // -inf logits: e = 0, and the clamped z keeps e z finite.
+                    // -inf logits: the clamped z keeps e z finite.
                     let zc = _mm512_max_ps(z, floor);
-                    let e = exp16(z);
+                    let e = exp16_in_range(zc);
                     let ez = _mm512_mul_ps(e, zc);
-                    // Weights of exactly 1 counted apart (e z is 0 there).
-                    let one = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(z, zero);
-                    s0 = _mm512_mask_add_ps(s0, !one, s0, e);
-                    ones += one.count_ones();
+                    if ONES {
+                        // Weights of exactly 1 counted apart (e z is 0 there).
+                        let one = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(z, zero);
+                        s0 = _mm512_mask_add_ps(s0, !one, s0, e);
+                        ones += one.count_ones();
+                    } else {
+                        s0 = _mm512_add_ps(s0, e);
+                    }
                     s1 = _mm512_add_ps(s1, ez);
                     s2 = _mm512_fmadd_ps(ez, zc, s2);
                 }
@@ -445,7 +453,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK};
-    use crate::core::fast_exp::{simd::exp8, EXP_FLOOR};
+    use crate::core::fast_exp::{simd::exp8_in_range, EXP_FLOOR};
     use crate::core::token::TokenData;
 
     #[target_feature(enable = "avx2,fma")]
@@ -503,7 +511,7 @@ mod avx2 {
         }
 
         #[inline(always)]
-        fn moments(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
+        fn moments<const ONES: bool>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
             // SAFETY: AVX2 and FMA are enabled (see `gather`); loads stay in `buf`.
             unsafe {
                 let r = _mm256_set1_ps(reference);
@@ -513,14 +521,18 @@ mod avx2 {
                 let mut ones = 0u32;
                 for v in 0..CHUNK / 8 {
                     let z = _mm256_sub_ps(_mm256_loadu_ps(buf.as_ptr().add(8 * v)), r);
-                    // -inf logits: e = 0, and the clamped z keeps e z finite.
+                    // -inf logits: the clamped z keeps e z finite.
                     let zc = _mm256_max_ps(z, floor);
-                    let e = exp8(z);
+                    let e = exp8_in_range(zc);
                     let ez = _mm256_mul_ps(e, zc);
-                    // Weights of exactly 1 counted apart (e z is 0 there).
-                    let one = _mm256_cmp_ps::<_CMP_EQ_OQ>(z, zero);
-                    s0 = _mm256_add_ps(s0, _mm256_andnot_ps(one, e));
-                    ones += (_mm256_movemask_ps(one) as u32).count_ones();
+                    if ONES {
+                        // Weights of exactly 1 counted apart (e z is 0 there).
+                        let one = _mm256_cmp_ps::<_CMP_EQ_OQ>(z, zero);
+                        s0 = _mm256_add_ps(s0, _mm256_andnot_ps(one, e));
+                        ones += (_mm256_movemask_ps(one) as u32).count_ones();
+                    } else {
+                        s0 = _mm256_add_ps(s0, e);
+                    }
                     s1 = _mm256_add_ps(s1, ez);
                     s2 = _mm256_fmadd_ps(ez, zc, s2);
                 }
