@@ -304,41 +304,31 @@ impl ChunkKernel for Portable {
         (lanes.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m }), finite)
     }
 
-    /// Two simple loops: the terms into three buffers, then f32 lane sums
-    /// (each lane adds 32 terms below 1, so the sums keep about 7 digits
-    /// before they go to f64).
+    /// f32 lane sums, one array of lanes per moment (the compiler keeps
+    /// each in registers; each lane adds 32 terms below 1, so the sums keep
+    /// about 7 digits before they go to f64).
     #[inline(always)]
     fn moments<const ONES: bool>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
-        let mut e = [0.0f32; CHUNK];
-        let mut ez = [0.0f32; CHUNK];
-        let mut ezz = [0.0f32; CHUNK];
-        let mut ones = 0u32;
-        for i in 0..CHUNK {
-            let z = buf[i] - reference;
-            // -inf logits: the clamped z keeps e z finite.
-            let zc = if z > EXP_FLOOR { z } else { EXP_FLOOR };
-            let ei = exp_in_range::<false>(zc);
-            // e z and e z^2 are 0 at z = 0.
-            let one = ONES && z == 0.0;
-            e[i] = if one { 0.0 } else { ei };
-            ones += one as u32;
-            ez[i] = ei * zc;
-            ezz[i] = ei * zc * zc;
+        let mut s = [[0.0f32; LANES]; 3];
+        let mut ones = [0u32; LANES];
+        for block in buf.chunks_exact(LANES) {
+            for l in 0..LANES {
+                let z = block[l] - reference;
+                // -inf logits: the clamped z keeps e z finite.
+                let zc = if z > EXP_FLOOR { z } else { EXP_FLOOR };
+                let e = exp_in_range::<false>(zc);
+                let ez = e * zc;
+                // e z and e z^2 are 0 at z = 0.
+                let one = ONES && z == 0.0;
+                s[0][l] += if one { 0.0 } else { e };
+                ones[l] += one as u32;
+                s[1][l] += ez;
+                s[2][l] += ez * zc;
+            }
         }
-        (lane_sum(&e) + ones as f64, lane_sum(&ez), lane_sum(&ezz))
+        let total = |lanes: &[f32; LANES]| lanes.iter().map(|&x| x as f64).sum::<f64>();
+        (total(&s[0]) + ones.iter().sum::<u32>() as f64, total(&s[1]), total(&s[2]))
     }
-}
-
-/// Sum of a chunk in f32 lanes, then f64.
-#[inline(always)]
-fn lane_sum(x: &[f32; CHUNK]) -> f64 {
-    let mut lanes = [0.0f32; LANES];
-    for block in x.chunks_exact(LANES) {
-        for l in 0..LANES {
-            lanes[l] += block[l];
-        }
-    }
-    lanes.iter().map(|&x| x as f64).sum()
 }
 
 /// The AVX-512 kernels, written with intrinsics: 16 logits per register,

@@ -10,9 +10,12 @@
 //! renormalised after the cut).
 //!
 //! Cost: O(n) plus sorting the survivors. llama.cpp sorts the whole
-//! vocabulary whenever the nucleus is larger than 256 tokens; here a
-//! histogram of probability mass finds the cut without any sort (see
-//! `mass.rs`). Sums accumulate in f64.
+//! vocabulary whenever the nucleus is larger than 256 tokens. Here, from
+//! 4096 unsorted candidates, one scan gives the maximum and the
+//! normaliser, and only the candidates near the estimated cut are
+//! collected and sorted (`window.rs`); below that a histogram of
+//! probability mass finds the cut without any sort (`mass.rs`). Running
+//! sums accumulate in f64.
 
 use serde::{Deserialize, Serialize};
 

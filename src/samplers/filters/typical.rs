@@ -10,8 +10,11 @@
 //!
 //! Since -ln p_i - H = E_p[logit] - logit_i, the rank is the distance of a
 //! logit from the probability-weighted mean logit, so one pass gives the
-//! centre and the histogram selection of `mass.rs` finds the cut in O(n)
-//! (llama.cpp sorts the vocabulary twice). Zero-probability candidates
+//! centre, and the survivors are an interval of logits around it: from
+//! 4096 unsorted candidates only those near the estimated interval are
+//! collected and sorted (`window.rs`), below that the histogram selection
+//! of `mass.rs` finds the cut in O(n) (llama.cpp sorts the vocabulary
+//! twice). Zero-probability candidates
 //! (-inf, NaN) rank last. Survivors come out sorted by descending logit
 //! (llama.cpp leaves them in rank order, unsorted), with `p` set to their
 //! softmax probability over the input. Sums accumulate in f64.
