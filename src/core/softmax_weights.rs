@@ -36,14 +36,7 @@ const SUM_LANES: usize = 16;
 /// buffers: `z = logit - max` and the weights `e = exp(z)` (past the end
 /// of a short last block: z = -inf, e = 0).
 pub(crate) fn exp_weights_blocks<F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(data: &mut [TokenData], max: f32, on_block: F) -> f64 {
-    dispatch::<false, false, F>(data, max, 1.0, 1.0, on_block)[0]
-}
-
-/// [`exp_weights_blocks`] that writes `exp(logit - max) * scale` into
-/// `p` (a normalisation known before the pass, in the same pass), while
-/// `on_block` sees the unscaled weights and the sum is theirs.
-pub(crate) fn exp_weights_scaled_blocks<F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(data: &mut [TokenData], max: f32, scale: f32, on_block: F) -> f64 {
-    dispatch::<false, false, F>(data, max, 1.0, scale, on_block)[0]
+    dispatch::<false, false, F>(data, max, 1.0, on_block)[0]
 }
 
 /// Divides every logit by `divisor` (a true division, bit-identical to
@@ -51,14 +44,14 @@ pub(crate) fn exp_weights_scaled_blocks<F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(
 /// logit into `p`, in the same pass; returns the sum of the weights (f64).
 /// `max` must be finite and at least every new logit.
 pub(crate) fn divide_exp_weights(data: &mut [TokenData], divisor: f32, max: f32) -> f64 {
-    dispatch::<false, true, _>(data, max, divisor, 1.0, |_, _| {})[0]
+    dispatch::<false, true, _>(data, max, divisor, |_, _| {})[0]
 }
 
 /// [`exp_weights_blocks`] that also returns S1 = sum e·z, z = logit - max
 /// (nats, <= 0; -inf and NaN logits contribute 0): with S0, the entropy
 /// `ln S0 - S1 / S0` and the mean logit `max + S1 / S0`. Returns (S0, S1).
 pub(crate) fn exp_moments_blocks(data: &mut [TokenData], max: f32) -> (f64, f64) {
-    let [s0, s1] = dispatch::<true, false, _>(data, max, 1.0, 1.0, |_, _| {});
+    let [s0, s1] = dispatch::<true, false, _>(data, max, 1.0, |_, _| {});
     (s0, s1)
 }
 
@@ -79,7 +72,6 @@ fn dispatch<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f
     data: &mut [TokenData],
     max: f32,
     divisor: f32,
-    scale: f32,
     on_block: F,
 ) -> [f64; 2] {
     debug_assert!(max.is_finite());
@@ -87,10 +79,10 @@ fn dispatch<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f
         // SAFETY (both): `active` only returns kernels the CPU can run
         // (`ScanKernel::runnable` checked their features).
         #[cfg(target_arch = "x86_64")]
-        ScanKernel::Avx512 => unsafe { weights_avx512::<MOMENTS, DIVIDE, F>(data, max, divisor, scale, on_block) },
+        ScanKernel::Avx512 => unsafe { weights_avx512::<MOMENTS, DIVIDE, F>(data, max, divisor, on_block) },
         #[cfg(target_arch = "x86_64")]
-        ScanKernel::Avx2 => unsafe { weights_avx2::<MOMENTS, DIVIDE, F>(data, max, divisor, scale, on_block) },
-        _ => weights_body::<false, MOMENTS, DIVIDE, F>(data, max, divisor, scale, on_block),
+        ScanKernel::Avx2 => unsafe { weights_avx2::<MOMENTS, DIVIDE, F>(data, max, divisor, on_block) },
+        _ => weights_body::<false, MOMENTS, DIVIDE, F>(data, max, divisor, on_block),
     }
 }
 
@@ -102,12 +94,11 @@ unsafe fn weights_avx2<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; 
     data: &mut [TokenData],
     max: f32,
     divisor: f32,
-    scale: f32,
     mut on_block: F,
 ) -> [f64; 2] {
     let (head, tail) = data.split_at_mut(data.len() / BLOCK * BLOCK);
-    let [a0, a1] = simd::weights_avx2::<MOMENTS, DIVIDE, F>(head, max, divisor, scale, &mut on_block);
-    let [b0, b1] = weights_body::<true, MOMENTS, DIVIDE, _>(tail, max, divisor, scale, &mut on_block);
+    let [a0, a1] = simd::weights_avx2::<MOMENTS, DIVIDE, F>(head, max, divisor, &mut on_block);
+    let [b0, b1] = weights_body::<true, MOMENTS, DIVIDE, _>(tail, max, divisor, &mut on_block);
     [a0 + b0, a1 + b1]
 }
 
@@ -119,12 +110,11 @@ unsafe fn weights_avx512<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32
     data: &mut [TokenData],
     max: f32,
     divisor: f32,
-    scale: f32,
     mut on_block: F,
 ) -> [f64; 2] {
     let (head, tail) = data.split_at_mut(data.len() / BLOCK * BLOCK);
-    let [a0, a1] = simd::weights_avx512::<MOMENTS, DIVIDE, F>(head, max, divisor, scale, &mut on_block);
-    let [b0, b1] = weights_body::<true, MOMENTS, DIVIDE, _>(tail, max, divisor, scale, &mut on_block);
+    let [a0, a1] = simd::weights_avx512::<MOMENTS, DIVIDE, F>(head, max, divisor, &mut on_block);
+    let [b0, b1] = weights_body::<true, MOMENTS, DIVIDE, _>(tail, max, divisor, &mut on_block);
     [a0 + b0, a1 + b1]
 }
 
@@ -150,11 +140,9 @@ mod simd {
         data: &mut [TokenData],
         max: f32,
         divisor: f32,
-        scale: f32,
         on_block: &mut F,
     ) -> [f64; 2] {
         let (m, d, zero) = (_mm512_set1_ps(max), _mm512_set1_ps(divisor), _mm512_setzero_pd());
-        let sc = _mm512_set1_ps(scale);
         let (mut s0, mut s1) = ([zero; 2], [zero; 2]);
         let mut z = [0.0f32; BLOCK];
         let mut e = [0.0f32; BLOCK];
@@ -171,7 +159,7 @@ mod simd {
                 }
                 let zv = _mm512_sub_ps(x, m);
                 let ev = exp16(zv);
-                r16::merge_p16(&mut r, _mm512_mul_ps(ev, sc));
+                r16::merge_p16(&mut r, ev);
                 r16::store16(at, &r);
                 _mm512_storeu_ps(z.as_mut_ptr().add(16 * g), zv);
                 _mm512_storeu_ps(e.as_mut_ptr().add(16 * g), ev);
@@ -199,11 +187,9 @@ mod simd {
         data: &mut [TokenData],
         max: f32,
         divisor: f32,
-        scale: f32,
         on_block: &mut F,
     ) -> [f64; 2] {
         let (m, d, zero) = (_mm256_set1_ps(max), _mm256_set1_ps(divisor), _mm256_setzero_pd());
-        let sc = _mm256_set1_ps(scale);
         let (mut s0, mut s1) = ([zero; 2], [zero; 2]);
         let mut z = [0.0f32; BLOCK];
         let mut e = [0.0f32; BLOCK];
@@ -220,7 +206,7 @@ mod simd {
                 }
                 let zv = _mm256_sub_ps(x, m);
                 let ev = exp8(zv);
-                r8::merge_p8(&mut r, _mm256_mul_ps(ev, sc));
+                r8::merge_p8(&mut r, ev);
                 r8::store8(at, &r);
                 _mm256_storeu_ps(z.as_mut_ptr().add(8 * g), zv);
                 _mm256_storeu_ps(e.as_mut_ptr().add(8 * g), ev);
@@ -257,7 +243,6 @@ fn weights_body<const FMA: bool, const MOMENTS: bool, const DIVIDE: bool, F: FnM
     data: &mut [TokenData],
     max: f32,
     divisor: f32,
-    scale: f32,
     mut on_block: F,
 ) -> [f64; 2] {
     let mut acc0 = [0.0f64; SUM_LANES];
@@ -280,7 +265,7 @@ fn weights_body<const FMA: bool, const MOMENTS: bool, const DIVIDE: bool, F: FnM
             *e = if FMA { exp_nonpositive_fma(z) } else { exp_nonpositive(z) };
         }
         for (t, &e) in block.iter_mut().zip(e.iter()) {
-            t.p = e * scale;
+            t.p = e;
         }
         for c in 0..BLOCK / SUM_LANES {
             for l in 0..SUM_LANES {
@@ -369,7 +354,7 @@ mod tests {
         for n in [0, 1, 63, 64, 65, 1000] {
             let mut data = tokens(&logits[..n]);
             let (mut zs, mut es) = (Vec::new(), Vec::new());
-            let [sum, _] = weights_body::<false, false, false, _>(&mut data, 0.0, 1.0, 1.0, |z, e| {
+            let [sum, _] = weights_body::<false, false, false, _>(&mut data, 0.0, 1.0, |z, e| {
                 zs.extend_from_slice(z);
                 es.extend_from_slice(e);
             });
@@ -394,10 +379,10 @@ mod tests {
                 // SAFETY: `available` lists only kernels this CPU runs.
                 let [s, s1] = match kernel {
                     #[cfg(target_arch = "x86_64")]
-                    ScanKernel::Avx512 => unsafe { weights_avx512::<true, false, _>(&mut other, 0.0, 1.0, 1.0, |_, _| {}) },
+                    ScanKernel::Avx512 => unsafe { weights_avx512::<true, false, _>(&mut other, 0.0, 1.0, |_, _| {}) },
                     #[cfg(target_arch = "x86_64")]
-                    ScanKernel::Avx2 => unsafe { weights_avx2::<true, false, _>(&mut other, 0.0, 1.0, 1.0, |_, _| {}) },
-                    _ => weights_body::<false, true, false, _>(&mut other, 0.0, 1.0, 1.0, |_, _| {}),
+                    ScanKernel::Avx2 => unsafe { weights_avx2::<true, false, _>(&mut other, 0.0, 1.0, |_, _| {}) },
+                    _ => weights_body::<false, true, false, _>(&mut other, 0.0, 1.0, |_, _| {}),
                 };
                 let want_s1: f64 = data.iter().zip(&logits).filter(|(t, _)| t.p > 0.0).map(|(t, &l)| t.p as f64 * l as f64).sum();
                 assert!((s1 - want_s1).abs() <= 4e-7 * want_s1.abs(), "{}: S1 {s1} vs {want_s1}", kernel.name());
@@ -409,9 +394,9 @@ mod tests {
         }
     }
 
-    /// Every kernel gives the portable loop's z, weights (scaled as
-    /// written, unscaled as `on_block` sees them) and new logits bit for
-    /// bit, with and without the division, and sums within rounding of it.
+    /// Every kernel gives the portable loop's z, weights and new logits
+    /// bit for bit (blocks seen by `on_block` included), with and without
+    /// the division, and sums within rounding of it.
     #[test]
     fn every_kernel_matches_the_portable_loop_bit_for_bit() {
         let mut rng = crate::core::DrawStream::from_state(3);
@@ -426,20 +411,18 @@ mod tests {
                 es.extend(e.iter().map(|x| x.to_bits()));
             };
             let (max, div) = if divide { (3.0f32 / 0.7, 0.7) } else { (3.0, 1.0) };
-            // The written weights scaled, those `on_block` sees not.
-            let scale = 0.37f32;
             // SAFETY: `available` lists only kernels this CPU runs.
             let [s0, s1] = match (kernel, divide) {
                 #[cfg(target_arch = "x86_64")]
-                (ScanKernel::Avx512, false) => unsafe { weights_avx512::<true, false, _>(&mut data, max, div, scale, on_block) },
+                (ScanKernel::Avx512, false) => unsafe { weights_avx512::<true, false, _>(&mut data, max, div, on_block) },
                 #[cfg(target_arch = "x86_64")]
-                (ScanKernel::Avx512, true) => unsafe { weights_avx512::<true, true, _>(&mut data, max, div, scale, on_block) },
+                (ScanKernel::Avx512, true) => unsafe { weights_avx512::<true, true, _>(&mut data, max, div, on_block) },
                 #[cfg(target_arch = "x86_64")]
-                (ScanKernel::Avx2, false) => unsafe { weights_avx2::<true, false, _>(&mut data, max, div, scale, on_block) },
+                (ScanKernel::Avx2, false) => unsafe { weights_avx2::<true, false, _>(&mut data, max, div, on_block) },
                 #[cfg(target_arch = "x86_64")]
-                (ScanKernel::Avx2, true) => unsafe { weights_avx2::<true, true, _>(&mut data, max, div, scale, on_block) },
-                (_, false) => weights_body::<true, true, false, _>(&mut data, max, div, scale, on_block),
-                (_, true) => weights_body::<true, true, true, _>(&mut data, max, div, scale, on_block),
+                (ScanKernel::Avx2, true) => unsafe { weights_avx2::<true, true, _>(&mut data, max, div, on_block) },
+                (_, false) => weights_body::<true, true, false, _>(&mut data, max, div, on_block),
+                (_, true) => weights_body::<true, true, true, _>(&mut data, max, div, on_block),
             };
             let fields: Vec<(i32, u32, u32)> = data.iter().map(|t| (t.id, t.logit.to_bits(), t.p.to_bits())).collect();
             (fields, zs, es, s0, s1)

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::softmax_weights::{exp_weights_scaled_blocks, max_and_moments, sum_p, BLOCK};
+use crate::core::softmax_weights::{exp_weights_blocks, sum_p, BLOCK};
 use crate::core::{Candidates, DrawStream, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId, RANDOM_SEED};
 
 /// Parameters of [`Dist`].
@@ -34,13 +34,15 @@ impl DistParams {
 #[derive(Debug, Clone)]
 pub struct Dist {
     rng: SeededRng,
+    /// Scratch of [`sample_softmax`], kept between steps.
+    block_mass: Vec<f32>,
 }
 
 impl Dist {
     /// A dist sampler seeded with `params.seed`.
     pub fn new(params: DistParams) -> Result<Self, ParamError> {
         params.validate()?;
-        Ok(Self { rng: SeededRng::new(params.seed) })
+        Ok(Self { rng: SeededRng::new(params.seed), block_mass: Vec::new() })
     }
 }
 
@@ -48,75 +50,35 @@ impl Dist {
 /// first index whose running probability reaches U * total. Errors when
 /// nothing is finite.
 ///
-/// Two passes over the array: the logit scan's maximum and normaliser
-/// (read only); then the probabilities exp(logit - max) / total, written
-/// while the draw walks the weights: a block of 64 is skipped by its sum
-/// until one reaches the target, which is walked one by one.
-pub fn sample_softmax(candidates: &mut Candidates<'_>, draws: &mut DrawStream) -> Result<(), SampleError> {
+/// Three passes over the array: the maximum; the weights exp(logit - max)
+/// with their sum and the sum of every block of 64 of them; the
+/// normalisation. The draw walks the block sums (kept in `block_mass`, a
+/// scratch the caller keeps between steps so that no step allocates), then
+/// one block.
+pub fn sample_softmax(candidates: &mut Candidates<'_>, draws: &mut DrawStream, block_mass: &mut Vec<f32>) -> Result<(), SampleError> {
     crate::core::sampler::require_candidates(candidates)?;
-    let Some((max, total, _)) = max_and_moments(candidates.as_slice()) else {
-        // A +inf logit, or none above -inf.
-        if candidates.max_logit() == f32::NEG_INFINITY {
-            return Err(SampleError::NoFiniteLogits);
-        }
+    let max = candidates.max_logit();
+    if max == f32::NEG_INFINITY {
+        return Err(SampleError::NoFiniteLogits);
+    }
+    if max == f32::INFINITY {
         candidates.softmax();
         let index = pick_by_probability(candidates, draws.next_f64());
         candidates.select(index);
         return Ok(());
-    };
-    let target = draws.next_f64() * total;
+    }
     let data = candidates.as_mut_slice();
-    let mut walk = Walk { target, run: 0.0, start: 0, picked: None };
-    exp_weights_scaled_blocks(data, max, (1.0 / total) as f32, |_, e| walk.block(e));
-    // Where rounding keeps the running weight at or below the target: the
-    // last candidate with a positive weight.
-    let index = walk.picked.unwrap_or_else(|| data.iter().rposition(|t| t.p > 0.0).unwrap_or(0));
+    block_mass.clear();
+    let sum = exp_weights_blocks(data, max, |_, e| block_mass.push(block_sum(e)));
+    let index = pick_in_blocks(data, block_mass, draws.next_f64() * sum);
+    let inv = (1.0 / sum) as f32;
+    crate::core::softmax_weights::scale_p(data, inv);
     candidates.select(index);
     Ok(())
 }
 
-/// The draw's walk over the weights, a block at a time.
-struct Walk {
-    /// U * total.
-    target: f64,
-    /// The weight before the current block.
-    run: f64,
-    /// Index of the current block's first candidate.
-    start: usize,
-    /// The first index where the running weight exceeds the target.
-    picked: Option<usize>,
-}
-
-impl Walk {
-    /// Takes the next block's weights (zeros past the array's end): whole
-    /// if its f32 sum keeps the running weight at or below the target,
-    /// else one by one in f64 (if rounding keeps that walk short of the
-    /// target, the next block is taken the same way). Zero weights are
-    /// never picked.
-    #[inline(always)]
-    fn block(&mut self, e: &[f32; BLOCK]) {
-        if self.picked.is_none() {
-            let mass = block_sum(e) as f64;
-            if self.run + mass > self.target {
-                for (j, &w) in e.iter().enumerate() {
-                    if w > 0.0 {
-                        self.run += w as f64;
-                        if self.run > self.target {
-                            self.picked = Some(self.start + j);
-                            break;
-                        }
-                    }
-                }
-            } else {
-                self.run += mass;
-            }
-        }
-        self.start += BLOCK;
-    }
-}
-
-/// Sum of a block of weights, f32: 16 lanes, then halved four times (a
-/// serial sum of the lanes would wait on 16 adds in a row per block).
+/// The sum of one block's weights, in 16 f32 lanes (vectorised; a block's
+/// 64 weights are at most 1 each, so f32 loses nothing the draw can see).
 #[inline(always)]
 fn block_sum(e: &[f32; BLOCK]) -> f32 {
     let mut lanes = [0.0f32; 16];
@@ -125,6 +87,8 @@ fn block_sum(e: &[f32; BLOCK]) -> f32 {
             *a += x;
         }
     }
+    // Halved four times: a serial sum of the lanes would wait on 16 adds
+    // in a row per block.
     let mut width = 8;
     while width > 0 {
         for i in 0..width {
@@ -133,6 +97,24 @@ fn block_sum(e: &[f32; BLOCK]) -> f32 {
         width /= 2;
     }
     lanes[0]
+}
+
+/// Index of the candidate where the running weight `p` first exceeds
+/// `target` (0 <= target < the total): whole blocks are skipped by their
+/// sums in `block_mass`, then the crossing block is walked. Where rounding
+/// keeps the running weight at or below the target, the last candidate
+/// with a positive weight. Zero weights are never chosen.
+fn pick_in_blocks(data: &[TokenData], block_mass: &[f32], target: f64) -> usize {
+    let mut run = 0.0f64;
+    let mut start = data.len();
+    for (b, &mass) in block_mass.iter().enumerate() {
+        if run + mass as f64 > target {
+            start = b * BLOCK;
+            break;
+        }
+        run += mass as f64;
+    }
+    walk_to_target(data, start, run, target)
 }
 
 /// Index of the candidate where the cumulative `p` first reaches `u` times
@@ -176,7 +158,7 @@ impl Sampler for Dist {
     }
 
     fn apply(&mut self, candidates: &mut Candidates<'_>) -> Result<(), SampleError> {
-        sample_softmax(candidates, &mut self.rng.stream())
+        sample_softmax(candidates, &mut self.rng.stream(), &mut self.block_mass)
     }
 
     fn accept(&mut self, _token: TokenId) {
@@ -234,7 +216,7 @@ mod tests {
         for state in 0..300u64 {
             let mut a = tokens.clone();
             let mut c = Candidates::new(&mut a);
-            sample_softmax(&mut c, &mut DrawStream::from_state(state)).unwrap();
+            sample_softmax(&mut c, &mut DrawStream::from_state(state), &mut Vec::new()).unwrap();
             let got = c.selected().unwrap();
             let mut b = tokens.clone();
             let mut plain = Candidates::new(&mut b);

@@ -184,6 +184,8 @@ pub struct AlphaSampler {
     /// See [`LookaheadCache`] (scratch).
     cache: Option<LookaheadCache>,
     scratch: Vec<TokenData>,
+    /// Scratch of the final draw ([`sample_softmax`]).
+    block_mass: Vec<f32>,
     /// The last apply's scan of the candidates (scratch).
     scan: LogitScan,
     /// The scan's best candidates with their penalised logits (scratch).
@@ -269,6 +271,7 @@ impl AlphaSampler {
             last: None,
             cache: None,
             scratch: Vec::new(),
+            block_mass: Vec::new(),
             scan: LogitScan::default(),
             ranked: Vec::new(),
             missing: HashSet::new(),
@@ -468,7 +471,7 @@ impl Sampler for AlphaSampler {
             self.keep_top_k(candidates, derived.top_k);
             apply_temperature(candidates, derived.temperature as f32);
             apply_top_p(candidates, derived.top_p as f32, 1);
-            sample_softmax(candidates, &mut draws)?;
+            sample_softmax(candidates, &mut draws, &mut self.block_mass)?;
         }
         self.pending_alpha = Some(alpha);
         self.last = Some(AlphaStep {
