@@ -31,11 +31,13 @@ const SUM_LANES: usize = 16;
 
 /// Writes `exp(logit - max)` into every candidate's `p` and returns the sum
 /// of the weights (f64). `max` must be finite and at least every logit.
-/// `on_block(z, e)` sees each block of at most [`BLOCK`] candidates right
-/// after its weights are written, in array order, as two contiguous
+/// `on_block(z, e, sum)` sees each block of at most [`BLOCK`] candidates
+/// right after its weights are written, in array order, as two contiguous
 /// buffers: `z = logit - max` and the weights `e = exp(z)` (past the end
-/// of a short last block: z = -inf, e = 0).
-pub(crate) fn exp_weights_blocks<F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(data: &mut [TokenData], max: f32, on_block: F) -> f64 {
+/// of a short last block: z = -inf, e = 0), and the f32 sum of the block's
+/// weights, added in registers (in no set order; what a caller leaves
+/// unused costs nothing once inlined).
+pub(crate) fn exp_weights_blocks<F: FnMut(&[f32; BLOCK], &[f32; BLOCK], f32)>(data: &mut [TokenData], max: f32, on_block: F) -> f64 {
     dispatch::<false, false, F>(data, max, 1.0, on_block)[0]
 }
 
@@ -44,14 +46,14 @@ pub(crate) fn exp_weights_blocks<F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(data: &
 /// logit into `p`, in the same pass; returns the sum of the weights (f64).
 /// `max` must be finite and at least every new logit.
 pub(crate) fn divide_exp_weights(data: &mut [TokenData], divisor: f32, max: f32) -> f64 {
-    dispatch::<false, true, _>(data, max, divisor, |_, _| {})[0]
+    dispatch::<false, true, _>(data, max, divisor, |_, _, _| {})[0]
 }
 
 /// [`exp_weights_blocks`] that also returns S1 = sum e·z, z = logit - max
 /// (nats, <= 0; -inf and NaN logits contribute 0): with S0, the entropy
 /// `ln S0 - S1 / S0` and the mean logit `max + S1 / S0`. Returns (S0, S1).
 pub(crate) fn exp_moments_blocks(data: &mut [TokenData], max: f32) -> (f64, f64) {
-    let [s0, s1] = dispatch::<true, false, _>(data, max, 1.0, |_, _| {});
+    let [s0, s1] = dispatch::<true, false, _>(data, max, 1.0, |_, _, _| {});
     (s0, s1)
 }
 
@@ -68,7 +70,7 @@ pub(crate) fn max_and_moments(data: &[TokenData]) -> Option<(f32, f64, f64)> {
 
 /// Runs [`weights_body`] on the kernel [`ScanKernel::active`] picks.
 #[inline(always)]
-fn dispatch<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(
+fn dispatch<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK], f32)>(
     data: &mut [TokenData],
     max: f32,
     divisor: f32,
@@ -90,7 +92,7 @@ fn dispatch<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f
 /// short last block in [`weights_body`] compiled with FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn weights_avx2<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(
+unsafe fn weights_avx2<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK], f32)>(
     data: &mut [TokenData],
     max: f32,
     divisor: f32,
@@ -106,7 +108,7 @@ unsafe fn weights_avx2<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; 
 /// last block in [`weights_body`] compiled with FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn weights_avx512<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(
+unsafe fn weights_avx512<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK], f32)>(
     data: &mut [TokenData],
     max: f32,
     divisor: f32,
@@ -136,7 +138,7 @@ mod simd {
     /// `data.len()` must be a multiple of [`BLOCK`].
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn weights_avx512<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(
+    pub(super) unsafe fn weights_avx512<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK], f32)>(
         data: &mut [TokenData],
         max: f32,
         divisor: f32,
@@ -147,6 +149,7 @@ mod simd {
         let mut z = [0.0f32; BLOCK];
         let mut e = [0.0f32; BLOCK];
         for block in data.chunks_exact_mut(BLOCK) {
+            let mut block_sum = _mm512_setzero_ps();
             for g in 0..BLOCK / 16 {
                 // SAFETY: 16 records from 16 g lie inside the block; the
                 // buffer stores write 16 floats inside z and e.
@@ -161,6 +164,7 @@ mod simd {
                 let ev = exp16(zv);
                 r16::merge_p16(&mut r, ev);
                 r16::store16(at, &r);
+                block_sum = _mm512_add_ps(block_sum, ev);
                 _mm512_storeu_ps(z.as_mut_ptr().add(16 * g), zv);
                 _mm512_storeu_ps(e.as_mut_ptr().add(16 * g), ev);
                 let halves = [_mm512_castps512_ps256(ev), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(ev)))];
@@ -175,7 +179,7 @@ mod simd {
                     }
                 }
             }
-            on_block(&z, &e);
+            on_block(&z, &e, _mm512_reduce_add_ps(block_sum));
         }
         [_mm512_reduce_add_pd(_mm512_add_pd(s0[0], s0[1])), _mm512_reduce_add_pd(_mm512_add_pd(s1[0], s1[1]))]
     }
@@ -183,7 +187,7 @@ mod simd {
     /// `data.len()` must be a multiple of [`BLOCK`].
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn weights_avx2<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(
+    pub(super) unsafe fn weights_avx2<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK], f32)>(
         data: &mut [TokenData],
         max: f32,
         divisor: f32,
@@ -194,6 +198,7 @@ mod simd {
         let mut z = [0.0f32; BLOCK];
         let mut e = [0.0f32; BLOCK];
         for block in data.chunks_exact_mut(BLOCK) {
+            let mut block_sum = _mm256_setzero_ps();
             for g in 0..BLOCK / 8 {
                 // SAFETY: 8 records from 8 g lie inside the block; the
                 // buffer stores write 8 floats inside z and e.
@@ -208,6 +213,7 @@ mod simd {
                 let ev = exp8(zv);
                 r8::merge_p8(&mut r, ev);
                 r8::store8(at, &r);
+                block_sum = _mm256_add_ps(block_sum, ev);
                 _mm256_storeu_ps(z.as_mut_ptr().add(8 * g), zv);
                 _mm256_storeu_ps(e.as_mut_ptr().add(8 * g), ev);
                 let halves = [_mm256_castps256_ps128(ev), _mm256_extractf128_ps::<1>(ev)];
@@ -222,7 +228,10 @@ mod simd {
                     }
                 }
             }
-            on_block(&z, &e);
+            // Halves of the 8 lanes, then of the 4.
+            let quad = _mm_add_ps(_mm256_castps256_ps128(block_sum), _mm256_extractf128_ps::<1>(block_sum));
+            let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+            on_block(&z, &e, _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps::<1>(pair, pair))));
         }
         let total = |a: [__m256d; 2]| {
             let mut lanes = [0.0f64; 4];
@@ -239,7 +248,7 @@ mod simd {
 /// compiled with FMA: elsewhere `mul_add` is a libm call). `DIVIDE` first
 /// divides each logit by `divisor` in place (see [`divide_exp_weights`]).
 #[inline(always)]
-fn weights_body<const FMA: bool, const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK])>(
+fn weights_body<const FMA: bool, const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK], f32)>(
     data: &mut [TokenData],
     max: f32,
     divisor: f32,
@@ -278,7 +287,7 @@ fn weights_body<const FMA: bool, const MOMENTS: bool, const DIVIDE: bool, F: FnM
                 }
             }
         }
-        on_block(&z, &e);
+        on_block(&z, &e, lane_tree_sum(&e));
     }
     let total = |a: &[f64; SUM_LANES]| {
         let mut half = [0.0f64; LANES];
@@ -288,6 +297,26 @@ fn weights_body<const FMA: bool, const MOMENTS: bool, const DIVIDE: bool, F: FnM
         ((half[0] + half[1]) + (half[2] + half[3])) + ((half[4] + half[5]) + (half[6] + half[7]))
     };
     [total(&acc0), total(&acc1)]
+}
+
+/// The f32 sum of a block: 16 lanes, then halved four times (a serial sum
+/// of the lanes would wait on 16 adds in a row).
+#[inline(always)]
+fn lane_tree_sum(e: &[f32; BLOCK]) -> f32 {
+    let mut lanes = [0.0f32; 16];
+    for chunk in e.chunks_exact(16) {
+        for (a, &x) in lanes.iter_mut().zip(chunk) {
+            *a += x;
+        }
+    }
+    let mut width = 8;
+    while width > 0 {
+        for i in 0..width {
+            lanes[i] += lanes[i + width];
+        }
+        width /= 2;
+    }
+    lanes[0]
 }
 
 /// Multiplies every candidate's `p` by `factor` (normalising weights into
@@ -354,11 +383,17 @@ mod tests {
         for n in [0, 1, 63, 64, 65, 1000] {
             let mut data = tokens(&logits[..n]);
             let (mut zs, mut es) = (Vec::new(), Vec::new());
-            let [sum, _] = weights_body::<false, false, false, _>(&mut data, 0.0, 1.0, |z, e| {
+            let mut block_sums = Vec::new();
+            let [sum, _] = weights_body::<false, false, false, _>(&mut data, 0.0, 1.0, |z, e, s| {
+                block_sums.push(s);
                 zs.extend_from_slice(z);
                 es.extend_from_slice(e);
             });
             assert_eq!(zs.len(), n.div_ceil(BLOCK) * BLOCK);
+            for (b, &got) in block_sums.iter().enumerate() {
+                let want: f64 = es[b * BLOCK..(b + 1) * BLOCK].iter().map(|&e| e as f64).sum();
+                assert!((got as f64 - want).abs() <= 1e-6 * want, "block {b}: {got} vs {want}");
+            }
             for (i, (&z, &e)) in zs.iter().zip(&es).enumerate() {
                 if i < n {
                     assert!(z.to_bits() == logits[i].to_bits() || z.is_nan() && logits[i].is_nan(), "{i}");
@@ -379,10 +414,10 @@ mod tests {
                 // SAFETY: `available` lists only kernels this CPU runs.
                 let [s, s1] = match kernel {
                     #[cfg(target_arch = "x86_64")]
-                    ScanKernel::Avx512 => unsafe { weights_avx512::<true, false, _>(&mut other, 0.0, 1.0, |_, _| {}) },
+                    ScanKernel::Avx512 => unsafe { weights_avx512::<true, false, _>(&mut other, 0.0, 1.0, |_, _, _| {}) },
                     #[cfg(target_arch = "x86_64")]
-                    ScanKernel::Avx2 => unsafe { weights_avx2::<true, false, _>(&mut other, 0.0, 1.0, |_, _| {}) },
-                    _ => weights_body::<false, true, false, _>(&mut other, 0.0, 1.0, |_, _| {}),
+                    ScanKernel::Avx2 => unsafe { weights_avx2::<true, false, _>(&mut other, 0.0, 1.0, |_, _, _| {}) },
+                    _ => weights_body::<false, true, false, _>(&mut other, 0.0, 1.0, |_, _, _| {}),
                 };
                 let want_s1: f64 = data.iter().zip(&logits).filter(|(t, _)| t.p > 0.0).map(|(t, &l)| t.p as f64 * l as f64).sum();
                 assert!((s1 - want_s1).abs() <= 4e-7 * want_s1.abs(), "{}: S1 {s1} vs {want_s1}", kernel.name());
@@ -406,7 +441,9 @@ mod tests {
         let run = |kernel: ScanKernel, divide: bool, n: usize| {
             let mut data = tokens(&logits[..n]);
             let (mut zs, mut es) = (Vec::new(), Vec::new());
-            let on_block = |z: &[f32; BLOCK], e: &[f32; BLOCK]| {
+            let mut sums = Vec::new();
+            let on_block = |z: &[f32; BLOCK], e: &[f32; BLOCK], sum: f32| {
+                sums.push(sum);
                 zs.extend(z.iter().map(|x| x.to_bits()));
                 es.extend(e.iter().map(|x| x.to_bits()));
             };
@@ -425,7 +462,7 @@ mod tests {
                 (_, true) => weights_body::<true, true, true, _>(&mut data, max, div, on_block),
             };
             let fields: Vec<(i32, u32, u32)> = data.iter().map(|t| (t.id, t.logit.to_bits(), t.p.to_bits())).collect();
-            (fields, zs, es, s0, s1)
+            (fields, zs, es, s0, s1, sums)
         };
         for divide in [false, true] {
             for n in [0, 5, 64, 130, 1000] {
@@ -437,6 +474,11 @@ mod tests {
                     assert_eq!((&got.1, &got.2), (&want.1, &want.2), "{name} blocks, divide {divide}, n {n}");
                     assert!((got.3 - want.3).abs() <= 1e-12 * want.3.abs().max(1.0), "{name} S0");
                     assert!((got.4 - want.4).abs() <= 1e-12 * want.4.abs().max(1.0), "{name} S1");
+                    // Block sums added in another order: within f32 rounding.
+                    assert_eq!(got.5.len(), want.5.len());
+                    for (a, b) in got.5.iter().zip(&want.5) {
+                        assert!((a - b).abs() <= 1e-6 * b.max(1e-30), "{name} block sum {a} vs {b}");
+                    }
                 }
             }
         }

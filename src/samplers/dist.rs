@@ -69,34 +69,12 @@ pub fn sample_softmax(candidates: &mut Candidates<'_>, draws: &mut DrawStream, b
     }
     let data = candidates.as_mut_slice();
     block_mass.clear();
-    let sum = exp_weights_blocks(data, max, |_, e| block_mass.push(block_sum(e)));
+    let sum = exp_weights_blocks(data, max, |_, _, sum| block_mass.push(sum));
     let index = pick_in_blocks(data, block_mass, draws.next_f64() * sum);
     let inv = (1.0 / sum) as f32;
     crate::core::softmax_weights::scale_p(data, inv);
     candidates.select(index);
     Ok(())
-}
-
-/// The sum of one block's weights, in 16 f32 lanes (vectorised; a block's
-/// 64 weights are at most 1 each, so f32 loses nothing the draw can see).
-#[inline(always)]
-fn block_sum(e: &[f32; BLOCK]) -> f32 {
-    let mut lanes = [0.0f32; 16];
-    for chunk in e.chunks_exact(16) {
-        for (a, &x) in lanes.iter_mut().zip(chunk) {
-            *a += x;
-        }
-    }
-    // Halved four times: a serial sum of the lanes would wait on 16 adds
-    // in a row per block.
-    let mut width = 8;
-    while width > 0 {
-        for i in 0..width {
-            lanes[i] += lanes[i + width];
-        }
-        width /= 2;
-    }
-    lanes[0]
 }
 
 /// Index of the candidate where the running weight `p` first exceeds
