@@ -253,32 +253,31 @@ fn scan_from_top(weights: &[f32], target: f64, strict: bool, want: usize, all: b
 /// `all` the array.
 #[allow(clippy::too_many_arguments)]
 fn scan_outward(logits: &[f32], weights: &[f32], centre: f64, safe: f64, target: f64, strict: bool, want: usize, all: bool) -> Option<(usize, usize)> {
+    let m = logits.len();
     let split = logits.partition_point(|&x| x as f64 >= centre);
     let (mut start, mut end) = (split, split);
     let mut acc = 0.0f64;
-    loop {
-        let up = (start > 0).then(|| distance(centre, logits[start - 1]));
-        let down = (end < logits.len()).then(|| distance(centre, logits[end]));
-        let (d, take_up) = match (up, down) {
-            (Some(u), Some(l)) => (u.min(l), u <= l),
-            (Some(u), None) => (u, true),
-            (None, Some(l)) => (l, false),
-            (None, None) => return all.then_some((start, end)),
-        };
+    while end - start < m {
+        // The next member's distance on each side, +inf past the ends (and
+        // for -inf logits, which only the lower side holds).
+        let up = if start > 0 { distance(centre, logits[start - 1]) } else { f64::INFINITY };
+        let down = if end < m { distance(centre, logits[end]) } else { f64::INFINITY };
+        // Which side comes next is a coin flip the branch predictor loses:
+        // the step below selects instead of branching.
+        let take_up = start > 0 && up <= down;
+        let d = if take_up { up } else { down };
         if d > safe {
             return None;
         }
-        if take_up {
-            start -= 1;
-            acc += weights[start] as f64;
-        } else {
-            acc += weights[end] as f64;
-            end += 1;
-        }
+        let at = if take_up { start - 1 } else { end };
+        acc += weights[at] as f64;
+        start -= take_up as usize;
+        end += !take_up as usize;
         if reached(acc, target, strict) && end - start >= want {
             return Some((start, end));
         }
     }
+    all.then_some((start, end))
 }
 
 /// The distance from the best rank (nats) within which the selection
