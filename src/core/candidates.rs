@@ -195,20 +195,22 @@ pub fn is_descending(data: &[TokenData]) -> bool {
 /// sorted descending, in `out`.
 ///
 /// `out` starts with the first `k` candidates and a threshold, the k-th
-/// largest logit so far. The rest is read in blocks of 16: a block whose
+/// largest logit so far. The rest is read in blocks of 64: a block whose
 /// maximum does not beat the threshold (the common case once it has risen)
 /// costs a branch-free max; otherwise its winners are appended, and when
 /// `out` reaches `4k` a quickselect keeps the best `k` and raises the
 /// threshold. O(n) in all; NaN never beats the threshold.
 fn top_k_by_scan(data: &[TokenData], k: usize, out: &mut Vec<TokenData>) {
-    const BLOCK: usize = 16;
+    const BLOCK: usize = 64;
     let cap = 4 * k;
     out.clear();
     out.reserve(cap);
     out.extend_from_slice(&data[..k]);
     let mut threshold = out.iter().fold(f32::INFINITY, |m, t| m.min(logit_key(t.logit)));
     for block in data[k..].chunks(BLOCK) {
-        let block_max = block.iter().fold(f32::NEG_INFINITY, |m, t| if t.logit > m { t.logit } else { m });
+        // The block's maximum in eight lanes (the loop vectorises; one
+        // running maximum would make each comparison wait on the last).
+        let block_max = super::math::max_logit(block);
         if !(block_max > threshold) {
             continue;
         }
