@@ -61,8 +61,14 @@ pub fn sort_logit_desc(data: &mut [TokenData]) {
         let n = data.len();
         debug_assert!(n < u32::MAX as usize);
         items.clear();
-        items.extend(data.iter().enumerate().map(|(i, t)| (desc_key(t.logit) as u64) << 32 | i as u64));
-        let sorted = sorter.sort(items);
+        let (mut lo, mut hi) = (u32::MAX, 0u32);
+        items.extend(data.iter().enumerate().map(|(i, t)| {
+            let k = desc_key(t.logit);
+            lo = lo.min(k);
+            hi = hi.max(k);
+            (k as u64) << 32 | i as u64
+        }));
+        let sorted = sorter.sort_within(items, lo, hi);
         records.clear();
         records.extend_from_slice(data);
         for (t, &item) in data.iter_mut().zip(sorted) {
@@ -93,20 +99,8 @@ impl ItemSorter {
         Self { spare: Vec::new(), counts: Vec::new() }
     }
 
-    /// Sorts `items` by their high 32 bits and returns the sorted items:
-    /// `items` itself or the sorter's buffer.
-    pub(crate) fn sort<'a>(&'a mut self, items: &'a mut [u64]) -> &'a [u64] {
-        let (mut lo, mut hi) = (u32::MAX, 0u32);
-        for &item in items.iter() {
-            let k = (item >> 32) as u32;
-            lo = lo.min(k);
-            hi = hi.max(k);
-        }
-        self.sort_within(items, lo, hi)
-    }
-
-    /// [`ItemSorter::sort`] for items whose keys are known to lie in
-    /// `lo..=hi`.
+    /// Sorts `items`, whose keys lie in `lo..=hi`, by their high 32 bits
+    /// and returns the sorted items: `items` itself or the sorter's buffer.
     pub(crate) fn sort_within<'a>(&'a mut self, items: &'a mut [u64], lo: u32, hi: u32) -> &'a [u64] {
         let n = items.len();
         if n < 2 || lo >= hi {

@@ -214,7 +214,7 @@ impl Histogram {
 /// Whether running mass `acc` has reached `target` (`acc > target` when
 /// `strict`, else `acc >= target`).
 #[inline]
-fn reached(acc: f64, target: f64, strict: bool) -> bool {
+pub(super) fn reached(acc: f64, target: f64, strict: bool) -> bool {
     if strict {
         acc > target
     } else {

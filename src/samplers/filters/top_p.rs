@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use super::mass::{exp_weights, exp_weights_histogram, is_small, select_from_histogram, select_mass, Histogram};
 use super::window::{select_window, Ranking, MIN_WINDOW_N};
-use crate::core::softmax_weights::max_and_moments;
 use crate::core::error::check_range;
 use crate::core::math::{cmp_logit_desc, logit_key};
+use crate::core::softmax_weights::max_and_moments;
 use crate::core::{Candidates, ParamError, SampleError, Sampler, TokenData};
 
 /// Parameters of [`TopP`].
@@ -99,6 +99,7 @@ pub fn apply_top_p(candidates: &mut Candidates<'_>, p: f32, min_keep: usize) {
     let data = candidates.as_mut_slice();
     let key = |t: &TokenData| -logit_key(t.logit);
     let (sum, mut k) = if sorted {
+        // Already in order: scan until the running mass reaches the target.
         let sum = exp_weights(data, max);
         let target = p as f64 * sum;
         let mut acc = 0.0f64;
@@ -111,6 +112,8 @@ pub fn apply_top_p(candidates: &mut Candidates<'_>, p: f32, min_keep: usize) {
         let sum = exp_weights(data, max);
         (sum, select_mass(data, key, 0.0, p as f64 * sum, false))
     } else {
+        // One pass for the weights, their sum and the mass histogram over
+        // the distance from the best logit; then one partition pass.
         let mut hist = Histogram::new();
         let sum = exp_weights_histogram(data, max, &mut hist);
         let badness = |t: &TokenData| max - t.logit;
@@ -118,6 +121,7 @@ pub fn apply_top_p(candidates: &mut Candidates<'_>, p: f32, min_keep: usize) {
     };
     if k < want {
         if !sorted {
+            // The k best are in front; bring the next (want - k) best after them.
             let rest = &mut data[k..];
             if want - k < rest.len() {
                 rest.select_nth_unstable_by(want - k - 1, cmp_logit_desc);
@@ -128,14 +132,8 @@ pub fn apply_top_p(candidates: &mut Candidates<'_>, p: f32, min_keep: usize) {
     if !sorted {
         crate::core::radix::sort_logit_desc(&mut data[..k]);
     }
-    finish(candidates, k, sum);
-}
-
-/// Keeps the first `k` candidates (sorted by descending logit), their `p`
-/// divided by `sum` (probabilities over the input).
-fn finish(candidates: &mut Candidates<'_>, k: usize, sum: f64) {
     let inv = (1.0 / sum) as f32;
-    crate::core::softmax_weights::scale_p(&mut candidates.as_mut_slice()[..k], inv);
+    crate::core::softmax_weights::scale_p(&mut data[..k], inv);
     candidates.truncate(k);
     candidates.set_sorted(true);
 }

@@ -22,9 +22,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::mass::{exp_moments_weights, exp_weights, select_mass, select_mass_bucketed};
-use super::window::{select_window, Ranking, MIN_WINDOW_N};
-use crate::core::softmax_weights::max_and_moments;
+use super::window::{distance, select_window, Ranking, MIN_WINDOW_N};
 use crate::core::error::check_range;
+use crate::core::softmax_weights::max_and_moments;
 use crate::core::{Candidates, ParamError, SampleError, Sampler, TokenData};
 
 /// Parameters of [`Typical`].
@@ -99,9 +99,13 @@ pub fn apply_typical(candidates: &mut Candidates<'_>, p: f32, min_keep: usize) {
     }
     let data = candidates.as_mut_slice();
     let (sum, rank) = if max == f32::INFINITY {
+        // The limit distribution is uniform over the +inf tokens: they all
+        // have surprise equal to the entropy; everything else has p = 0.
         (exp_weights(data, max), Rank::InfTokens)
     } else {
+        // Weights e_i = exp(z_i), z_i = logit_i - max; S0 = sum e, S1 = sum e z.
         let (s0, s1) = exp_moments_weights(data, max);
+        // Centre: the probability-weighted mean logit E_p[logit].
         (s0, Rank::Distance(max as f64 + s1 / s0))
     };
     let key = |t: &TokenData| rank.key(t);
@@ -147,14 +151,7 @@ impl Rank {
                     1.0
                 }
             }
-            Rank::Distance(centre) => {
-                let d = (t.logit as f64 - centre).abs();
-                if d.is_finite() {
-                    d
-                } else {
-                    f64::INFINITY
-                }
-            }
+            Rank::Distance(centre) => distance(centre, t.logit),
         }
     }
 }

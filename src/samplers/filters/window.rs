@@ -30,7 +30,7 @@
 
 use std::cell::RefCell;
 
-use super::mass::{bucket_of, BUCKETS, PER_NAT};
+use super::mass::{bucket_of, reached, BUCKETS, PER_NAT};
 use crate::core::fast_exp::exp_nonpositive;
 use crate::core::partition::collect_in;
 use crate::core::radix::{desc_key, logit_of_desc_key, ItemSorter};
@@ -109,25 +109,15 @@ impl Ranking {
     }
 }
 
-/// Typical's distance of `logit` from the centre (f64, +inf for
-/// non-finite logits), as `typical.rs` ranks by.
+/// Typical's rank of `logit`: its distance from the centre (f64, +inf
+/// for non-finite logits).
 #[inline]
-fn distance(centre: f64, logit: f32) -> f64 {
+pub(super) fn distance(centre: f64, logit: f32) -> f64 {
     let d = (logit as f64 - centre).abs();
     if d.is_finite() {
         d
     } else {
         f64::INFINITY
-    }
-}
-
-/// Whether running mass `acc` has reached `target`.
-#[inline]
-fn reached(acc: f64, target: f64, strict: bool) -> bool {
-    if strict {
-        acc > target
-    } else {
-        acc >= target
     }
 }
 
