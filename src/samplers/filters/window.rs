@@ -31,7 +31,8 @@
 use std::cell::RefCell;
 
 use super::mass::{bucket_of, reached, BUCKETS, PER_NAT};
-use crate::core::fast_exp::exp_nonpositive;
+use crate::core::fast_exp::{exp_nonpositive, exp_nonpositive_fma};
+use crate::core::logit_scan::ScanKernel;
 use crate::core::partition::collect_in;
 use crate::core::radix::{desc_key, logit_of_desc_key, ItemSorter};
 use crate::core::TokenData;
@@ -60,7 +61,6 @@ thread_local! {
             sorter: ItemSorter::new(),
             logits: Vec::new(),
             weights: Vec::new(),
-            kept: Vec::new(),
         })
     };
 }
@@ -76,8 +76,6 @@ struct Scratch {
     /// The members' logits and weights in descending logit order.
     logits: Vec<f32>,
     weights: Vec<f32>,
-    /// The survivors, before they are written over the array's front.
-    kept: Vec<TokenData>,
 }
 
 /// How candidates are ranked.
@@ -136,56 +134,128 @@ pub(super) fn distance(centre: f64, logit: f32) -> f64 {
 pub(crate) fn select_window(data: &mut [TokenData], ranking: Ranking, max: f32, sum: f64, target: f64, strict: bool, want: usize) -> Option<usize> {
     let n = data.len();
     debug_assert!((1..=n).contains(&want) && max.is_finite());
-    let mut reach = estimate_reach(data, ranking, max, sum - target, want);
+    // The scratch is borrowed out here: a closure is compiled without the
+    // instruction sets of the function it is written in.
     SCRATCH.with(|s| {
         let s = &mut *s.borrow_mut();
-        loop {
-            let (lo, hi) = ranking.interval(max, reach);
-            let m = collect_in(data, lo, hi, &mut s.keys, &mut s.ids);
-            if m >= want {
-                s.items.clear();
-                s.items.extend(s.keys[..m].iter().zip(&s.ids[..m]).map(|(&k, &id)| (k as u64) << 32 | id as u64));
-                // The members' keys lie between those of the interval's ends.
-                let top = match ranking {
-                    Ranking::Top => max,
-                    Ranking::Around { .. } => hi,
-                };
-                let sorted = s.sorter.sort_within(&mut s.items, desc_key(top), desc_key(lo));
-                s.logits.clear();
-                s.logits.extend(sorted.iter().map(|&item| logit_of_desc_key((item >> 32) as u32)));
-                s.weights.clear();
-                s.weights.extend(s.logits.iter().map(|&x| exp_nonpositive(x - max)));
-                let all = m == n;
-                let window = match ranking {
-                    Ranking::Top => scan_from_top(&s.weights, target, strict, want, all),
-                    Ranking::Around { centre } => {
-                        // Everything within `safe` of the centre is inside
-                        // the interval whatever the f32 rounding of its
-                        // ends; past it, a candidate left outside could
-                        // rank before one inside.
-                        let rounding = 1.0 / PER_NAT as f64 + 8.0 * (centre.abs() + reach as f64) * f32::EPSILON as f64;
-                        let safe = if all { f64::INFINITY } else { reach as f64 - rounding };
-                        scan_outward(&s.logits, &s.weights, centre, safe, target, strict, want, all)
-                    }
-                };
-                if let Some((start, end)) = window {
-                    let inv = (1.0 / sum) as f32;
-                    s.kept.clear();
-                    s.kept.extend((start..end).map(|j| {
-                        let mut t = TokenData::new(sorted[j] as u32 as i32, s.logits[j]);
-                        t.p = s.weights[j] * inv;
-                        t
-                    }));
-                    data[..end - start].copy_from_slice(&s.kept);
-                    return Some(end - start);
-                }
-            }
-            if m == n || reach == f32::INFINITY {
-                return None;
-            }
-            reach = widen(reach);
+        match ScanKernel::active() {
+            // SAFETY (both): `active` only returns kernels the CPU can run.
+            #[cfg(target_arch = "x86_64")]
+            ScanKernel::Avx512 => unsafe { select_window_avx512(s, data, ranking, max, sum, target, strict, want) },
+            #[cfg(target_arch = "x86_64")]
+            ScanKernel::Avx2 => unsafe { select_window_avx2(s, data, ranking, max, sum, target, strict, want) },
+            _ => select_window_body::<false>(s, data, ranking, max, sum, target, strict, want),
         }
     })
+}
+
+/// [`select_window_body`] compiled for AVX-512: its loops over the
+/// members (keys to items, logits and weights, the survivors' records)
+/// vectorise 16 wide.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn select_window_avx512(
+    s: &mut Scratch,
+    data: &mut [TokenData],
+    ranking: Ranking,
+    max: f32,
+    sum: f64,
+    target: f64,
+    strict: bool,
+    want: usize,
+) -> Option<usize> {
+    select_window_body::<true>(s, data, ranking, max, sum, target, strict, want)
+}
+
+/// [`select_window_body`] compiled for AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn select_window_avx2(
+    s: &mut Scratch,
+    data: &mut [TokenData],
+    ranking: Ranking,
+    max: f32,
+    sum: f64,
+    target: f64,
+    strict: bool,
+    want: usize,
+) -> Option<usize> {
+    select_window_body::<true>(s, data, ranking, max, sum, target, strict, want)
+}
+
+/// The weight exp(`logit` - `max`) of a member, with the exponential of
+/// the weights kernels of the same instruction set (`FMA`: the fused
+/// polynomial, which callers compiled with FMA get).
+#[inline(always)]
+fn weight<const FMA: bool>(logit: f32, max: f32) -> f32 {
+    if FMA {
+        exp_nonpositive_fma(logit - max)
+    } else {
+        exp_nonpositive(logit - max)
+    }
+}
+
+/// [`select_window`]'s work, inlined into each instruction set's copy.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn select_window_body<const FMA: bool>(
+    s: &mut Scratch,
+    data: &mut [TokenData],
+    ranking: Ranking,
+    max: f32,
+    sum: f64,
+    target: f64,
+    strict: bool,
+    want: usize,
+) -> Option<usize> {
+    let n = data.len();
+    let mut reach = estimate_reach::<FMA>(data, ranking, max, sum - target, want);
+    loop {
+        let (lo, hi) = ranking.interval(max, reach);
+        let m = collect_in(data, lo, hi, &mut s.keys, &mut s.ids);
+        if m >= want {
+            s.items.clear();
+            s.items.extend(s.keys[..m].iter().zip(&s.ids[..m]).map(|(&k, &id)| (k as u64) << 32 | id as u64));
+            // The members' keys lie between those of the interval's ends.
+            let top = match ranking {
+                Ranking::Top => max,
+                Ranking::Around { .. } => hi,
+            };
+            let sorted = s.sorter.sort_within(&mut s.items, desc_key(top), desc_key(lo));
+            s.logits.clear();
+            s.logits.extend(sorted.iter().map(|&item| logit_of_desc_key((item >> 32) as u32)));
+            s.weights.clear();
+            s.weights.extend(s.logits.iter().map(|&x| weight::<FMA>(x, max)));
+            let all = m == n;
+            let window = match ranking {
+                Ranking::Top => scan_from_top(&s.weights, target, strict, want, all),
+                Ranking::Around { centre } => {
+                    // Everything within `safe` of the centre is inside
+                    // the interval whatever the f32 rounding of its
+                    // ends; past it, a candidate left outside could
+                    // rank before one inside.
+                    let rounding = 1.0 / PER_NAT as f64 + 8.0 * (centre.abs() + reach as f64) * f32::EPSILON as f64;
+                    let safe = if all { f64::INFINITY } else { reach as f64 - rounding };
+                    scan_outward(&s.logits, &s.weights, centre, safe, target, strict, want, all)
+                }
+            };
+            if let Some((start, end)) = window {
+                // The members live in the scratch buffers: the
+                // survivors go straight over the array's front.
+                let inv = (1.0 / sum) as f32;
+                for (t, j) in data.iter_mut().zip(start..end) {
+                    *t = TokenData { id: sorted[j] as u32 as i32, logit: s.logits[j], p: s.weights[j] * inv };
+                }
+                return Some(end - start);
+            }
+        }
+        if m == n || reach == f32::INFINITY {
+            return None;
+        }
+        reach = widen(reach);
+    }
 }
 
 /// The next interval's reach after a miss: twice as far, and at least
@@ -277,7 +347,8 @@ fn scan_outward(logits: &[f32], weights: &[f32], centre: f64, safe: f64, target:
 /// more than one survivor is wanted, the cut is also put no earlier than
 /// where the subsample counts twice `want` candidates. Then [`MARGIN`]
 /// buckets are added; +inf when that reaches the last bucket.
-fn estimate_reach(data: &[TokenData], ranking: Ranking, max: f32, left_out: f64, want: usize) -> f32 {
+#[inline(always)]
+fn estimate_reach<const FMA: bool>(data: &[TokenData], ranking: Ranking, max: f32, left_out: f64, want: usize) -> f32 {
     const GROUP: usize = 64;
     let mut mass = [0.0f64; BUCKETS];
     let mut count = [0u32; BUCKETS];
@@ -292,7 +363,7 @@ fn estimate_reach(data: &[TokenData], ranking: Ranking, max: f32, left_out: f64,
             len += 1;
         }
         for ((e, b), &x) in e.iter_mut().zip(b.iter_mut()).zip(&x) {
-            let w = exp_nonpositive(x - max);
+            let w = weight::<FMA>(x, max);
             // NaN logits (a NaN weight) weigh nothing.
             *e = if w > 0.0 { w } else { 0.0 };
             *b = bucket_of(ranking.badness(x, max));
@@ -341,7 +412,16 @@ mod tests {
             .enumerate()
             .map(|(i, &l)| {
                 let mut t = TokenData::new(i as i32, l);
-                t.p = if l.is_nan() { 0.0 } else { exp_nonpositive(l - max) };
+                // The exponential of the active kernel (fused on AVX2 and
+                // AVX-512), as the window computes its members' weights.
+                let fused = ScanKernel::active() != ScanKernel::Portable;
+                t.p = if l.is_nan() {
+                    0.0
+                } else if fused {
+                    exp_nonpositive_fma(l - max)
+                } else {
+                    exp_nonpositive(l - max)
+                };
                 t
             })
             .collect();
