@@ -120,17 +120,22 @@ impl ItemSorter {
         }
         self.counts.clear();
         self.counts.resize(buckets * passes, 0);
-        // Every digit's counts in one read of the items.
-        for &item in items.iter() {
-            for (d, c) in self.counts.chunks_exact_mut(buckets).enumerate() {
-                c[digit(item, d)] += 1;
-            }
+        // Every digit's counts in one read of the items, with the number
+        // of digits known to the compiler (an inner loop over them cost
+        // as much as the counting).
+        match passes {
+            1 => count_digits::<1>(items, &mut self.counts, lo, width),
+            2 => count_digits::<2>(items, &mut self.counts, lo, width),
+            3 => count_digits::<3>(items, &mut self.counts, lo, width),
+            _ => count_digits::<4>(items, &mut self.counts, lo, width),
         }
         let spare = &mut self.spare[..n];
         let mut in_items = true;
+        let first = items[0];
         for (d, c) in self.counts.chunks_exact_mut(buckets).enumerate() {
-            // A digit every key shares leaves the order as it is.
-            if c.iter().any(|&x| x as usize == n) {
+            // A digit every key shares (the first key's, then) leaves the
+            // order as it is.
+            if c[digit(first, d)] as usize == n {
                 continue;
             }
             // The counts become each bucket's next free place.
@@ -142,7 +147,8 @@ impl ItemSorter {
             }
             let (src, dst): (&[u64], &mut [u64]) = if in_items { (&*items, &mut *spare) } else { (&*spare, &mut *items) };
             for &item in src {
-                let at = &mut c[digit(item, d)];
+                // SAFETY: a digit is masked to below `buckets`.
+                let at = unsafe { c.get_unchecked_mut(digit(item, d)) };
                 // SAFETY: the places of a bucket end where the next
                 // bucket's start, all below n: `*at < n`.
                 unsafe { *dst.get_unchecked_mut(*at as usize) = item };
@@ -154,6 +160,23 @@ impl ItemSorter {
             items
         } else {
             &self.spare[..n]
+        }
+    }
+}
+
+/// Adds the counts of `PASSES` digits of `width` bits of each item's key
+/// (relative to `lo`) to `counts`, digit d's at `counts[d << width..]`
+/// (`counts` holds `PASSES << width`).
+#[inline(always)]
+fn count_digits<const PASSES: usize>(items: &[u64], counts: &mut [u32], lo: u32, width: u32) {
+    let mask = (1u32 << width) - 1;
+    assert!(counts.len() >= PASSES << width);
+    for &item in items {
+        let key = ((item >> 32) as u32).wrapping_sub(lo);
+        for d in 0..PASSES {
+            let at = (d << width) + ((key >> (width * d as u32)) & mask) as usize;
+            // SAFETY: `at < (d + 1) << width <= counts.len()`.
+            unsafe { *counts.get_unchecked_mut(at) += 1 };
         }
     }
 }
