@@ -202,15 +202,38 @@ pub fn scan_logits_with(kernel: ScanKernel, data: &[TokenData], k: usize, count:
         // SAFETY (all four): `usable` checked that the CPU has the features
         // the functions are compiled for.
         #[cfg(target_arch = "x86_64")]
-        (ScanKernel::Avx512, true) => unsafe { avx512::scan::<true>(data, k, out) },
+        (ScanKernel::Avx512, true) => unsafe { avx512::scan::<true, true, 3>(data, k, out) },
         #[cfg(target_arch = "x86_64")]
-        (ScanKernel::Avx512, false) => unsafe { avx512::scan::<false>(data, k, out) },
+        (ScanKernel::Avx512, false) => unsafe { avx512::scan::<false, true, 3>(data, k, out) },
         #[cfg(target_arch = "x86_64")]
-        (ScanKernel::Avx2, true) => unsafe { avx2::scan::<true>(data, k, out) },
+        (ScanKernel::Avx2, true) => unsafe { avx2::scan::<true, true, 3>(data, k, out) },
         #[cfg(target_arch = "x86_64")]
-        (ScanKernel::Avx2, false) => unsafe { avx2::scan::<false>(data, k, out) },
-        (_, true) => scan_body::<Portable, true>(data, k, out),
-        (_, false) => scan_body::<Portable, false>(data, k, out),
+        (ScanKernel::Avx2, false) => unsafe { avx2::scan::<false, true, 3>(data, k, out) },
+        (_, true) => scan_body::<Portable, true, true, 3>(data, k, out),
+        (_, false) => scan_body::<Portable, false, true, 3>(data, k, out),
+    }
+}
+
+/// The largest logit and the moments up to `ORDER` (S0; with 2 also S1;
+/// with 3 also S2; the others left 0) into `out`, without the best
+/// candidates (`k` = 0) or the count: the scan of the filters that only
+/// need the softmax's sum or mean (top-p, typical, temp-ext), a few
+/// instructions per register fewer than the full scan, on the kernel
+/// [`ScanKernel::active`] picks.
+pub(crate) fn scan_moments<const ORDER: usize>(data: &[TokenData], out: &mut LogitScan) {
+    scan_moments_with::<ORDER>(ScanKernel::active(), data, out);
+}
+
+/// [`scan_moments`] with a given kernel (one this CPU cannot run falls
+/// back to [`ScanKernel::Portable`]).
+fn scan_moments_with<const ORDER: usize>(kernel: ScanKernel, data: &[TokenData], out: &mut LogitScan) {
+    match kernel.usable() {
+        // SAFETY (both): `usable` checked that the CPU has the features.
+        #[cfg(target_arch = "x86_64")]
+        ScanKernel::Avx512 => unsafe { avx512::scan::<false, false, ORDER>(data, 0, out) },
+        #[cfg(target_arch = "x86_64")]
+        ScanKernel::Avx2 => unsafe { avx2::scan::<false, false, ORDER>(data, 0, out) },
+        _ => scan_body::<Portable, false, false, ORDER>(data, 0, out),
     }
 }
 
@@ -220,7 +243,8 @@ trait ChunkKernel {
     /// `buf` -inf), sets bit j of `above[b]` when `buf[16 b + j] >
     /// threshold`, and returns the maximum and, when `COUNT`, the number
     /// above -inf (else 0).
-    fn gather<const COUNT: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32);
+    /// Without `TOP` `above` is left as it is.
+    fn gather<const COUNT: bool, const TOP: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32);
     /// (S0, S1, S2) of `buf` relative to `reference` (>= every value).
     /// With `ONES` (a chunk that holds the reference), the weights of
     /// values equal to the reference (exactly 1) are counted apart from
@@ -229,11 +253,12 @@ trait ChunkKernel {
     /// near a one-hot distribution. Values 87 nats or more below the
     /// reference (-inf included) weigh 1.6e-38 instead of 0
     /// ([`crate::core::fast_exp::exp_in_range`]): nothing beside the 1.
-    fn moments<const ONES: bool>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64);
+    /// S1 only when `ORDER >= 2`, S2 only when `ORDER >= 3` (else 0).
+    fn moments<const ONES: bool, const ORDER: usize>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64);
 }
 
 #[inline(always)]
-fn scan_body<K: ChunkKernel, const COUNT: bool>(data: &[TokenData], k: usize, out: &mut LogitScan) {
+fn scan_body<K: ChunkKernel, const COUNT: bool, const TOP: bool, const ORDER: usize>(data: &[TokenData], k: usize, out: &mut LogitScan) {
     out.k = k;
     out.best.clear();
     out.moments = None;
@@ -243,14 +268,14 @@ fn scan_body<K: ChunkKernel, const COUNT: bool>(data: &[TokenData], k: usize, ou
     let mut moments = Moments::EMPTY;
     let mut top = TopBuffer { k, threshold: f32::NEG_INFINITY };
     for (c, chunk) in data.chunks(CHUNK).enumerate() {
-        let (chunk_max, finite) = K::gather::<COUNT>(chunk, &mut buf, top.threshold, &mut above);
+        let (chunk_max, finite) = K::gather::<COUNT, TOP>(chunk, &mut buf, top.threshold, &mut above);
         finite_total += finite as usize;
         if chunk_max == f32::INFINITY {
             out.max = f32::INFINITY;
             out.finite = None;
             return;
         }
-        if k > 0 && chunk_max > top.threshold {
+        if TOP && k > 0 && chunk_max > top.threshold {
             top.collect(&buf, &above, c * CHUNK, &mut out.best);
         }
         if chunk_max > moments.reference {
@@ -258,14 +283,24 @@ fn scan_body<K: ChunkKernel, const COUNT: bool>(data: &[TokenData], k: usize, ou
         }
         // A chunk entirely below the floor adds less than 256 * 1.7e-38.
         if chunk_max - moments.reference > EXP_FLOOR {
-            let (s0, s1, s2) =
-                if chunk_max == moments.reference { K::moments::<true>(&buf, moments.reference) } else { K::moments::<false>(&buf, moments.reference) };
+            let (s0, s1, s2) = if chunk_max == moments.reference {
+                K::moments::<true, ORDER>(&buf, moments.reference)
+            } else {
+                K::moments::<false, ORDER>(&buf, moments.reference)
+            };
             moments.s0 += s0;
             moments.s1 += s1;
             moments.s2 += s2;
         }
     }
     top.finish(&mut out.best);
+    // Rebasing moved some S0 into the moments not summed: clear them.
+    if ORDER < 2 {
+        moments.s1 = 0.0;
+    }
+    if ORDER < 3 {
+        moments.s2 = 0.0;
+    }
     out.finite = COUNT.then_some(finite_total);
     out.max = moments.reference;
     if moments.reference > f32::NEG_INFINITY {
@@ -278,7 +313,7 @@ struct Portable;
 
 impl ChunkKernel for Portable {
     #[inline(always)]
-    fn gather<const COUNT: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
+    fn gather<const COUNT: bool, const TOP: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
         let mut lanes = [f32::NEG_INFINITY; LANES];
         if chunk.len() == CHUNK {
             for (dst, src) in buf.chunks_exact_mut(LANES).zip(chunk.chunks_exact(LANES)) {
@@ -297,8 +332,10 @@ impl ChunkKernel for Portable {
                 lanes[0] = if *dst > lanes[0] { *dst } else { lanes[0] };
             }
         }
-        for (mask, block) in above.iter_mut().zip(buf.chunks_exact(BLOCK)) {
-            *mask = block.iter().enumerate().fold(0u16, |m, (j, &x)| m | (u16::from(x > threshold) << j));
+        if TOP {
+            for (mask, block) in above.iter_mut().zip(buf.chunks_exact(BLOCK)) {
+                *mask = block.iter().enumerate().fold(0u16, |m, (j, &x)| m | (u16::from(x > threshold) << j));
+            }
         }
         let finite = if COUNT { buf.iter().map(|&x| u32::from(x > f32::NEG_INFINITY)).sum() } else { 0 };
         (lanes.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m }), finite)
@@ -308,7 +345,7 @@ impl ChunkKernel for Portable {
     /// each in registers; each lane adds 32 terms below 1, so the sums keep
     /// about 7 digits before they go to f64).
     #[inline(always)]
-    fn moments<const ONES: bool>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
+    fn moments<const ONES: bool, const ORDER: usize>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
         let mut s = [[0.0f32; LANES]; 3];
         let mut ones = [0u32; LANES];
         for block in buf.chunks_exact(LANES) {
@@ -322,8 +359,12 @@ impl ChunkKernel for Portable {
                 let one = ONES && z == 0.0;
                 s[0][l] += if one { 0.0 } else { e };
                 ones[l] += one as u32;
-                s[1][l] += ez;
-                s[2][l] += ez * zc;
+                if ORDER >= 2 {
+                    s[1][l] += ez;
+                }
+                if ORDER >= 3 {
+                    s[2][l] += ez * zc;
+                }
             }
         }
         let total = |lanes: &[f32; LANES]| lanes.iter().map(|&x| x as f64).sum::<f64>();
@@ -346,8 +387,8 @@ pub(crate) mod avx512 {
     const _: () = assert!(std::mem::size_of::<TokenData>() == 12 && std::mem::offset_of!(TokenData, logit) == 4);
 
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn scan<const COUNT: bool>(data: &[TokenData], k: usize, out: &mut LogitScan) {
-        scan_body::<Avx512, COUNT>(data, k, out);
+    pub unsafe fn scan<const COUNT: bool, const TOP: bool, const ORDER: usize>(data: &[TokenData], k: usize, out: &mut LogitScan) {
+        scan_body::<Avx512, COUNT, TOP, ORDER>(data, k, out);
     }
 
     struct Avx512;
@@ -370,9 +411,9 @@ pub(crate) mod avx512 {
     impl ChunkKernel for Avx512 {
         #[inline(always)]
         #[allow(clippy::needless_range_loop)] // `v` indexes three arrays and two pointers
-        fn gather<const COUNT: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
+        fn gather<const COUNT: bool, const TOP: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
             if chunk.len() != CHUNK {
-                return super::Portable::gather::<COUNT>(chunk, buf, threshold, above);
+                return super::Portable::gather::<COUNT, TOP>(chunk, buf, threshold, above);
             }
             // SAFETY: only called from `scan` (AVX-512F enabled); every load
             // reads 16 floats inside the chunk (16 records = 48 floats) and
@@ -392,7 +433,9 @@ pub(crate) mod avx512 {
                     // vmaxps returns its second operand when either is NaN.
                     let x = _mm512_max_ps(x, neg_inf);
                     max = _mm512_max_ps(max, x);
-                    above[v] = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, t);
+                    if TOP {
+                        above[v] = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, t);
+                    }
                     if COUNT {
                         finite += _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, neg_inf).count_ones();
                     }
@@ -403,7 +446,7 @@ pub(crate) mod avx512 {
         }
 
         #[inline(always)]
-        fn moments<const ONES: bool>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
+        fn moments<const ONES: bool, const ORDER: usize>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
             // SAFETY: AVX-512F is enabled (see `gather`); loads stay in `buf`.
             unsafe {
                 let r = _mm512_set1_ps(reference);
@@ -425,8 +468,12 @@ pub(crate) mod avx512 {
                     } else {
                         s0 = _mm512_add_ps(s0, e);
                     }
-                    s1 = _mm512_add_ps(s1, ez);
-                    s2 = _mm512_fmadd_ps(ez, zc, s2);
+                    if ORDER >= 2 {
+                        s1 = _mm512_add_ps(s1, ez);
+                    }
+                    if ORDER >= 3 {
+                        s2 = _mm512_fmadd_ps(ez, zc, s2);
+                    }
                 }
                 (_mm512_reduce_add_ps(s0) as f64 + ones as f64, _mm512_reduce_add_ps(s1) as f64, _mm512_reduce_add_ps(s2) as f64)
             }
@@ -447,8 +494,8 @@ mod avx2 {
     use crate::core::token::TokenData;
 
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn scan<const COUNT: bool>(data: &[TokenData], k: usize, out: &mut LogitScan) {
-        scan_body::<Avx2, COUNT>(data, k, out);
+    pub unsafe fn scan<const COUNT: bool, const TOP: bool, const ORDER: usize>(data: &[TokenData], k: usize, out: &mut LogitScan) {
+        scan_body::<Avx2, COUNT, TOP, ORDER>(data, k, out);
     }
 
     struct Avx2;
@@ -460,9 +507,9 @@ mod avx2 {
 
     impl ChunkKernel for Avx2 {
         #[inline(always)]
-        fn gather<const COUNT: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
+        fn gather<const COUNT: bool, const TOP: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
             if chunk.len() != CHUNK {
-                return super::Portable::gather::<COUNT>(chunk, buf, threshold, above);
+                return super::Portable::gather::<COUNT, TOP>(chunk, buf, threshold, above);
             }
             // SAFETY: only called from `scan` (AVX2 and FMA enabled); every
             // load reads 8 floats inside the chunk (8 records = 24 floats)
@@ -483,11 +530,13 @@ mod avx2 {
                     // vmaxps returns its second operand when either is NaN.
                     let x = _mm256_max_ps(x, neg_inf);
                     max = _mm256_max_ps(max, x);
-                    let bits = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, t)) as u16;
-                    if v % 2 == 0 {
-                        above[v / 2] = bits;
-                    } else {
-                        above[v / 2] |= bits << 8;
+                    if TOP {
+                        let bits = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, t)) as u16;
+                        if v % 2 == 0 {
+                            above[v / 2] = bits;
+                        } else {
+                            above[v / 2] |= bits << 8;
+                        }
                     }
                     if COUNT {
                         finite += (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, neg_inf)) as u32).count_ones();
@@ -501,7 +550,7 @@ mod avx2 {
         }
 
         #[inline(always)]
-        fn moments<const ONES: bool>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
+        fn moments<const ONES: bool, const ORDER: usize>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
             // SAFETY: AVX2 and FMA are enabled (see `gather`); loads stay in `buf`.
             unsafe {
                 let r = _mm256_set1_ps(reference);
@@ -523,8 +572,12 @@ mod avx2 {
                     } else {
                         s0 = _mm256_add_ps(s0, e);
                     }
-                    s1 = _mm256_add_ps(s1, ez);
-                    s2 = _mm256_fmadd_ps(ez, zc, s2);
+                    if ORDER >= 2 {
+                        s1 = _mm256_add_ps(s1, ez);
+                    }
+                    if ORDER >= 3 {
+                        s2 = _mm256_fmadd_ps(ez, zc, s2);
+                    }
                 }
                 let mut lanes = [[0.0f32; 8]; 3];
                 _mm256_storeu_ps(lanes[0].as_mut_ptr(), s0);
@@ -628,6 +681,14 @@ mod tests {
             assert_eq!((uncounted.finite, uncounted.max, &uncounted.best), (None, got.max, &got.best));
             assert_eq!(got.best, best, "{kernel:?}, k = {k}, n = {}", logits.len());
             let m = got.moments.unwrap();
+            // The lean scans: the same maximum and sums, bit for bit, the
+            // moments past their order 0, and no best list.
+            let (mut first, mut second) = (LogitScan::default(), LogitScan::default());
+            scan_moments_with::<1>(kernel, &tokens(logits), &mut first);
+            scan_moments_with::<2>(kernel, &tokens(logits), &mut second);
+            assert_eq!(first.moments, Some(Moments { s1: 0.0, s2: 0.0, ..m }), "{kernel:?}");
+            assert_eq!(second.moments, Some(Moments { s2: 0.0, ..m }), "{kernel:?}");
+            assert_eq!((first.max, second.max, first.best.len(), second.best.len()), (max, max, 0, 0));
             assert!((m.entropy_nats() - h).abs() < 1e-5 * (1.0 + h), "{kernel:?} H {} vs {h}", m.entropy_nats());
             assert!((m.varentropy_nats2() - v).abs() < 1e-5 * (1.0 + v), "{kernel:?} V {} vs {v}", m.varentropy_nats2());
         }

@@ -21,7 +21,7 @@
 //! small difference of two sums that f32 block sums would round away.
 
 use super::fast_exp::{exp_nonpositive, exp_nonpositive_fma};
-use super::logit_scan::{scan_logits, LogitScan, ScanKernel};
+use super::logit_scan::{scan_moments, LogitScan, ScanKernel};
 use super::records::{self, RecordLanes};
 use super::token::TokenData;
 
@@ -70,9 +70,18 @@ pub(crate) fn exp_moments_blocks(data: &mut [TokenData], max: f32) -> (f64, f64)
 /// -inf).
 pub(crate) fn max_and_moments(data: &[TokenData]) -> Option<(f32, f64, f64)> {
     let mut scan = LogitScan::default();
-    scan_logits(data, 0, &mut scan);
+    scan_moments::<2>(data, &mut scan);
     let m = scan.moments.filter(|_| scan.max.is_finite())?;
     Some((scan.max, m.s0, m.s1))
+}
+
+/// [`max_and_moments`] without S1: the largest logit and S0, for a few
+/// instructions per register less.
+pub(crate) fn max_and_sum(data: &[TokenData]) -> Option<(f32, f64)> {
+    let mut scan = LogitScan::default();
+    scan_moments::<1>(data, &mut scan);
+    let m = scan.moments.filter(|_| scan.max.is_finite())?;
+    Some((scan.max, m.s0))
 }
 
 /// Runs [`weights_body`] on the kernel [`ScanKernel::active`] picks.

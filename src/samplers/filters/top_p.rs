@@ -23,7 +23,7 @@ use super::mass::{exp_weights, exp_weights_histogram, is_small, select_from_hist
 use super::window::{select_window, Ranking, MIN_WINDOW_N};
 use crate::core::error::check_range;
 use crate::core::math::{cmp_logit_desc, logit_key};
-use crate::core::softmax_weights::max_and_moments;
+use crate::core::softmax_weights::max_and_sum;
 use crate::core::{Candidates, ParamError, SampleError, Sampler, TokenData};
 
 /// Parameters of [`TopP`].
@@ -83,7 +83,7 @@ pub fn apply_top_p(candidates: &mut Candidates<'_>, p: f32, min_keep: usize) {
     let want = min_keep.max(1).min(n);
     let sorted = candidates.is_sorted();
     if !sorted && n >= MIN_WINDOW_N {
-        if let Some((max, sum, _)) = max_and_moments(candidates.as_slice()) {
+        if let Some((max, sum)) = max_and_sum(candidates.as_slice()) {
             if let Some(k) = select_window(candidates.as_mut_slice(), Ranking::Top, max, sum, p as f64 * sum, false, want) {
                 // Sorted, normalised, at least `want`.
                 candidates.truncate(k);
@@ -156,7 +156,7 @@ impl Sampler for TopP {
 #[cfg(test)]
 mod tests {
     use super::*;
-    
+
     fn tokens(logits: &[f32]) -> Vec<TokenData> {
         logits.iter().enumerate().map(|(i, &l)| TokenData::new(i as i32, l)).collect()
     }
