@@ -5,23 +5,24 @@
 //! One pass that reads the records and writes nothing into them. The
 //! interval test runs on whole registers of records
 //! ([`crate::core::records`]), 16 per AVX-512 compare and 8 per AVX2
-//! compare, and the members' keys and ids are packed to the front
+//! compare, and the members' logit bits and ids are packed to the front
 //! of a register (AVX-512 `vpcompressd`; AVX2 a permute from a table of
-//! the 256 masks) and stored whole, so no member costs a branch. The
-//! portable loop writes every candidate and advances by one for members.
-//! The kernel is [`ScanKernel::active`]'s, as for the logit scan.
+//! the 256 masks) and stored whole, so no member costs a branch; the bits
+//! become sort keys after the pass, where only the members pay for it.
+//! The portable loop writes every candidate and advances by one for
+//! members. The kernel is [`ScanKernel::active`]'s, as for the logit scan.
 
 use super::logit_scan::ScanKernel;
-use super::radix::desc_key;
 use super::token::TokenData;
 
 /// Room past the last member that the register stores may write.
 const SLACK: usize = 16;
 
 /// The members (`lo <= logit <= hi`; never a NaN logit) of `data`: their
-/// [`desc_key`]s and ids, in array order, written at the start of
-/// `keys` and `ids` (grown as needed, never shrunk: what lies past
-/// the members is scratch). Returns how many there are.
+/// [`desc_key`](super::radix::desc_key)s and ids, in array order,
+/// written at the start of `keys` and `ids` (grown as needed, never
+/// shrunk: what lies past the members is scratch). Returns how many there
+/// are.
 pub(crate) fn collect_in(data: &[TokenData], lo: f32, hi: f32, keys: &mut Vec<u32>, ids: &mut Vec<u32>) -> usize {
     debug_assert!(data.len() < u32::MAX as usize - SLACK);
     for v in [&mut *keys, &mut *ids] {
@@ -29,7 +30,7 @@ pub(crate) fn collect_in(data: &[TokenData], lo: f32, hi: f32, keys: &mut Vec<u3
             v.resize(data.len() + SLACK, 0);
         }
     }
-    match ScanKernel::active() {
+    let m = match ScanKernel::active() {
         // SAFETY (both): `active` only returns kernels the CPU can run;
         // `keys` and `ids` hold `data.len() + SLACK` entries.
         #[cfg(target_arch = "x86_64")]
@@ -37,6 +38,20 @@ pub(crate) fn collect_in(data: &[TokenData], lo: f32, hi: f32, keys: &mut Vec<u3
         #[cfg(target_arch = "x86_64")]
         ScanKernel::Avx2 => unsafe { collect_avx2(data, lo, hi, keys, ids) },
         _ => collect_portable(data, 0, 0, lo, hi, keys, ids),
+    };
+    to_keys(&mut keys[..m]);
+    m
+}
+
+/// The members' logit bits (never NaN) made
+/// [`desc_key`](super::radix::desc_key)s in place, after the pass, where
+/// only the members pay for it: -0 as +0, then negative bits as they are
+/// and non-negative ones with their magnitude inverted. A loop the
+/// compiler vectorises.
+fn to_keys(bits: &mut [u32]) {
+    for b in bits {
+        let x = if *b == 0x8000_0000 { 0 } else { *b };
+        *b = x ^ (((x as i32 >> 31) as u32 ^ u32::MAX) & 0x7FFF_FFFF);
     }
 }
 
@@ -46,7 +61,7 @@ pub(crate) fn collect_in(data: &[TokenData], lo: f32, hi: f32, keys: &mut Vec<u3
 #[inline(always)]
 fn collect_portable(data: &[TokenData], start: usize, mut count: usize, lo: f32, hi: f32, keys: &mut [u32], ids: &mut [u32]) -> usize {
     for t in &data[start..] {
-        keys[count] = desc_key(t.logit);
+        keys[count] = t.logit.to_bits();
         ids[count] = t.id as u32;
         // NaN fails both comparisons.
         count += (t.logit >= lo && t.logit <= hi) as usize;
@@ -61,7 +76,6 @@ unsafe fn collect_avx512(data: &[TokenData], lo: f32, hi: f32, keys: &mut [u32],
 
     use super::records::avx512 as r16;
     let (lo_v, hi_v) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
-    let magnitude = _mm512_set1_epi32(0x7FFF_FFFF);
     let whole = data.len() / 16 * 16;
     let mut count = 0;
     let mut start = 0;
@@ -71,14 +85,11 @@ unsafe fn collect_avx512(data: &[TokenData], lo: f32, hi: f32, keys: &mut [u32],
         let x = r16::logits16(&r);
         // Ordered comparisons: false for NaN.
         let mask = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, lo_v) & _mm512_cmp_ps_mask::<_CMP_LE_OQ>(x, hi_v);
-        // `desc_key` for non-NaN logits: -0 as +0, then negative bits as
-        // they are and non-negative ones with their magnitude inverted.
-        let bits = _mm512_maskz_mov_epi32(!_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, _mm512_setzero_ps()), _mm512_castps_si512(x));
-        let key = _mm512_xor_si512(bits, _mm512_andnot_si512(_mm512_srai_epi32::<31>(bits), magnitude));
+        // The logits' bits, made keys after the pass (see `to_keys`).
         // Packed in registers, then stored whole (a compressing store to
         // memory is slow on some CPUs); SAFETY: `count + 16` is within
         // `data.len() + SLACK`.
-        _mm512_storeu_si512(keys.as_mut_ptr().add(count).cast(), _mm512_maskz_compress_epi32(mask, key));
+        _mm512_storeu_ps(keys.as_mut_ptr().add(count).cast(), _mm512_maskz_compress_ps(mask, x));
         _mm512_storeu_si512(ids.as_mut_ptr().add(count).cast(), _mm512_maskz_compress_epi32(mask, r16::ids16(&r)));
         count += mask.count_ones() as usize;
         start += 16;
@@ -113,7 +124,6 @@ unsafe fn collect_avx2(data: &[TokenData], lo: f32, hi: f32, keys: &mut [u32], i
 
     use super::records::avx2 as r8;
     let (lo_v, hi_v) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
-    let magnitude = _mm256_set1_epi32(0x7FFF_FFFF);
     let whole = data.len() / 8 * 8;
     let mut count = 0;
     let mut start = 0;
@@ -124,13 +134,10 @@ unsafe fn collect_avx2(data: &[TokenData], lo: f32, hi: f32, keys: &mut [u32], i
         // Ordered comparisons: false for NaN.
         let inside = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(x, lo_v), _mm256_cmp_ps::<_CMP_LE_OQ>(x, hi_v));
         let mask = _mm256_movemask_ps(inside) as usize;
-        // `desc_key`, as in the AVX-512 kernel.
-        let bits = _mm256_andnot_si256(_mm256_castps_si256(_mm256_cmp_ps::<_CMP_EQ_OQ>(x, _mm256_setzero_ps())), _mm256_castps_si256(x));
-        let key = _mm256_xor_si256(bits, _mm256_andnot_si256(_mm256_srai_epi32::<31>(bits), magnitude));
         // SAFETY: the table row holds 8 lanes; `count + 8` is within
         // `data.len() + SLACK`.
         let pack = _mm256_loadu_si256(PACK8[mask].as_ptr().cast());
-        _mm256_storeu_si256(keys.as_mut_ptr().add(count).cast(), _mm256_permutevar8x32_epi32(key, pack));
+        _mm256_storeu_si256(keys.as_mut_ptr().add(count).cast(), _mm256_permutevar8x32_epi32(_mm256_castps_si256(x), pack));
         _mm256_storeu_si256(ids.as_mut_ptr().add(count).cast(), _mm256_permutevar8x32_epi32(r8::ids8(&r), pack));
         count += mask.count_ones() as usize;
         start += 8;
@@ -142,6 +149,7 @@ unsafe fn collect_avx2(data: &[TokenData], lo: f32, hi: f32, keys: &mut [u32], i
 mod tests {
     use super::*;
     use crate::core::DrawStream;
+    use crate::core::radix::desc_key;
 
     /// Every kernel: the members are exactly the candidates in the
     /// interval, in array order, each with its position and key.
@@ -170,6 +178,7 @@ mod tests {
                         ScanKernel::Avx2 => unsafe { collect_avx2(&data, lo, hi, &mut keys, &mut ids) },
                         _ => collect_portable(&data, 0, 0, lo, hi, &mut keys, &mut ids),
                     };
+                    to_keys(&mut keys[..m]);
                     assert_eq!(&ids[..m], &want[..], "{kernel:?} n {n} [{lo}, {hi}]");
                     for (&k, &i) in keys[..m].iter().zip(&inside) {
                         assert_eq!(k, desc_key(logits[i]), "{kernel:?}: key of {}", logits[i]);
