@@ -148,8 +148,8 @@ unsafe fn collect_avx2(data: &[TokenData], lo: f32, hi: f32, keys: &mut [u32], i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::DrawStream;
     use crate::core::radix::desc_key;
+    use crate::core::DrawStream;
 
     /// Every kernel: the members are exactly the candidates in the
     /// interval, in array order, each with its position and key.
