@@ -15,9 +15,10 @@
 //!    interval, one SIMD pass that writes nothing into the array
 //!    ([`collect_in`]);
 //! 3. sorts only those (radix on the keys, [`ItemSorter`]), computes their
-//!    weights, and scans their running mass in rank order (top-p: from the
-//!    front; typical: outward from the centre, a merge of the two sides),
-//!    which ends on a window of the sorted members;
+//!    weights, and finds where their running mass in rank order reaches
+//!    the target (top-p: a scan from the front; typical: outward from the
+//!    centre, binary searches over block prefix sums), which ends on a
+//!    window of the sorted members;
 //! 4. writes that window over the front of the array, as llama.cpp's
 //!    top-p copies its sorted survivors (what lies past them is left as
 //!    it is: the caller truncates).
@@ -61,6 +62,7 @@ thread_local! {
             sorter: ItemSorter::new(),
             logits: Vec::new(),
             weights: Vec::new(),
+            prefix: Vec::new(),
         })
     };
 }
@@ -76,6 +78,8 @@ struct Scratch {
     /// The members' logits and weights in descending logit order.
     logits: Vec<f32>,
     weights: Vec<f32>,
+    /// Block prefix sums of the weights (typical's scan).
+    prefix: Vec<f64>,
 }
 
 /// How candidates are ranked.
@@ -238,7 +242,7 @@ fn select_window_body<const FMA: bool>(
                     // rank before one inside.
                     let rounding = 1.0 / PER_NAT as f64 + 8.0 * (centre.abs() + reach as f64) * f32::EPSILON as f64;
                     let safe = if all { f64::INFINITY } else { reach as f64 - rounding };
-                    scan_outward(&s.logits, &s.weights, centre, safe, target, strict, want, all)
+                    scan_outward(&s.logits, &s.weights, &mut s.prefix, centre, safe, target, strict, want, all)
                 }
             };
             if let Some((start, end)) = window {
@@ -311,33 +315,103 @@ fn scan_from_top(weights: &[f32], target: f64, strict: bool, want: usize, all: b
 /// window `start..end`, or `None` when a member farther than `safe` would
 /// be taken, or the members run out before the target unless they are
 /// `all` the array.
+///
+/// Taking the members one at a time is a chain of dependent loads and
+/// compares (about 2 ns a member). Instead the number taken is binary
+/// searched: the `t` nearest are the nearest of two sorted sequences (a
+/// binary search for how many come from each side), and their mass is a
+/// difference of prefix sums (f64, from sums of blocks of [`PREFIX_BLOCK`]
+/// weights kept in `prefix`).
 #[allow(clippy::too_many_arguments)]
-fn scan_outward(logits: &[f32], weights: &[f32], centre: f64, safe: f64, target: f64, strict: bool, want: usize, all: bool) -> Option<(usize, usize)> {
+fn scan_outward(
+    logits: &[f32],
+    weights: &[f32],
+    prefix: &mut Vec<f64>,
+    centre: f64,
+    safe: f64,
+    target: f64,
+    strict: bool,
+    want: usize,
+    all: bool,
+) -> Option<(usize, usize)> {
     let m = logits.len();
     let split = logits.partition_point(|&x| x as f64 >= centre);
-    let (mut start, mut end) = (split, split);
-    let mut acc = 0.0f64;
-    while end - start < m {
-        // The next member's distance on each side, +inf past the ends (and
-        // for -inf logits, which only the lower side holds).
-        let up = if start > 0 { distance(centre, logits[start - 1]) } else { f64::INFINITY };
-        let down = if end < m { distance(centre, logits[end]) } else { f64::INFINITY };
-        // Which side comes next is a coin flip the branch predictor loses:
-        // the step below selects instead of branching.
-        let take_up = start > 0 && up <= down;
-        let d = if take_up { up } else { down };
-        if d > safe {
+    let (uppers, lowers) = (split, m - split);
+    // The i-th nearest of each side.
+    let up = |i: usize| distance(centre, logits[split - 1 - i]);
+    let down = |j: usize| distance(centre, logits[split + j]);
+    block_prefix(weights, prefix);
+    let mass_before = |i: usize| {
+        let b = i / PREFIX_BLOCK;
+        prefix[b] + weights[b * PREFIX_BLOCK..i].iter().map(|&w| w as f64).sum::<f64>()
+    };
+    // How many of the `t` nearest lie on the upper side: the fewest for
+    // which the lower side's last taken is nearer than the upper side's
+    // next (a tie goes to the upper side).
+    let from_upper = |t: usize| {
+        let (mut lo, mut hi) = (t.saturating_sub(lowers), t.min(uppers));
+        while lo < hi {
+            let a = lo + (hi - lo) / 2;
+            let b = t - a;
+            if b == 0 || a == uppers || down(b - 1) < up(a) {
+                hi = a;
+            } else {
+                lo = a + 1;
+            }
+        }
+        lo
+    };
+    let window = |t: usize| {
+        let a = from_upper(t);
+        (split - a, split + t - a)
+    };
+    let mass = |t: usize| {
+        let (start, end) = window(t);
+        mass_before(end) - mass_before(start)
+    };
+    // The fewest `t >= want` whose mass reaches the target (the mass grows
+    // with t); all of them when none does and they are the whole array.
+    let (mut lo, mut hi) = (want, m);
+    if !reached(mass(m), target, strict) {
+        if !all {
             return None;
         }
-        let at = if take_up { start - 1 } else { end };
-        acc += weights[at] as f64;
-        start -= take_up as usize;
-        end += !take_up as usize;
-        if reached(acc, target, strict) && end - start >= want {
-            return Some((start, end));
+        lo = m;
+    }
+    while lo < hi {
+        let t = lo + (hi - lo) / 2;
+        if reached(mass(t), target, strict) {
+            hi = t;
+        } else {
+            lo = t + 1;
         }
     }
-    all.then_some((start, end))
+    let (start, end) = window(lo);
+    // The farthest taken: the first of the upper side or the last of the
+    // lower one.
+    let farthest = f64::max(if start < split { up(split - 1 - start) } else { 0.0 }, if end > split { down(end - split - 1) } else { 0.0 });
+    (farthest <= safe).then_some((start, end))
+}
+
+/// Weights per block of [`scan_outward`]'s prefix sums.
+const PREFIX_BLOCK: usize = 16;
+
+/// `prefix[b]` = the sum (f64) of `weights[..b * PREFIX_BLOCK]`, for every
+/// block start up to the end.
+fn block_prefix(weights: &[f32], prefix: &mut Vec<f64>) {
+    prefix.clear();
+    let mut acc = 0.0f64;
+    prefix.push(acc);
+    for block in weights.chunks(PREFIX_BLOCK) {
+        let mut lanes = [0.0f64; 4];
+        for quad in block.chunks(4) {
+            for (l, &w) in lanes.iter_mut().zip(quad) {
+                *l += w as f64;
+            }
+        }
+        acc += (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+        prefix.push(acc);
+    }
 }
 
 /// The distance from the best rank (nats) within which the selection
@@ -485,6 +559,75 @@ mod tests {
             let mut ids: Vec<i32> = data[..k].iter().map(|t| t.id).collect();
             ids.sort();
             assert_eq!(ids, want_ids, "case {case}: n {n} scale {scale} p {p} typical {typical}");
+        }
+    }
+
+    /// The one-member-at-a-time merge the binary searches replaced.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_outward_stepwise(
+        logits: &[f32],
+        weights: &[f32],
+        centre: f64,
+        safe: f64,
+        target: f64,
+        strict: bool,
+        want: usize,
+        all: bool,
+    ) -> Option<(usize, usize)> {
+        let m = logits.len();
+        let split = logits.partition_point(|&x| x as f64 >= centre);
+        let (mut start, mut end) = (split, split);
+        let mut acc = 0.0f64;
+        while end - start < m {
+            // The next member's distance on each side, +inf past the ends (and
+            // for -inf logits, which only the lower side holds).
+            let up = if start > 0 { distance(centre, logits[start - 1]) } else { f64::INFINITY };
+            let down = if end < m { distance(centre, logits[end]) } else { f64::INFINITY };
+            // Which side comes next is a coin flip the branch predictor loses:
+            // the step below selects instead of branching.
+            let take_up = start > 0 && up <= down;
+            let d = if take_up { up } else { down };
+            if d > safe {
+                return None;
+            }
+            let at = if take_up { start - 1 } else { end };
+            acc += weights[at] as f64;
+            start -= take_up as usize;
+            end += !take_up as usize;
+            if reached(acc, target, strict) && end - start >= want {
+                return Some((start, end));
+            }
+        }
+        all.then_some((start, end))
+    }
+
+    /// The binary-searched outward scan ends where the merge one member at
+    /// a time ends: on every side split, tie, `want`, `safe` and target.
+    #[test]
+    fn outward_search_equals_the_stepwise_merge() {
+        let mut rng = DrawStream::from_state(77);
+        let mut prefix = Vec::new();
+        for case in 0..3000 {
+            let m = 1 + case % 97;
+            // Few distinct values: ties between and within the sides.
+            let mut logits: Vec<f32> = (0..m).map(|_| ((rng.next_normal() * 2.0) as f32 * 4.0).round() / 4.0).collect();
+            if case % 7 == 0 {
+                logits[m - 1] = f32::NEG_INFINITY;
+            }
+            logits.sort_by(|a, b| b.partial_cmp(a).unwrap());
+            let weights: Vec<f32> = logits.iter().map(|&x| if x.is_finite() { (x / 4.0).exp() } else { 0.0 }).collect();
+            let total: f64 = weights.iter().map(|&w| w as f64).sum();
+            let centre = [0.0, 0.25, 0.1, -1.0, 3.0][case % 5];
+            let safe = [f64::INFINITY, 1.0, 2.5][case % 3];
+            let target = total * [0.0, 0.3, 0.5, 0.9, 1.0, 1.5][case % 6];
+            let want = 1 + case % 5;
+            let (strict, all) = (case % 2 == 0, case % 4 < 2);
+            if want > m {
+                continue;
+            }
+            let got = scan_outward(&logits, &weights, &mut prefix, centre, safe, target, strict, want, all);
+            let expected = scan_outward_stepwise(&logits, &weights, centre, safe, target, strict, want, all);
+            assert_eq!(got, expected, "case {case}: {logits:?} centre {centre} target {target} want {want}");
         }
     }
 
