@@ -5,7 +5,8 @@
 //! per call on random LM-like logits (Normal(0, 3), ids in vocabulary
 //! order, unsorted) for every sampler in `samplers::registry()` at run time
 //! and for a full chain, each row also as a multiple of the one-pass floor
-//! (one read and write of every candidate, timed in the same run).
+//! (one read and write of every candidate, timed within the row, taking
+//! turns with the samplers).
 //! `ENTROPIX_BENCH_QUICK=1` runs a short version.
 //!
 //! Method: each iteration copies the same unsorted array into a work buffer
@@ -153,9 +154,17 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Median µs per apply of `a` and (when given) `b`, alternating A/B.
 fn time_pair(a: &Smpl, b: Option<&Smpl>, base: &[TokenData], cfg: &Config) -> (f64, Option<f64>, usize) {
+    let sides: Vec<&Smpl> = std::iter::once(a).chain(b).collect();
+    let (medians, n) = time_sides(&sides, base, cfg);
+    (medians[0], medians.get(1).copied(), n)
+}
+
+/// Median µs per apply of each of `sides`, which take turns within every
+/// iteration (the order reversed every other iteration); and the number of
+/// iterations timed.
+fn time_sides(sides: &[&Smpl], base: &[TokenData], cfg: &Config) -> (Vec<f64>, usize) {
     let mut work = base.to_vec();
     let mut shared = DrawStream::from_state(7);
-    let sides: Vec<&Smpl> = std::iter::once(a).chain(b).collect();
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); sides.len()];
     let warmup = 2;
     let start = Instant::now();
@@ -178,8 +187,7 @@ fn time_pair(a: &Smpl, b: Option<&Smpl>, base: &[TokenData], cfg: &Config) -> (f
         }
     }
     let n = times[0].len();
-    let mut medians = times.into_iter().map(median);
-    (medians.next().unwrap(), medians.next(), n)
+    (times.into_iter().map(median).collect(), n)
 }
 
 /// What one apply of our Rust sampler does to `base`: an error, a no-op,
@@ -311,23 +319,24 @@ fn main() {
         cfg.budget
     );
     println!("llama.cpp parameters: {LLAMA_PARAMS}.\n");
-    println!("The one-pass floor (one read and write of every candidate, timed alone first at each size): ours / floor in its column.\n");
+    println!(
+        "The one-pass floor: one read and write of every candidate, timed alone first at each size, and again within every row, \
+         taking turns with the row's samplers; ours / floor divides by the row's own floor.\n"
+    );
     println!("| sampler | n_vocab | ours µs | llama.cpp µs | ours / llama.cpp | ours / floor | iters | note |");
     println!("|---|---:|---:|---:|---:|---:|---:|---|");
-    let mut floor_us = Vec::with_capacity(VOCABS.len());
     for &n in &VOCABS {
         let base = lm_logits(n, 42 + n as u64);
         let one = Smpl::new(into_llama_sampler(Box::new(OnePass)));
         let (us, _, iters) = time_pair(&one, None, &base, &cfg);
         println!("| one-pass floor | {n} | {} | - | - | 1.0 | {iters} | |", fmt_us(us));
-        floor_us.push(us);
     }
     let bench_start = Instant::now();
     for (name, sampler) in &reg {
         if !wants(name) {
             continue;
         }
-        for (vi, &n) in VOCABS.iter().enumerate() {
+        for &n in &VOCABS {
             if cfg.quick && n != VOCABS[0] && !matches!(*name, "mirostat" | "mirostat-v2" | "top-k") {
                 continue;
             }
@@ -357,12 +366,16 @@ fn main() {
                     t2.accept(t);
                 }
             }
-            let (a, b, iters) = time_pair(&ours, theirs.as_ref(), &base, &cfg);
-            let (b_s, r_s) = match b {
+            // The row's own floor takes turns with both sides: its ratio
+            // holds when the machine's speed drifts between rows.
+            let one = Smpl::new(into_llama_sampler(Box::new(OnePass)));
+            let sides: Vec<&Smpl> = std::iter::once(&ours).chain(theirs.as_ref()).chain(std::iter::once(&one)).collect();
+            let (medians, iters) = time_sides(&sides, &base, &cfg);
+            let (a, floor) = (medians[0], medians[medians.len() - 1]);
+            let (b_s, r_s) = match theirs.as_ref().map(|_| medians[1]) {
                 Some(b) => (fmt_us(b), fmt_ratio(a / b)),
                 None => ("-".into(), "-".into()),
             };
-            let floor = floor_us[vi];
             println!("| {name} | {n} | {} | {b_s} | {r_s} | {:.1} | {iters} | {note} |", fmt_us(a), a / floor);
         }
     }
@@ -376,8 +389,8 @@ fn main() {
             println!("Stages not in our registry yet, left out of both chains: {}.\n", missing.join(", "));
         }
         println!("Each stage ours (from the registry, defaults) vs llama.cpp's built-ins, each in a `llama_sampler_chain`; the chain accepts its own selected token after every call (not timed).\n");
-        println!("| chain | n_vocab | ours µs | llama.cpp µs | ours / llama.cpp | iters |");
-        println!("|---|---:|---:|---:|---:|---:|");
+        println!("| chain | n_vocab | ours µs | llama.cpp µs | ours / llama.cpp | ours / floor | iters |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
         for &n in &VOCABS {
             let base = lm_logits(n, 4242 + n as u64);
             let params = sys::llama_sampler_chain_params { no_perf: true };
@@ -398,9 +411,10 @@ fn main() {
                 ours.accept(t);
                 theirs.accept(t);
             }
-            let (a, b, iters) = time_pair(&ours, Some(&theirs), &base, &cfg);
-            let b = b.unwrap();
-            println!("| {} stages | {n} | {} | {} | {} | {iters} |", present.len(), fmt_us(a), fmt_us(b), fmt_ratio(a / b));
+            let one = Smpl::new(into_llama_sampler(Box::new(OnePass)));
+            let (medians, iters) = time_sides(&[&ours, &theirs, &one], &base, &cfg);
+            let [a, b, floor] = [medians[0], medians[1], medians[2]];
+            println!("| {} stages | {n} | {} | {} | {} | {:.1} | {iters} |", present.len(), fmt_us(a), fmt_us(b), fmt_ratio(a / b), a / floor);
         }
     }
     // The adaptive samplers against llama.cpp's default chain.
