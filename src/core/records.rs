@@ -71,20 +71,41 @@ const fn merge_pattern<const L: usize>(field: usize, reg: usize) -> ([i32; L], u
     (idx, mask)
 }
 
+/// For records of 3 floats in registers of `L` floats: the two-register
+/// permute index (lane j of the first register: the logit of record j;
+/// of the second: its `p`) and the lane mask that put both fields into
+/// register `reg`.
+#[cfg(target_arch = "x86_64")]
+const fn merge_both_pattern<const L: usize>(reg: usize) -> ([i32; L], u32) {
+    let mut idx = [0i32; L];
+    let mut mask = 0u32;
+    let mut lane = 0;
+    while lane < L {
+        let float = reg * L + lane;
+        let field = float % 3;
+        if field != 0 {
+            idx[lane] = ((field - 1) * L + float / 3) as i32;
+            mask |= 1 << lane;
+        }
+        lane += 1;
+    }
+    (idx, mask)
+}
+
 /// AVX-512F: 16 records are three registers.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{merge_pattern, portable_scale_p};
+    use super::{merge_both_pattern, merge_pattern, portable_scale_p};
     use crate::core::logit_scan::avx512::logits_of_records;
     use crate::core::token::TokenData;
 
     const _: () = assert!(std::mem::size_of::<TokenData>() == 12 && std::mem::offset_of!(TokenData, logit) == 4);
     const _: () = assert!(std::mem::offset_of!(TokenData, p) == 8);
 
-    const LOGIT: [([i32; 16], u32); 3] = [merge_pattern::<16>(1, 0), merge_pattern::<16>(1, 1), merge_pattern::<16>(1, 2)];
     const P: [([i32; 16], u32); 3] = [merge_pattern::<16>(2, 0), merge_pattern::<16>(2, 1), merge_pattern::<16>(2, 2)];
+    const BOTH: [([i32; 16], u32); 3] = [merge_both_pattern::<16>(0), merge_both_pattern::<16>(1), merge_both_pattern::<16>(2)];
 
     /// The 16 records at `src` (48 floats) as three registers.
     ///
@@ -137,11 +158,17 @@ pub(crate) mod avx512 {
         merge(r, v, &P)
     }
 
-    /// Sets the logit of record j in `r` to lane j of `v`.
+    /// Sets the logit of record j in `r` to lane j of `logits` and its `p`
+    /// to lane j of `p`: a two-register permute and a blend per register,
+    /// where a merge of each field takes two single-register permutes.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub(crate) fn merge_logit16(r: &mut [__m512; 3], v: __m512) {
-        merge(r, v, &LOGIT)
+    pub(crate) fn merge_logit_p16(r: &mut [__m512; 3], logits: __m512, p: __m512) {
+        for (r, (idx, mask)) in r.iter_mut().zip(&BOTH) {
+            // SAFETY: the load reads the 16 indices of the pattern.
+            let idx = unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) };
+            *r = _mm512_mask_blend_ps(*mask as u16, *r, _mm512_permutex2var_ps(logits, idx, p));
+        }
     }
 
     #[inline]
@@ -337,9 +364,10 @@ mod tests {
                     let mut r = avx512::load16(recs.as_ptr());
                     _mm512_storeu_ps(got.as_mut_ptr(), avx512::logits16(&r));
                     _mm512_storeu_si512(ids.as_mut_ptr().cast(), avx512::ids16(&r));
-                    avx512::merge_p16(&mut r, _mm512_loadu_ps(p.as_ptr()));
                     if with_logit {
-                        avx512::merge_logit16(&mut r, _mm512_loadu_ps(l.as_ptr()));
+                        avx512::merge_logit_p16(&mut r, _mm512_loadu_ps(l.as_ptr()), _mm512_loadu_ps(p.as_ptr()));
+                    } else {
+                        avx512::merge_p16(&mut r, _mm512_loadu_ps(p.as_ptr()));
                     }
                     avx512::store16(recs.as_mut_ptr(), &r);
                 }

@@ -175,11 +175,14 @@ mod simd {
                 let mut x = r16::logits16(&r);
                 if DIVIDE {
                     x = _mm512_div_ps(x, d);
-                    r16::merge_logit16(&mut r, x);
                 }
                 let zv = _mm512_sub_ps(x, m);
                 let ev = exp16(zv);
-                r16::merge_p16(&mut r, ev);
+                if DIVIDE {
+                    r16::merge_logit_p16(&mut r, x, ev);
+                } else {
+                    r16::merge_p16(&mut r, ev);
+                }
                 r16::store16(at, &r);
                 block_sum = _mm512_add_ps(block_sum, ev);
                 _mm512_storeu_ps(z.as_mut_ptr().add(16 * g), zv);
