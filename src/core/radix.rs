@@ -118,6 +118,12 @@ impl ItemSorter {
         if self.spare.len() < n {
             self.spare.resize(n, 0);
         }
+        // The first scatter writes `spare` in random order: where the
+        // caller's work evicted it (a model's step, another sampler), each
+        // write would wait on its line; one sequential write brings the
+        // lines in at streaming speed first (top-p at 151936 in the bench,
+        // after llama.cpp's top-p: 182 us instead of 195).
+        self.spare[..n].fill(0);
         self.counts.clear();
         self.counts.resize(buckets * passes, 0);
         // Every digit's counts in one read of the items, with the number
