@@ -35,6 +35,13 @@ pub fn exp_nonpositive_fma(x: f32) -> f32 {
     exp_impl::<true>(x)
 }
 
+/// [`exp_nonpositive`] (`FMA` false) or [`exp_nonpositive_fma`] (true),
+/// for code generic over the instruction set it is compiled for.
+#[inline(always)]
+pub(crate) fn exp_nonpositive_with<const FMA: bool>(x: f32) -> f32 {
+    exp_impl::<FMA>(x)
+}
+
 /// The coefficients of exp(r) = 1 + r + r^2 (c0 r^5 + ... + c5), highest
 /// degree first: the minimax polynomial of Cephes' `expf` (S. Moshier),
 /// the last one 5.0000001201e-1 rounded to f32.

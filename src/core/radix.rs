@@ -1,8 +1,8 @@
 //! Sorting candidates by logit, descending, in linear time: an LSD radix
 //! sort on the bits where the logits' keys differ (in digits of up to 12
 //! bits; digits every key shares skipped), for the survivors of top-p and
-//! typical, which may be thousands. The order is [`cmp_logit_desc`]'s (NaN last); equal logits
-//! keep their input order.
+//! typical, which may be thousands. The order is [`cmp_logit_desc`]'s
+//! (NaN last); equal logits keep their input order.
 
 use std::cell::RefCell;
 
@@ -113,8 +113,7 @@ impl ItemSorter {
         let passes = bits.div_ceil(widest) as usize;
         let width = bits.div_ceil(passes as u32);
         let buckets = 1usize << width;
-        let mask = (buckets - 1) as u32;
-        let digit = |item: u64, d: usize| ((((item >> 32) as u32).wrapping_sub(lo) >> (width * d as u32)) & mask) as usize;
+        let digit = |item: u64, d: usize| digit_of(item, lo, width, d);
         if self.spare.len() < n {
             self.spare.resize(n, 0);
         }
@@ -170,17 +169,22 @@ impl ItemSorter {
     }
 }
 
+/// Digit `d` (of `width` bits, below `1 << width`) of an item's key taken
+/// relative to `lo`.
+#[inline(always)]
+fn digit_of(item: u64, lo: u32, width: u32, d: usize) -> usize {
+    ((((item >> 32) as u32).wrapping_sub(lo) >> (width * d as u32)) & ((1u32 << width) - 1)) as usize
+}
+
 /// Adds the counts of `PASSES` digits of `width` bits of each item's key
 /// (relative to `lo`) to `counts`, digit d's at `counts[d << width..]`
 /// (`counts` holds `PASSES << width`).
 #[inline(always)]
 fn count_digits<const PASSES: usize>(items: &[u64], counts: &mut [u32], lo: u32, width: u32) {
-    let mask = (1u32 << width) - 1;
     assert!(counts.len() >= PASSES << width);
     for &item in items {
-        let key = ((item >> 32) as u32).wrapping_sub(lo);
         for d in 0..PASSES {
-            let at = (d << width) + ((key >> (width * d as u32)) & mask) as usize;
+            let at = (d << width) + digit_of(item, lo, width, d);
             // SAFETY: `at < (d + 1) << width <= counts.len()`.
             unsafe { *counts.get_unchecked_mut(at) += 1 };
         }

@@ -20,7 +20,7 @@
 //! weight, in sixteen lanes: near a one-hot array the entropy is the
 //! small difference of two sums that f32 block sums would round away.
 
-use super::fast_exp::{exp_nonpositive, exp_nonpositive_fma};
+use super::fast_exp::exp_nonpositive_with;
 use super::logit_scan::{scan_moments, LogitScan, ScanKernel};
 use super::records::{self, RecordLanes};
 use super::token::TokenData;
@@ -316,7 +316,7 @@ fn weights_body<const FMA: bool, const MOMENTS: bool, const DIVIDE: bool, F: FnM
         // The last block's spare lanes weigh 0.
         z[n..].fill(f32::NEG_INFINITY);
         for (e, &z) in e.iter_mut().zip(z.iter()) {
-            *e = if FMA { exp_nonpositive_fma(z) } else { exp_nonpositive(z) };
+            *e = exp_nonpositive_with::<FMA>(z);
         }
         for (t, &e) in block.iter_mut().zip(e.iter()) {
             t.p = e;

@@ -1,12 +1,12 @@
 //! Full-vocabulary passes of the sampler, written to vectorise: f32
-//! logits, [`exp_nonpositive`] (relative error < 2e-7) instead of libm's
+//! logits, [`exp_nonpositive`](crate::core::fast_exp::exp_nonpositive) (relative error < 2e-7) instead of libm's
 //! f64 `exp`, sums accumulated in f64 (in the vector kernels, partial sums
 //! of 16 values per lane in f32 first, see `avx2`). On x86-64 the passes
 //! run on AVX-512F intrinsics (16 lanes, `avx512`) or AVX2 and FMA
 //! intrinsics (8 lanes, `avx2`), chosen at run time as the logit scan's
 //! kernel is ([`Simd::active`]: the fastest available, or the one
 //! `ENTROPIX_SIMD=avx512|avx2|portable` names); elsewhere the portable
-//! build. Both vector kernels use [`exp_nonpositive_fma`]'s algorithm and
+//! build. Both vector kernels use [`exp_nonpositive_fma`](crate::core::fast_exp::exp_nonpositive_fma)'s algorithm and
 //! write the same bits per element.
 //!
 //! Numeric error against the f64 libm versions (measured in the tests of
@@ -15,7 +15,7 @@
 //! the f32 scaled logit `(x - max) / T` adds a rounding of 6e-8 relative
 //! to it.
 
-use crate::core::fast_exp::{exp_nonpositive, exp_nonpositive_fma, EXP_FLOOR};
+use crate::core::fast_exp::{exp_nonpositive_with, EXP_FLOOR};
 use crate::core::TokenData;
 use super::sampler::SNAP_NATS;
 
@@ -24,15 +24,6 @@ use super::sampler::SNAP_NATS;
 const W_CLAMP: f32 = EXP_FLOOR - 16.0;
 /// Elements per block of the portable loops (one AVX register of f32).
 const LANES: usize = 8;
-
-#[inline(always)]
-fn exp_np<const FMA: bool>(x: f32) -> f32 {
-    if FMA {
-        exp_nonpositive_fma(x)
-    } else {
-        exp_nonpositive(x)
-    }
-}
 
 /// The instruction sets the kernels run on: the same choice as the logit
 /// scan's ([`Simd::active`]: the fastest this CPU has, or the one the
@@ -93,7 +84,7 @@ fn moments_block<const FMA: bool, const AUX: bool>(acc: &mut [[f64; LANES]; 5], 
         let wj = (x[j] - max) * inv_t;
         let wj = if wj > W_CLAMP { wj } else { W_CLAMP };
         w[j] = wj;
-        e[j] = exp_np::<FMA>(wj);
+        e[j] = exp_nonpositive_with::<FMA>(wj);
     }
     for j in 0..LANES {
         let (e, w) = (e[j] as f64, w[j] as f64);
@@ -116,7 +107,7 @@ fn moments_impl<const FMA: bool>(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_
     if let Some(out) = out {
         for (o, &x) in out.iter_mut().zip(xs) {
             let w = (x - max) * inv_t;
-            *o = exp_np::<FMA>(if w > W_CLAMP { w } else { W_CLAMP });
+            *o = exp_nonpositive_with::<FMA>(if w > W_CLAMP { w } else { W_CLAMP });
         }
     }
     let mut acc = [[0.0f64; LANES]; 5];
@@ -165,14 +156,14 @@ fn sum_exp_impl<const FMA: bool>(v: &[f32]) -> (f64, f32) {
     let n_full = v.len() / LANES * LANES;
     for x in v[..n_full].chunks_exact(LANES) {
         for j in 0..LANES {
-            acc[j] += exp_np::<FMA>(x[j]) as f64;
+            acc[j] += exp_nonpositive_with::<FMA>(x[j]) as f64;
             mx[j] = if x[j] > mx[j] { x[j] } else { mx[j] };
         }
     }
     let mut s: f64 = acc.iter().sum();
     let mut m = mx.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     for &x in &v[n_full..] {
-        s += exp_np::<FMA>(x) as f64;
+        s += exp_nonpositive_with::<FMA>(x) as f64;
         m = m.max(x);
     }
     if v.iter().any(|x| x.is_nan()) {
@@ -204,19 +195,19 @@ fn probs_impl<const FMA: bool>(xs: &[f32], max: f32, inv_t: f32, scale: f32, inv
     for (x, o) in xs[..n_full].chunks_exact(LANES).zip(out[..n_full].chunks_exact_mut(LANES)) {
         for j in 0..LANES {
             let d = x[j] - max;
-            let p = exp_np::<FMA>(d * inv_t) * scale;
+            let p = exp_nonpositive_with::<FMA>(d * inv_t) * scale;
             o[j] = p;
             a[j] += p as f64;
-            b[j] += exp_np::<FMA>(d * inv_t2) as f64;
+            b[j] += exp_nonpositive_with::<FMA>(d * inv_t2) as f64;
         }
     }
     let (mut sa, mut sb): (f64, f64) = (a.iter().sum(), b.iter().sum());
     for (x, o) in xs[n_full..].iter().zip(out[n_full..].iter_mut()) {
         let d = x - max;
-        let p = exp_np::<FMA>(d * inv_t) * scale;
+        let p = exp_nonpositive_with::<FMA>(d * inv_t) * scale;
         *o = p;
         sa += p as f64;
-        sb += exp_np::<FMA>(d * inv_t2) as f64;
+        sb += exp_nonpositive_with::<FMA>(d * inv_t2) as f64;
     }
     (sa, sb)
 }
@@ -240,7 +231,7 @@ fn scale_impl<const FMA: bool>(xs: &[f32], max: f32, scale: f32, inv_t2: f32, ou
     for (o, &x) in out.iter_mut().zip(xs) {
         *o *= scale;
         sa += *o as f64;
-        sb += exp_np::<FMA>((x - max) * inv_t2) as f64;
+        sb += exp_nonpositive_with::<FMA>((x - max) * inv_t2) as f64;
     }
     (sa, sb)
 }
@@ -541,7 +532,7 @@ fn pick_f32_one_block(p: &[f32], target: f64) -> usize {
 
 /// The kernels in AVX2 and FMA intrinsics (the portable loops above do
 /// not vectorise well: their f32 -> f64 widening defeats the compiler).
-/// The exponential is `core::fast_exp::simd::exp8`, [`exp_nonpositive_fma`]'s
+/// The exponential is `core::fast_exp::simd::exp8`, [`exp_nonpositive_fma`](crate::core::fast_exp::exp_nonpositive_fma)'s
 /// algorithm eight lanes at a time (bit for bit, tested there). Sums: in f32 lanes
 /// flushed to f64 every 128 elements (each lane adds 16 values: relative
 /// error of a partial sum about 1e-7 at worst, unbiased; 3e-10 measured on
@@ -726,7 +717,7 @@ mod avx2 {
 
 /// The kernels in AVX-512F intrinsics: those of [`avx2`] on 16 lanes,
 /// with the 2^k scaling of the exponential done by `vscalefps` (the
-/// result bit for bit that of [`exp_nonpositive_fma`], see the tests),
+/// result bit for bit that of [`exp_nonpositive_fma`](crate::core::fast_exp::exp_nonpositive_fma), see the tests),
 /// masks instead of blends, and masked loads and stores for the last
 /// partial block. Sums as in `avx2`: f32 lanes flushed to f64 every 256
 /// elements (each lane still adds 16 values), the sum of the written

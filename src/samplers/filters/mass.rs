@@ -437,19 +437,20 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::core::DrawStream;
 
-    /// Reference: sort by key (ties by id), scan.
-    fn reference(data: &[TokenData], key: impl Fn(&TokenData) -> f64, target: f64, strict: bool) -> Vec<i32> {
+    /// Reference: rank by key (ties by id), take until the mass is
+    /// reached and at least `want` are taken; returns the sorted ids.
+    pub(in crate::samplers::filters) fn reference(data: &[TokenData], key: impl Fn(&TokenData) -> f64, target: f64, strict: bool, want: usize) -> Vec<i32> {
         let mut v = data.to_vec();
         v.sort_by(|a, b| key(a).partial_cmp(&key(b)).unwrap().then(a.id.cmp(&b.id)));
         let mut acc = 0.0;
         let mut k = v.len();
         for (i, t) in v.iter().enumerate() {
             acc += t.p as f64;
-            if reached(acc, target, strict) {
+            if reached(acc, target, strict) && i + 1 >= want {
                 k = i + 1;
                 break;
             }
@@ -471,7 +472,7 @@ mod tests {
             let p = [0.0, 0.1, 0.5, 0.9, 0.95, 0.999][case % 6];
             let strict = case % 2 == 0;
             let key = |t: &TokenData| -(t.logit as f64);
-            let want = reference(&data, key, p * s, strict);
+            let want = reference(&data, key, p * s, strict, 1);
             let k = select_mass_bucketed(&mut data, key, |t| max - t.logit, p * s, strict);
             let mut got: Vec<i32> = data[..k].iter().map(|t| t.id).collect();
             got.sort();

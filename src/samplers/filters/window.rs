@@ -32,7 +32,7 @@
 use std::cell::RefCell;
 
 use super::mass::{bucket_of, reached, BUCKETS, PER_NAT};
-use crate::core::fast_exp::{exp_nonpositive, exp_nonpositive_fma};
+use crate::core::fast_exp::exp_nonpositive_with;
 use crate::core::logit_scan::ScanKernel;
 use crate::core::partition::collect_in;
 use crate::core::radix::{desc_key, logit_of_desc_key, ItemSorter};
@@ -138,19 +138,36 @@ pub(super) fn distance(centre: f64, logit: f32) -> f64 {
 pub(crate) fn select_window(data: &mut [TokenData], ranking: Ranking, max: f32, sum: f64, target: f64, strict: bool, want: usize) -> Option<usize> {
     let n = data.len();
     debug_assert!((1..=n).contains(&want) && max.is_finite());
-    // The scratch is borrowed out here: a closure is compiled without the
-    // instruction sets of the function it is written in.
+    let cut = Cut { ranking, max, sum, target, strict, want };
+    // The body runs inside the scratch's `with`, whose closure is not
+    // inlined: the instruction-set copies are called from it, not around it
+    // (a closure does not take its enclosing function's target features).
     SCRATCH.with(|s| {
         let s = &mut *s.borrow_mut();
         match ScanKernel::active() {
             // SAFETY (both): `active` only returns kernels the CPU can run.
             #[cfg(target_arch = "x86_64")]
-            ScanKernel::Avx512 => unsafe { select_window_avx512(s, data, ranking, max, sum, target, strict, want) },
+            ScanKernel::Avx512 => unsafe { select_window_avx512(s, data, cut) },
             #[cfg(target_arch = "x86_64")]
-            ScanKernel::Avx2 => unsafe { select_window_avx2(s, data, ranking, max, sum, target, strict, want) },
-            _ => select_window_body::<false>(s, data, ranking, max, sum, target, strict, want),
+            ScanKernel::Avx2 => unsafe { select_window_avx2(s, data, cut) },
+            _ => select_window_body::<false>(s, data, cut),
         }
     })
+}
+
+/// What [`select_window`] selects: its arguments but the array.
+#[derive(Debug, Clone, Copy)]
+struct Cut {
+    ranking: Ranking,
+    /// The largest logit (finite).
+    max: f32,
+    /// The sum of the weights exp(logit - max).
+    sum: f64,
+    /// The mass the survivors reach (exceed when `strict`).
+    target: f64,
+    strict: bool,
+    /// The fewest survivors.
+    want: usize,
 }
 
 /// [`select_window_body`] compiled for AVX-512: its loops over the
@@ -158,62 +175,23 @@ pub(crate) fn select_window(data: &mut [TokenData], ranking: Ranking, max: f32, 
 /// vectorise 16 wide.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn select_window_avx512(
-    s: &mut Scratch,
-    data: &mut [TokenData],
-    ranking: Ranking,
-    max: f32,
-    sum: f64,
-    target: f64,
-    strict: bool,
-    want: usize,
-) -> Option<usize> {
-    select_window_body::<true>(s, data, ranking, max, sum, target, strict, want)
+unsafe fn select_window_avx512(s: &mut Scratch, data: &mut [TokenData], cut: Cut) -> Option<usize> {
+    select_window_body::<true>(s, data, cut)
 }
 
 /// [`select_window_body`] compiled for AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn select_window_avx2(
-    s: &mut Scratch,
-    data: &mut [TokenData],
-    ranking: Ranking,
-    max: f32,
-    sum: f64,
-    target: f64,
-    strict: bool,
-    want: usize,
-) -> Option<usize> {
-    select_window_body::<true>(s, data, ranking, max, sum, target, strict, want)
+unsafe fn select_window_avx2(s: &mut Scratch, data: &mut [TokenData], cut: Cut) -> Option<usize> {
+    select_window_body::<true>(s, data, cut)
 }
 
-/// The weight exp(`logit` - `max`) of a member, with the exponential of
-/// the weights kernels of the same instruction set (`FMA`: the fused
-/// polynomial, which callers compiled with FMA get).
+/// [`select_window`]'s work, inlined into each instruction set's copy
+/// (`FMA`: the members' weights with the fused exponential, as the
+/// weights kernels of that instruction set compute them).
 #[inline(always)]
-fn weight<const FMA: bool>(logit: f32, max: f32) -> f32 {
-    if FMA {
-        exp_nonpositive_fma(logit - max)
-    } else {
-        exp_nonpositive(logit - max)
-    }
-}
-
-/// [`select_window`]'s work, inlined into each instruction set's copy.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn select_window_body<const FMA: bool>(
-    s: &mut Scratch,
-    data: &mut [TokenData],
-    ranking: Ranking,
-    max: f32,
-    sum: f64,
-    target: f64,
-    strict: bool,
-    want: usize,
-) -> Option<usize> {
+fn select_window_body<const FMA: bool>(s: &mut Scratch, data: &mut [TokenData], cut: Cut) -> Option<usize> {
+    let Cut { ranking, max, sum, target, strict, want } = cut;
     let n = data.len();
     let mut reach = estimate_reach::<FMA>(data, ranking, max, sum - target, want);
     loop {
@@ -231,7 +209,7 @@ fn select_window_body<const FMA: bool>(
             s.logits.clear();
             s.logits.extend(sorted.iter().map(|&item| logit_of_desc_key((item >> 32) as u32)));
             s.weights.clear();
-            s.weights.extend(s.logits.iter().map(|&x| weight::<FMA>(x, max)));
+            s.weights.extend(s.logits.iter().map(|&x| exp_nonpositive_with::<FMA>(x - max)));
             let all = m == n;
             let window = match ranking {
                 Ranking::Top => scan_from_top(&s.weights, target, strict, want, all),
@@ -437,7 +415,7 @@ fn estimate_reach<const FMA: bool>(data: &[TokenData], ranking: Ranking, max: f3
             len += 1;
         }
         for ((e, b), &x) in e.iter_mut().zip(b.iter_mut()).zip(&x) {
-            let w = weight::<FMA>(x, max);
+            let w = exp_nonpositive_with::<FMA>(x - max);
             // NaN logits (a NaN weight) weigh nothing.
             *e = if w > 0.0 { w } else { 0.0 };
             *b = bucket_of(ranking.badness(x, max));
@@ -476,6 +454,7 @@ fn estimate_reach<const FMA: bool>(data: &[TokenData], ranking: Ranking, max: f3
 
 #[cfg(test)]
 mod tests {
+    use super::super::mass::tests::reference;
     use super::*;
     use crate::core::DrawStream;
 
@@ -492,34 +471,15 @@ mod tests {
                 t.p = if l.is_nan() {
                     0.0
                 } else if fused {
-                    exp_nonpositive_fma(l - max)
+                    exp_nonpositive_with::<true>(l - max)
                 } else {
-                    exp_nonpositive(l - max)
+                    exp_nonpositive_with::<false>(l - max)
                 };
                 t
             })
             .collect();
         let sum = data.iter().map(|t| t.p as f64).sum();
         (data, max, sum)
-    }
-
-    /// Reference: rank by key (ties by id), take until reached and at
-    /// least `want`; returns the sorted ids.
-    fn reference(data: &[TokenData], key: impl Fn(&TokenData) -> f64, target: f64, strict: bool, want: usize) -> Vec<i32> {
-        let mut v = data.to_vec();
-        v.sort_by(|a, b| key(a).partial_cmp(&key(b)).unwrap().then(a.id.cmp(&b.id)));
-        let mut acc = 0.0;
-        let mut k = v.len();
-        for (i, t) in v.iter().enumerate() {
-            acc += t.p as f64;
-            if reached(acc, target, strict) && i + 1 >= want {
-                k = i + 1;
-                break;
-            }
-        }
-        let mut ids: Vec<i32> = v[..k].iter().map(|t| t.id).collect();
-        ids.sort();
-        ids
     }
 
     /// On continuous logits (no ties) of many shapes, the window keeps
