@@ -7,8 +7,8 @@
 //! that (argmax, min-p, top-k, top-p, temperature, the draw) only needs the
 //! few best candidates. Doing both in the same pass reads the array once:
 //! the logits of a chunk of [`CHUNK`] candidates are copied to a contiguous
-//! buffer (stride 12 bytes to 4, and NaN to -inf), whose maximum updates
-//! the running maximum, whose blocks that beat the k-th best so far feed a
+//! buffer (stride 12 bytes to 4), whose maximum updates the running
+//! maximum, whose blocks that beat the k-th best so far feed a
 //! small selection buffer, and whose exponentials (relative to the running
 //! maximum, [`crate::core::fast_exp`]) go into f32 lane sums that are
 //! added to f64 totals once per chunk. When the running maximum rises, the
@@ -239,10 +239,11 @@ fn scan_moments_with<const ORDER: usize>(kernel: ScanKernel, data: &[TokenData],
 
 /// The two per-chunk kernels of the scan.
 trait ChunkKernel {
-    /// Copies the chunk's logits into `buf` (NaN as -inf; the rest of
-    /// `buf` -inf), sets bit j of `above[b]` when `buf[16 b + j] >
-    /// threshold`, and returns the maximum and, when `COUNT`, the number
-    /// above -inf (else 0).
+    /// Copies the chunk's logits into `buf` (the rest of `buf` -inf; a NaN
+    /// may stay NaN or become -inf: the moments weigh both alike, and both
+    /// fail every comparison below), sets bit j of `above[b]` when
+    /// `buf[16 b + j] > threshold`, and returns the maximum (NaN ignored)
+    /// and, when `COUNT`, the number above -inf (else 0).
     /// Without `TOP` `above` is left as it is.
     fn gather<const COUNT: bool, const TOP: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32);
     /// (S0, S1, S2) of `buf` relative to `reference` (>= every value).
@@ -251,8 +252,10 @@ trait ChunkKernel {
     /// the f32 lane sums: a lane holding a 1 would round away the small
     /// weights added to it, which are all of S0 - 1, hence of the entropy,
     /// near a one-hot distribution. Values 87 nats or more below the
-    /// reference (-inf included) weigh 1.6e-38 instead of 0
-    /// ([`crate::core::fast_exp::exp_in_range`]): nothing beside the 1.
+    /// reference (-inf and NaN included) weigh 1.6e-38 instead of 0
+    /// ([`crate::core::fast_exp::exp_in_range`] on the portable kernel,
+    /// [`crate::core::fast_exp::exp_table_in_range`] on the AVX2 and
+    /// AVX-512 ones): nothing beside the 1.
     /// S1 only when `ORDER >= 2`, S2 only when `ORDER >= 3` (else 0).
     fn moments<const ONES: bool, const ORDER: usize>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64);
 }
@@ -373,15 +376,15 @@ impl ChunkKernel for Portable {
 }
 
 /// The AVX-512 kernels, written with intrinsics: 16 logits per register,
-/// pulled out of the 12-byte `TokenData` records with two permutes, and the
-/// exponential of [`crate::core::fast_exp`] (same reduction and polynomial)
-/// with the 2^k scaling done by `vscalefps`.
+/// pulled out of the 12-byte `TokenData` records with two permutes, and
+/// [`crate::core::fast_exp::exp_table_in_range`]'s exponential (the same
+/// bits as the AVX2 kernel's).
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK};
-    use crate::core::fast_exp::{simd::exp16_in_range, EXP_FLOOR};
+    use crate::core::fast_exp::{simd::exp16_table_in_range, EXP_FLOOR};
     use crate::core::token::TokenData;
 
     const _: () = assert!(std::mem::size_of::<TokenData>() == 12 && std::mem::offset_of!(TokenData, logit) == 4);
@@ -430,9 +433,9 @@ pub(crate) mod avx512 {
                     let b = _mm512_loadu_ps(p.add(16));
                     let c = _mm512_loadu_ps(p.add(32));
                     let x = logits_of_records(a, b, c);
-                    // vmaxps returns its second operand when either is NaN.
-                    let x = _mm512_max_ps(x, neg_inf);
-                    max = _mm512_max_ps(max, x);
+                    // NaN stays (every later use is NaN-safe); vmaxps
+                    // returns its second operand when either is NaN.
+                    max = _mm512_max_ps(x, max);
                     if TOP {
                         above[v] = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, t);
                     }
@@ -458,7 +461,7 @@ pub(crate) mod avx512 {
                     let z = _mm512_sub_ps(_mm512_loadu_ps(buf.as_ptr().add(16 * v)), r);
                     // -inf logits: the clamped z keeps e z finite.
                     let zc = _mm512_max_ps(z, floor);
-                    let e = exp16_in_range(zc);
+                    let e = exp16_table_in_range(zc);
                     let ez = _mm512_mul_ps(e, zc);
                     if ONES {
                         // Weights of exactly 1 counted apart (e z is 0 there).
@@ -482,15 +485,14 @@ pub(crate) mod avx512 {
 }
 
 /// The AVX2 + FMA kernels, written with intrinsics: 8 logits per register,
-/// pulled out of the 12-byte records with three permutes and two blends,
-/// and the exponential of [`crate::core::fast_exp`] with 2^k built from
-/// its bits.
+/// pulled out of the 12-byte records with two blends and one permute,
+/// and [`crate::core::fast_exp::exp_table_in_range`]'s exponential.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK};
-    use crate::core::fast_exp::{simd::exp8_in_range, EXP_FLOOR};
+    use crate::core::fast_exp::{simd::exp8_table_in_range, EXP_FLOOR};
     use crate::core::token::TokenData;
 
     #[target_feature(enable = "avx2,fma")]
@@ -502,7 +504,8 @@ mod avx2 {
 
     /// For 8 records (24 floats in three registers) the logits sit at
     /// float 1, 4, 7 of the first, 2, 5 of the second and 0, 3, 6 of the
-    /// third register: one index vector serves all three permutes.
+    /// third register: distinct lanes, so two blends gather them into one
+    /// register and one permute by this index puts them in record order.
     const PICK: [i32; 8] = [1, 4, 7, 2, 5, 0, 3, 6];
 
     impl ChunkKernel for Avx2 {
@@ -521,22 +524,22 @@ mod avx2 {
                 let mut max = neg_inf;
                 let mut finite = 0u32;
                 let src = chunk.as_ptr().cast::<f32>();
+                // A mask of `above` is two registers' bytes (little-endian
+                // u16), stored apart: joined in a register, LLVM packs the
+                // two compares instead of two movmsks (7 operations).
+                let above_bytes = above.as_mut_ptr().cast::<u8>();
                 for v in 0..CHUNK / 8 {
                     let p = src.add(24 * v);
-                    let a = _mm256_permutevar8x32_ps(_mm256_loadu_ps(p), pick);
-                    let b = _mm256_permutevar8x32_ps(_mm256_loadu_ps(p.add(8)), pick);
-                    let c = _mm256_permutevar8x32_ps(_mm256_loadu_ps(p.add(16)), pick);
-                    let x = _mm256_blend_ps::<0b1110_0000>(_mm256_blend_ps::<0b0001_1000>(a, b), c);
-                    // vmaxps returns its second operand when either is NaN.
-                    let x = _mm256_max_ps(x, neg_inf);
-                    max = _mm256_max_ps(max, x);
+                    // Blend first, then one permute: the three loads'
+                    // logits land in distinct lanes of one register.
+                    let ab = _mm256_blend_ps::<0b0010_0100>(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+                    let abc = _mm256_blend_ps::<0b0100_1001>(ab, _mm256_loadu_ps(p.add(16)));
+                    let x = _mm256_permutevar8x32_ps(abc, pick);
+                    // NaN stays (every later use is NaN-safe); vmaxps
+                    // returns its second operand when either is NaN.
+                    max = _mm256_max_ps(x, max);
                     if TOP {
-                        let bits = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, t)) as u16;
-                        if v % 2 == 0 {
-                            above[v / 2] = bits;
-                        } else {
-                            above[v / 2] |= bits << 8;
-                        }
+                        *above_bytes.add(v) = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, t)) as u8;
                     }
                     if COUNT {
                         finite += (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, neg_inf)) as u32).count_ones();
@@ -562,7 +565,7 @@ mod avx2 {
                     let z = _mm256_sub_ps(_mm256_loadu_ps(buf.as_ptr().add(8 * v)), r);
                     // -inf logits: the clamped z keeps e z finite.
                     let zc = _mm256_max_ps(z, floor);
-                    let e = exp8_in_range(zc);
+                    let e = exp8_table_in_range(zc);
                     let ez = _mm256_mul_ps(e, zc);
                     if ONES {
                         // Weights of exactly 1 counted apart (e z is 0 there).

@@ -5,11 +5,12 @@
 //!
 //! libm's `expf` is one call per candidate that no loop can vectorise.
 //! Here the logits of a block of [`BLOCK`] candidates are copied to a
-//! contiguous buffer, where [`exp_nonpositive`]'s polynomial vectorises:
-//! 4 lanes on the SSE2 baseline, 8 or 16 in the AVX2 + FMA and AVX-512
-//! copies of the same loop, chosen at run time as the logit scan chooses
-//! its kernels ([`ScanKernel::active`], `ENTROPIX_SIMD` to force one).
-//! A weight's relative error is below 2e-7 (libm's `expf`: 6e-8); weights
+//! contiguous buffer, where [`exp_nonpositive`]'s polynomial vectorises
+//! (4 lanes on the SSE2 baseline), or the AVX2 + FMA and AVX-512 kernels
+//! take 8 or 16 at a time with [`exp_table`]'s table of eighths, chosen at
+//! run time as the logit scan chooses its kernels ([`ScanKernel::active`],
+//! `ENTROPIX_SIMD` to force one). A weight's relative error is below 2e-7
+//! (1.2e-7 with the table; libm's `expf`: 6e-8); weights
 //! of logits 87 nats or more under the maximum (below 1.2e-38) are 0, and
 //! so are those of NaN and -inf logits. Each block's weights are summed
 //! in f32, in 16 lanes halved four times (the same order on every
@@ -20,7 +21,7 @@
 //! weight, in sixteen lanes: near a one-hot array the entropy is the
 //! small difference of two sums that f32 block sums would round away.
 
-use super::fast_exp::exp_nonpositive_with;
+use super::fast_exp::{exp_nonpositive, exp_table};
 use super::logit_scan::{scan_moments, LogitScan, ScanKernel};
 use super::records::{self, RecordLanes};
 use super::token::TokenData;
@@ -139,7 +140,9 @@ unsafe fn weights_avx512<const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32
 /// The AVX2 and AVX-512 loops over whole blocks, with intrinsics: the
 /// records are loaded as registers and their logits and `p` moved with
 /// permutes ([`crate::core::records`]), the exponential is
-/// [`crate::core::fast_exp::simd`] (the same bits as the portable loop's),
+/// [`crate::core::fast_exp::simd::exp8_table`] or `exp16_table` (the same
+/// bits as [`weights_body`] compiled with FMA, the kernels' short last
+/// block),
 /// and the sums are f64 registers. Each block's z and weights are still
 /// stored contiguously for `on_block`.
 #[cfg(target_arch = "x86_64")]
@@ -147,7 +150,7 @@ mod simd {
     use std::arch::x86_64::*;
 
     use super::BLOCK;
-    use crate::core::fast_exp::simd::{exp16, exp8};
+    use crate::core::fast_exp::simd::{exp16_table as exp16, exp8_table as exp8};
     use crate::core::records::{avx2 as r8, avx512 as r16};
     use crate::core::token::TokenData;
 
@@ -288,8 +291,9 @@ mod simd {
 }
 
 /// The loop of [`exp_weights_blocks`]: returns [S0, S1] (S1 = 0 unless
-/// `MOMENTS`). `FMA` picks the fused polynomial (only where the caller is
-/// compiled with FMA: elsewhere `mul_add` is a libm call). `DIVIDE` first
+/// `MOMENTS`). `FMA` picks [`exp_table`], the vector kernels' exponential
+/// (only where the caller is compiled with FMA: elsewhere `mul_add` is a
+/// libm call), else [`exp_nonpositive`]. `DIVIDE` first
 /// divides each logit by `divisor` in place (see [`divide_exp_weights`]).
 #[inline(always)]
 fn weights_body<const FMA: bool, const MOMENTS: bool, const DIVIDE: bool, F: FnMut(&[f32; BLOCK], &[f32; BLOCK], f32)>(
@@ -316,7 +320,7 @@ fn weights_body<const FMA: bool, const MOMENTS: bool, const DIVIDE: bool, F: FnM
         // The last block's spare lanes weigh 0.
         z[n..].fill(f32::NEG_INFINITY);
         for (e, &z) in e.iter_mut().zip(z.iter()) {
-            *e = exp_nonpositive_with::<FMA>(z);
+            *e = if FMA { exp_table(z) } else { exp_nonpositive(z) };
         }
         for (t, &e) in block.iter_mut().zip(e.iter()) {
             t.p = e;
