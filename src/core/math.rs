@@ -3,6 +3,8 @@
 
 use std::cmp::Ordering;
 
+use super::logit_scan::ScanKernel;
+use super::records;
 use super::token::TokenData;
 
 /// The logit used for ordering: NaN counts as -inf, so NaN never wins.
@@ -24,9 +26,26 @@ pub fn cmp_logit_desc(a: &TokenData, b: &TokenData) -> Ordering {
 
 /// Largest logit, NaN ignored; -inf when empty or all NaN.
 ///
-/// Eight independent running maxima let the compiler vectorise the loop
-/// (a compare and a blend per lane; `x > m` is false for NaN).
+/// On x86-64 the records are read as whole AVX-512 or AVX2 registers
+/// ([`crate::core::records`]: no permute, the logits of 16 or 8 records
+/// blended into one register), on the kernel [`ScanKernel::active`] picks;
+/// elsewhere [`max_logit_portable`]. dist's maximum pass: 0.3x the one
+/// pass over the array instead of 0.55x.
 pub fn max_logit(data: &[TokenData]) -> f32 {
+    match ScanKernel::active() {
+        // SAFETY (both): `active` only returns kernels the CPU can run.
+        #[cfg(target_arch = "x86_64")]
+        ScanKernel::Avx512 => unsafe { records::avx512::max_logit(data) },
+        #[cfg(target_arch = "x86_64")]
+        ScanKernel::Avx2 => unsafe { records::avx2::max_logit(data) },
+        _ => max_logit_portable(data),
+    }
+}
+
+/// [`max_logit`] in plain Rust: eight independent running maxima let the
+/// compiler vectorise the loop (a compare and a blend per lane; `x > m` is
+/// false for NaN).
+fn max_logit_portable(data: &[TokenData]) -> f32 {
     const LANES: usize = 8;
     let mut m = [f32::NEG_INFINITY; LANES];
     let chunks = data.chunks_exact(LANES);
@@ -206,6 +225,36 @@ mod tests {
         ties[13] = 2.0;
         ties[5] = 2.0;
         assert_eq!(argmax_logit(&tokens(&ties)), Some(5));
+    }
+
+    #[test]
+    fn every_kernel_finds_the_largest_logit() {
+        let mut rng = crate::core::DrawStream::from_state(11);
+        for n in [0usize, 1, 7, 8, 15, 16, 17, 31, 32, 33, 100, 1000] {
+            for special in [None, Some(f32::NAN), Some(f32::NEG_INFINITY), Some(f32::INFINITY), Some(99.0)] {
+                let mut logits: Vec<f32> = (0..n).map(|_| (rng.next_normal() * 3.0) as f32).collect();
+                for at in [0, n / 3, n.saturating_sub(1)] {
+                    if let (Some(x), Some(slot)) = (special, logits.get_mut(at)) {
+                        *slot = x;
+                    }
+                }
+                let data = tokens(&logits);
+                let want = logits.iter().copied().filter(|x| !x.is_nan()).fold(f32::NEG_INFINITY, f32::max);
+                assert_eq!(max_logit_portable(&data), want, "portable, n {n}, {special:?}");
+                for kernel in ScanKernel::available() {
+                    // SAFETY (both): `available` lists kernels this CPU runs.
+                    let got = match kernel {
+                        #[cfg(target_arch = "x86_64")]
+                        ScanKernel::Avx512 => unsafe { records::avx512::max_logit(&data) },
+                        #[cfg(target_arch = "x86_64")]
+                        ScanKernel::Avx2 => unsafe { records::avx2::max_logit(&data) },
+                        _ => max_logit_portable(&data),
+                    };
+                    assert_eq!(got, want, "{kernel:?}, n {n}, {special:?}");
+                }
+            }
+        }
+        assert_eq!(max_logit(&tokens(&[f32::NAN; 40])), f32::NEG_INFINITY);
     }
 
     #[test]

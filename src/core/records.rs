@@ -131,6 +131,31 @@ pub(crate) mod avx512 {
         _mm512_storeu_ps(f.add(32), r[2]);
     }
 
+    /// The largest logit of `records`, NaN ignored; -inf when there is none.
+    /// The logits of 16 records sit in distinct lanes of their three
+    /// registers (float 3j + 1): two masked blends put them in one register,
+    /// in an order the maximum does not need.
+    ///
+    /// # Safety
+    /// AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn max_logit(records: &[TokenData]) -> f32 {
+        const IN_SECOND: u16 = merge_pattern::<16>(1, 1).1 as u16;
+        const IN_THIRD: u16 = merge_pattern::<16>(1, 2).1 as u16;
+        const _: () = assert!(IN_SECOND & IN_THIRD == 0 && (IN_SECOND | IN_THIRD).count_ones() == 11);
+        let mut groups = records.chunks_exact(16);
+        let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
+        for g in &mut groups {
+            // SAFETY: `g` is 16 records.
+            let [a, b, c] = load16(g.as_ptr());
+            let x = _mm512_mask_blend_ps(IN_THIRD, _mm512_mask_blend_ps(IN_SECOND, a, b), c);
+            // vmaxps returns its second operand when either is NaN.
+            max = _mm512_max_ps(x, max);
+        }
+        let tail = groups.remainder().iter().map(|t| t.logit);
+        tail.fold(_mm512_reduce_max_ps(max), |m, x| if x > m { x } else { m })
+    }
+
     /// The logits of the 16 records in `r`, lane j from record j.
     #[inline]
     #[target_feature(enable = "avx512f")]
@@ -208,7 +233,8 @@ pub(crate) mod avx2 {
 
     /// For 8 records (24 floats in three registers) the logits sit at
     /// float 1, 4, 7 of the first, 2, 5 of the second and 0, 3, 6 of the
-    /// third register: one index vector serves all three permutes.
+    /// third register: distinct lanes, so two blends gather them into one
+    /// register and one permute by this index puts them in record order.
     const PICK: [i32; 8] = [1, 4, 7, 2, 5, 0, 3, 6];
 
     const LOGIT: [([i32; 8], u32); 3] = [merge_pattern::<8>(1, 0), merge_pattern::<8>(1, 1), merge_pattern::<8>(1, 2)];
@@ -238,15 +264,44 @@ pub(crate) mod avx2 {
         _mm256_storeu_ps(f.add(16), r[2]);
     }
 
-    /// The logits of the 8 records in `r`, lane j from record j: three
-    /// permutes and two blends.
+    /// The logits of the 8 records in `r`, lane j from record j: two
+    /// blends and one permute.
     #[inline]
     #[target_feature(enable = "avx2")]
     pub(crate) fn logits8(r: &[__m256; 3]) -> __m256 {
         // SAFETY: the load reads the 8 indices of PICK.
         let pick = unsafe { _mm256_loadu_si256(PICK.as_ptr().cast()) };
-        let (a, b, c) = (_mm256_permutevar8x32_ps(r[0], pick), _mm256_permutevar8x32_ps(r[1], pick), _mm256_permutevar8x32_ps(r[2], pick));
-        _mm256_blend_ps::<0b1110_0000>(_mm256_blend_ps::<0b0001_1000>(a, b), c)
+        _mm256_permutevar8x32_ps(logit_lanes8(r), pick)
+    }
+
+    /// The logits of the 8 records in `r` in one register, in the lanes
+    /// where they sit in their own register (distinct lanes, see `PICK`):
+    /// two blends, for what needs the logits in any order.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn logit_lanes8(r: &[__m256; 3]) -> __m256 {
+        _mm256_blend_ps::<0b0100_1001>(_mm256_blend_ps::<0b0010_0100>(r[0], r[1]), r[2])
+    }
+
+    /// The largest logit of `records`, NaN ignored; -inf when there is none.
+    ///
+    /// # Safety
+    /// AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn max_logit(records: &[TokenData]) -> f32 {
+        let mut groups = records.chunks_exact(16);
+        let mut max = [_mm256_set1_ps(f32::NEG_INFINITY); 2];
+        for g in &mut groups {
+            for (half, m) in max.iter_mut().enumerate() {
+                // SAFETY: `g` is 16 records; 8 from 8 * half.
+                let x = logit_lanes8(&load8(g.as_ptr().add(8 * half)));
+                // vmaxps returns its second operand when either is NaN.
+                *m = _mm256_max_ps(x, *m);
+            }
+        }
+        let mut lanes = [0.0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_max_ps(max[0], max[1]));
+        lanes.into_iter().chain(groups.remainder().iter().map(|t| t.logit)).fold(f32::NEG_INFINITY, |m, x| if x > m { x } else { m })
     }
 
     /// The ids of the 8 records in `r` (their bits), lane j from record j:
