@@ -116,7 +116,7 @@ pub fn softmax_in_place(data: &mut [TokenData], max: f32) {
         data.iter_mut().for_each(|t| t.p = if t.logit == f32::INFINITY { 1.0 / n_inf } else { 0.0 });
         return;
     }
-    let sum = super::softmax_weights::exp_weights_blocks(data, max, |_, _, _| {});
+    let sum = super::softmax_weights::exp_weights_blocks(data, max, |_, _, _, _| {});
     let inv = (1.0 / sum) as f32;
     super::softmax_weights::scale_p(data, inv);
 }

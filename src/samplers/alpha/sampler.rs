@@ -12,7 +12,7 @@ use crate::core::math::logit_moments;
 use crate::core::sampler::require_candidates;
 use crate::core::{Attachments, Candidates, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId};
 use crate::metrics::{AttentionMetrics, AttentionSource};
-use crate::samplers::dist::sample_softmax;
+use crate::samplers::dist::{sample_softmax, SoftmaxScratch};
 use crate::samplers::filters::top_p::apply_top_p;
 use crate::samplers::temperature::apply_temperature;
 use crate::samplers::top_k::apply_top_k;
@@ -185,7 +185,7 @@ pub struct AlphaSampler {
     cache: Option<LookaheadCache>,
     scratch: Vec<TokenData>,
     /// Scratch of the final draw ([`sample_softmax`]).
-    block_mass: Vec<f32>,
+    softmax_scratch: SoftmaxScratch,
     /// The last apply's scan of the candidates (scratch).
     scan: LogitScan,
     /// The scan's best candidates with their penalised logits (scratch).
@@ -271,7 +271,7 @@ impl AlphaSampler {
             last: None,
             cache: None,
             scratch: Vec::new(),
-            block_mass: Vec::new(),
+            softmax_scratch: SoftmaxScratch::default(),
             scan: LogitScan::default(),
             ranked: Vec::new(),
             missing: HashSet::new(),
@@ -471,7 +471,7 @@ impl Sampler for AlphaSampler {
             self.keep_top_k(candidates, derived.top_k);
             apply_temperature(candidates, derived.temperature as f32);
             apply_top_p(candidates, derived.top_p as f32, 1);
-            sample_softmax(candidates, &mut draws, &mut self.block_mass)?;
+            sample_softmax(candidates, &mut draws, &mut self.softmax_scratch)?;
         }
         self.pending_alpha = Some(alpha);
         self.last = Some(AlphaStep {

@@ -42,7 +42,7 @@ pub(crate) fn exp_weights(data: &mut [TokenData], max: f32) -> f64 {
     if max == f32::INFINITY {
         return inf_weights(data);
     }
-    exp_weights_blocks(data, max, |_, _, _| {})
+    exp_weights_blocks(data, max, |_, _, _, _| {})
 }
 
 /// The sum of exp(logit - max) over the candidates (f64), for a finite
@@ -66,7 +66,7 @@ pub(crate) fn exp_sum(data: &[TokenData], max: f32) -> f64 {
 /// [`select_from_histogram`]), in the same pass.
 pub(crate) fn exp_weights_histogram(data: &mut [TokenData], max: f32, hist: &mut Histogram) -> f64 {
     debug_assert!(max.is_finite());
-    exp_weights_blocks(data, max, |z, e, _| hist.add_weights(z, e))
+    exp_weights_blocks(data, max, |z, e, _, _| hist.add_weights(z, e))
 }
 
 /// Sums S0 = sum exp(z) and S1 = sum exp(z)·z over the candidates, with
