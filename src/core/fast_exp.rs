@@ -202,10 +202,10 @@ pub(crate) mod simd {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     pub(crate) unsafe fn exp8_table(x: __m256) -> __m256 {
-        let floor = _mm256_set1_ps(EXP_FLOOR);
-        let in_range = _mm256_cmp_ps::<_CMP_GT_OQ>(x, floor);
-        // vmaxps returns its second operand when either is NaN.
-        _mm256_and_ps(exp8_table_in_range(_mm256_max_ps(x, floor)), in_range)
+        let in_range = _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_set1_ps(EXP_FLOOR));
+        // No clamp: the lanes out of range (below the floor, -inf, NaN)
+        // compute garbage (no float operation traps) that the mask clears.
+        _mm256_and_ps(exp8_table_in_range(x), in_range)
     }
 
     /// [`super::exp_table`] on 16 lanes: x <= 0; 0 at or below
@@ -213,9 +213,9 @@ pub(crate) mod simd {
     #[inline]
     #[target_feature(enable = "avx512f")]
     pub(crate) unsafe fn exp16_table(x: __m512) -> __m512 {
-        let floor = _mm512_set1_ps(EXP_FLOOR);
-        let in_range = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, floor);
-        _mm512_maskz_mov_ps(in_range, exp16_table_in_range(_mm512_max_ps(x, floor)))
+        let in_range = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, _mm512_set1_ps(EXP_FLOOR));
+        // No clamp, as `exp8_table`.
+        _mm512_maskz_mov_ps(in_range, exp16_table_in_range(x))
     }
 
     /// [`super::exp_table_in_range`] on 8 lanes: `EXP_FLOOR <= x <= 0`.
@@ -390,6 +390,30 @@ mod tests {
                 assert_eq!(got.map(f32::to_bits), want, "exp16_table_in_range {v:?}");
             }
         }
+        // The masked copies, out of range too: 0 there, as `exp_table`.
+        let mut all = xs.clone();
+        all.extend([EXP_FLOOR - 1e-5, -87.5, -100.0, -1e3, -1e30, f32::MIN, f32::NEG_INFINITY, f32::NAN, -f32::NAN]);
+        for chunk in all.chunks(16) {
+            let mut v = [f32::NAN; 16];
+            v[..chunk.len()].copy_from_slice(chunk);
+            let want = v.map(|x| exp_table(x).to_bits());
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                let mut got = [0.0f32; 16];
+                // SAFETY: the CPU has AVX2 and FMA; loads and stores stay in the arrays.
+                unsafe {
+                    _mm256_storeu_ps(got.as_mut_ptr(), simd::exp8_table(_mm256_loadu_ps(v.as_ptr())));
+                    _mm256_storeu_ps(got.as_mut_ptr().add(8), simd::exp8_table(_mm256_loadu_ps(v.as_ptr().add(8))));
+                }
+                assert_eq!(got.map(f32::to_bits), want, "exp8_table {v:?}");
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                let mut got = [0.0f32; 16];
+                // SAFETY: the CPU has AVX-512F; loads and stores stay in the arrays.
+                unsafe { _mm512_storeu_ps(got.as_mut_ptr(), simd::exp16_table(_mm512_loadu_ps(v.as_ptr()))) };
+                assert_eq!(got.map(f32::to_bits), want, "exp16_table {v:?}");
+            }
+        }
+        assert!([EXP_FLOOR, -90.0, f32::NEG_INFINITY, f32::NAN].iter().all(|&x| exp_table(x) == 0.0));
     }
 
     #[test]
