@@ -462,7 +462,6 @@ pub(crate) mod avx512 {
                     // -inf logits: the clamped z keeps e z finite.
                     let zc = _mm512_max_ps(z, floor);
                     let e = exp16_table_in_range(zc);
-                    let ez = _mm512_mul_ps(e, zc);
                     if ONES {
                         // Weights of exactly 1 counted apart (e z is 0 there).
                         let one = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(z, zero);
@@ -471,11 +470,13 @@ pub(crate) mod avx512 {
                     } else {
                         s0 = _mm512_add_ps(s0, e);
                     }
+                    // e z and e z^2 straight from e: one rounding fewer in
+                    // the chain after the exponential.
                     if ORDER >= 2 {
-                        s1 = _mm512_add_ps(s1, ez);
+                        s1 = _mm512_fmadd_ps(e, zc, s1);
                     }
                     if ORDER >= 3 {
-                        s2 = _mm512_fmadd_ps(ez, zc, s2);
+                        s2 = _mm512_fmadd_ps(e, _mm512_mul_ps(zc, zc), s2);
                     }
                 }
                 (_mm512_reduce_add_ps(s0) as f64 + ones as f64, _mm512_reduce_add_ps(s1) as f64, _mm512_reduce_add_ps(s2) as f64)
@@ -566,7 +567,6 @@ mod avx2 {
                     // -inf logits: the clamped z keeps e z finite.
                     let zc = _mm256_max_ps(z, floor);
                     let e = exp8_table_in_range(zc);
-                    let ez = _mm256_mul_ps(e, zc);
                     if ONES {
                         // Weights of exactly 1 counted apart (e z is 0 there).
                         let one = _mm256_cmp_ps::<_CMP_EQ_OQ>(z, zero);
@@ -575,11 +575,12 @@ mod avx2 {
                     } else {
                         s0 = _mm256_add_ps(s0, e);
                     }
+                    // e z and e z^2 straight from e, as AVX-512's.
                     if ORDER >= 2 {
-                        s1 = _mm256_add_ps(s1, ez);
+                        s1 = _mm256_fmadd_ps(e, zc, s1);
                     }
                     if ORDER >= 3 {
-                        s2 = _mm256_fmadd_ps(ez, zc, s2);
+                        s2 = _mm256_fmadd_ps(e, _mm256_mul_ps(zc, zc), s2);
                     }
                 }
                 // Added in f32 in a tree, as the AVX-512 kernel's reduce:
