@@ -45,7 +45,7 @@ pub fn max_logit(data: &[TokenData]) -> f32 {
 /// [`max_logit`] in plain Rust: eight independent running maxima let the
 /// compiler vectorise the loop (a compare and a blend per lane; `x > m` is
 /// false for NaN).
-fn max_logit_portable(data: &[TokenData]) -> f32 {
+pub(crate) fn max_logit_portable(data: &[TokenData]) -> f32 {
     const LANES: usize = 8;
     let mut m = [f32::NEG_INFINITY; LANES];
     let chunks = data.chunks_exact(LANES);

@@ -24,6 +24,7 @@
 
 use super::fast_exp::{exp_nonpositive, exp_table};
 use super::logit_scan::{scan_moments, LogitScan, ScanKernel};
+use super::math::max_logit_portable;
 use super::records::{self, RecordLanes};
 use super::token::TokenData;
 
@@ -387,7 +388,7 @@ fn weights_body<const FMA: bool, const MOMENTS: bool, const DIVIDE: bool, const 
             }
         }
         if RUNNING {
-            let block_max = block.iter().fold(f32::NEG_INFINITY, |m, t| if t.logit > m { t.logit } else { m });
+            let block_max = max_logit_portable(block);
             if block_max > *reference {
                 *reference = block_max;
             }
