@@ -6,7 +6,7 @@
 //! block of logits compiles to SIMD (SSE2 everywhere; AVX2 and FMA inside
 //! the `#[target_feature]` kernels that call [`exp_nonpositive_fma`]).
 //! The intrinsic kernels of the logit scan and the softmax weights use
-//! [`exp_table`] instead: a table of 2^(j/8) picked with one permute and a
+//! `exp_table` instead: a table of 2^(j/8) picked with one permute and a
 //! cubic, fewer operations and a shorter chain than the degree-5
 //! polynomial, and a smaller error within 30 nats of the maximum.
 

@@ -27,10 +27,10 @@ pub fn cmp_logit_desc(a: &TokenData, b: &TokenData) -> Ordering {
 /// Largest logit, NaN ignored; -inf when empty or all NaN.
 ///
 /// On x86-64 the records are read as whole AVX-512 or AVX2 registers
-/// ([`crate::core::records`]: no permute, the logits of 16 or 8 records
+/// (`core::records`: no permute, the logits of 16 or 8 records
 /// blended into one register), on the kernel [`ScanKernel::active`] picks;
-/// elsewhere [`max_logit_portable`]. dist's maximum pass: 0.3x the one
-/// pass over the array instead of 0.55x.
+/// elsewhere `max_logit_portable`. At 151936 candidates about 19 us,
+/// what reading the array costs, against 24 for the portable loop.
 pub fn max_logit(data: &[TokenData]) -> f32 {
     match ScanKernel::active() {
         // SAFETY (both): `active` only returns kernels the CPU can run.

@@ -57,7 +57,7 @@ pub struct SoftmaxScratch {
 }
 
 /// Consecutive blocks whose weights are relative to one reference logit
-/// (the running maximum of [`exp_weights_running`]).
+/// (the running maximum of `exp_weights_running`).
 #[derive(Debug, Clone, Copy)]
 struct Segment {
     /// Its first block.
@@ -78,7 +78,7 @@ struct Segment {
 ///
 /// Two passes over the array: the weights with the sum of every block of
 /// 64 of them, each block's relative to the largest logit so far (the
-/// online softmax: no pass for the maximum first, [`exp_weights_running`]),
+/// online softmax: no pass for the maximum first, `exp_weights_running`),
 /// then the normalisation, which also moves the blocks weighed against an
 /// older maximum to the final one. The draw walks the block sums, then one
 /// block. From the block that holds the maximum on, the probabilities are
