@@ -317,31 +317,29 @@ struct Portable;
 impl ChunkKernel for Portable {
     #[inline(always)]
     fn gather<const COUNT: bool, const TOP: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
-        let mut lanes = [f32::NEG_INFINITY; LANES];
-        if chunk.len() == CHUNK {
-            for (dst, src) in buf.chunks_exact_mut(LANES).zip(chunk.chunks_exact(LANES)) {
-                for l in 0..LANES {
-                    let x = src[l].logit;
-                    let x = if x.is_nan() { f32::NEG_INFINITY } else { x };
-                    dst[l] = x;
-                    lanes[l] = if x > lanes[l] { x } else { lanes[l] };
-                }
-            }
-        } else {
+        if chunk.len() < CHUNK {
             buf.fill(f32::NEG_INFINITY);
-            for (dst, src) in buf.iter_mut().zip(chunk) {
-                let x = src.logit;
-                *dst = if x.is_nan() { f32::NEG_INFINITY } else { x };
-                lanes[0] = if *dst > lanes[0] { *dst } else { lanes[0] };
+        }
+        for (dst, src) in buf.iter_mut().zip(chunk) {
+            *dst = src.logit;
+        }
+        let mut lanes = [f32::NEG_INFINITY; LANES];
+        for eight in buf.chunks_exact(LANES) {
+            for (m, &x) in lanes.iter_mut().zip(eight) {
+                *m = if x > *m { x } else { *m };
             }
         }
-        if TOP {
+        let max = lanes.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+        // The caller reads the masks only when the maximum beats the
+        // threshold, which stops happening early in the array: build them
+        // only then.
+        if TOP && max > threshold {
             for (mask, block) in above.iter_mut().zip(buf.chunks_exact(BLOCK)) {
                 *mask = block.iter().enumerate().fold(0u16, |m, (j, &x)| m | (u16::from(x > threshold) << j));
             }
         }
         let finite = if COUNT { buf.iter().map(|&x| u32::from(x > f32::NEG_INFINITY)).sum() } else { 0 };
-        (lanes.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m }), finite)
+        (max, finite)
     }
 
     /// f32 lane sums, one array of lanes per moment (the compiler keeps
