@@ -131,6 +131,21 @@ pub(crate) fn exp_table(x: f32) -> f32 {
 
 /// 2^(j/8) for j = 0..7, rounded to f32: the table of [`exp_table_in_range`].
 const EXP2_EIGHTHS: [f32; 8] = [1.0, 1.090_507_7, 1.189_207_1, 1.296_839_6, std::f32::consts::SQRT_2, 1.542_210_8, 1.681_792_9, 1.834_008_1];
+/// [`EXP2_EIGHTHS`] with j << 20 taken from entry j's bits, for the
+/// vector copies of [`exp_table_in_range`]: adding `shifted`'s bits << 20
+/// (n << 20 = k << 23 + j << 20) to the entry picked by j gives the bits
+/// of 2^k 2^(j/8) in one integer add, without masking j out. Scaling t
+/// before the multiply-add rather than after gives the same bits: the
+/// result is a normal number (see [`exp_table_in_range`]).
+const EXP2_EIGHTHS_LESS_J: [f32; 8] = {
+    let mut table = [0.0f32; 8];
+    let mut j = 0;
+    while j < 8 {
+        table[j] = f32::from_bits(EXP2_EIGHTHS[j].to_bits() - ((j as u32) << 20));
+        j += 1;
+    }
+    table
+};
 /// exp(r) - 1 = r + r^2 (A + B r) on |r| <= ln 2 / 16: a cubic fitted to
 /// the relative error (iteratively reweighted least squares on Chebyshev
 /// nodes), 2.6e-8 before rounding; Taylor's 1/2 and 1/6 give 1.5e-7.
@@ -151,8 +166,9 @@ const EXPM1_B: f32 = 0.166_668_73;
 /// exactly 1 at 0; at the floor 1.6e-38, not 0.
 ///
 /// The reference for the vector copies in [`simd`], which pick the table
-/// entry with one permute (`vpermps`): 11 vector operations of which 6 in
-/// a chain, against 15 and 11 for [`exp_in_range`]'s degree-5 polynomial,
+/// entry with one permute (`vpermps`) and scale it by 2^k before the last
+/// multiply-add ([`EXP2_EIGHTHS_LESS_J`]): 10 vector operations of which 6
+/// in a chain, against 15 and 11 for [`exp_in_range`]'s degree-5 polynomial,
 /// for the logit scan's moments and the softmax weights, where the
 /// exponential is most of the work (the scan's AVX2 kernel takes 30% less
 /// time). Baseline x86-64 (SSE2) has no such permute, so the portable
@@ -182,7 +198,7 @@ pub(crate) fn exp_table_in_range(xc: f32) -> f32 {
 pub(crate) mod simd {
     use std::arch::x86_64::*;
 
-    use super::{cephes, EXP2_EIGHTHS, EXPM1_A, EXPM1_B, EXP_FLOOR, LN2_HI, LN2_LO, LOG2E, ROUND};
+    use super::{cephes, EXP2_EIGHTHS_LESS_J, EXPM1_A, EXPM1_B, EXP_FLOOR, LN2_HI, LN2_LO, LOG2E, ROUND};
 
     /// exp(x) for x <= 0 on 8 lanes; 0 at or below [`EXP_FLOOR`] and for NaN.
     #[inline]
@@ -242,10 +258,11 @@ pub(crate) mod simd {
         let n = _mm256_sub_ps(shifted, _mm256_set1_ps(ROUND));
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(std::f32::consts::LN_2 / 8.0), xc);
         let em1 = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(EXPM1_B), r, _mm256_set1_ps(EXPM1_A)), _mm256_mul_ps(r, r), r);
-        // vpermps reads the low 3 bits of each index lane: j.
-        let t = _mm256_permutevar8x32_ps(_mm256_loadu_ps(EXP2_EIGHTHS.as_ptr()), _mm256_castps_si256(shifted));
-        let k = _mm256_and_si256(_mm256_slli_epi32::<20>(_mm256_castps_si256(shifted)), _mm256_set1_epi32(0xFF80_0000u32 as i32));
-        _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(_mm256_fmadd_ps(t, em1, t)), k))
+        // vpermps reads the low 3 bits of each index lane: j. The entry
+        // less j << 20, plus n << 20, is 2^k 2^(j/8).
+        let t = _mm256_permutevar8x32_ps(_mm256_loadu_ps(EXP2_EIGHTHS_LESS_J.as_ptr()), _mm256_castps_si256(shifted));
+        let scale = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(t), _mm256_slli_epi32::<20>(_mm256_castps_si256(shifted))));
+        _mm256_fmadd_ps(scale, em1, scale)
     }
 
     /// [`super::exp_table_in_range`] on 16 lanes: `EXP_FLOOR <= x <= 0`.
@@ -257,11 +274,12 @@ pub(crate) mod simd {
         let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(std::f32::consts::LN_2 / 8.0), xc);
         let em1 = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(EXPM1_B), r, _mm512_set1_ps(EXPM1_A)), _mm512_mul_ps(r, r), r);
         // vpermps reads the low 4 bits of each index lane: the table twice.
-        let table = _mm512_castps256_ps512(_mm256_loadu_ps(EXP2_EIGHTHS.as_ptr()));
+        // The entry less j << 20, plus n << 20, is 2^k 2^(j/8).
+        let table = _mm512_castps256_ps512(_mm256_loadu_ps(EXP2_EIGHTHS_LESS_J.as_ptr()));
         let table = _mm512_shuffle_f32x4::<0b01_00_01_00>(table, table);
         let t = _mm512_permutexvar_ps(_mm512_castps_si512(shifted), table);
-        let k = _mm512_and_si512(_mm512_slli_epi32::<20>(_mm512_castps_si512(shifted)), _mm512_set1_epi32(0xFF80_0000u32 as i32));
-        _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(_mm512_fmadd_ps(t, em1, t)), k))
+        let scale = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(t), _mm512_slli_epi32::<20>(_mm512_castps_si512(shifted))));
+        _mm512_fmadd_ps(scale, em1, scale)
     }
 
     /// exp(x) for x <= 0 on 16 lanes; 0 at or below [`EXP_FLOOR`] and for
