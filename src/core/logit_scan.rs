@@ -360,9 +360,9 @@ impl ChunkKernel for Portable {
                 let one = ONES && z == 0.0;
                 s[0][l] += if one { 0.0 } else { e };
                 ones[l] += one as u32;
-                if ORDER >= 2 {
-                    s[1][l] += ez;
-                }
+                // Also at order 1 (the caller clears it): without it LLVM
+                // vectorises only some of the lanes.
+                s[1][l] += ez;
                 if ORDER >= 3 {
                     s[2][l] += ez * zc;
                 }
