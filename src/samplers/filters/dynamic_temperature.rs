@@ -21,10 +21,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::mass::{exp_moments, exp_sum, exp_weights};
+use super::mass::{exp_moments, exp_weights};
 use crate::core::error::check_range;
 use crate::core::math::softmax_in_place;
-use crate::core::softmax_weights::{divide_exp_weights, max_and_moments};
+use crate::core::softmax_weights::{divide_exp_weights, max_and_moments, max_and_sum};
 use crate::core::{Candidates, ParamError, SampleError, Sampler, TokenData};
 use crate::samplers::temperature::apply_temperature;
 
@@ -302,17 +302,20 @@ impl DynamicTemperature {
     }
 }
 
-/// Top probability of softmax(logits), from an f64 sum; `None` when no
+/// Top probability of softmax(logits), 1 / S0 with S0 = sum exp(logit -
+/// max) from the logit scan (one read of the array for the maximum and
+/// S0, f32 lanes added in f64: relative error about 1e-7); `None` when no
 /// logit is finite or +inf.
 pub fn top_probability(candidates: &Candidates<'_>) -> Option<f64> {
+    if let Some((_, s0)) = max_and_sum(candidates.as_slice()) {
+        return Some(1.0 / s0);
+    }
+    // A +inf logit (uniform over the +inf ones), or none above -inf.
     let max = candidates.max_logit();
     if max == f32::NEG_INFINITY {
         return None;
     }
-    if max == f32::INFINITY {
-        return Some(1.0 / candidates.as_slice().iter().filter(|t| t.logit == f32::INFINITY).count() as f64);
-    }
-    Some(1.0 / exp_sum(candidates.as_slice(), max))
+    Some(1.0 / candidates.as_slice().iter().filter(|t| t.logit == f32::INFINITY).count() as f64)
 }
 
 /// Applies the sigmoid dynamic temperature; returns (T, p_max), or `None`
@@ -445,6 +448,24 @@ mod tests {
         ] {
             assert!(DynamicTemperature::new(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn top_probability_matches_an_f64_softmax() {
+        let mut rng = crate::core::DrawStream::from_state(3);
+        for (n, scale) in [(2usize, 1.0f64), (300, 3.0), (50_000, 3.0), (50_000, 40.0)] {
+            let logits: Vec<f32> = (0..n).map(|_| (rng.next_normal() * scale) as f32).collect();
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let want = 1.0 / logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>();
+            let got = top_probability(&Candidates::new(&mut tokens(&logits))).unwrap();
+            assert!((got - want).abs() <= 1e-6 * want, "n {n}: {got} vs {want}");
+        }
+        // A +inf logit takes all the mass it shares with the other +inf ones.
+        let inf = [f32::INFINITY, 2.0, f32::INFINITY, f32::NAN];
+        assert_eq!(top_probability(&Candidates::new(&mut tokens(&inf))), Some(0.5));
+        assert_eq!(top_probability(&Candidates::new(&mut tokens(&[f32::NEG_INFINITY, f32::NAN]))), None);
+        // NaN weighs nothing beside a finite logit.
+        assert_eq!(top_probability(&Candidates::new(&mut tokens(&[f32::NAN, 1.0]))), Some(1.0));
     }
 
     #[test]

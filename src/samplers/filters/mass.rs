@@ -35,30 +35,14 @@ const MAX_ROUNDS: u32 = 64;
 
 /// Writes the unnormalised softmax weight `exp(logit - max)` of every
 /// candidate into its `p` and returns the sum of the weights (f64).
-/// NaN and -inf logits weigh 0, and so do weights below 1.2e-38 (see
-/// [`weight`]). When `max` is +inf the +inf logits weigh 1 and all others
+/// NaN and -inf logits weigh 0, and so do weights below 1.2e-38 (they
+/// cannot move a sum that includes the best candidate's weight, 1). When `max` is +inf the +inf logits weigh 1 and all others
 /// 0 (the limit of softmax). `max` must be the largest logit, not -inf.
 pub(crate) fn exp_weights(data: &mut [TokenData], max: f32) -> f64 {
     if max == f32::INFINITY {
         return inf_weights(data);
     }
     exp_weights_blocks(data, max, |_, _, _, _| {})
-}
-
-/// The sum of exp(logit - max) over the candidates (f64), for a finite
-/// `max`, without writing anything (weights below 1.2e-38 count as 0).
-pub(crate) fn exp_sum(data: &[TokenData], max: f32) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let mut chunks = data.chunks_exact(4);
-    for c in &mut chunks {
-        for (t, a) in c.iter().zip(acc.iter_mut()) {
-            *a += weight(t.logit, max) as f64;
-        }
-    }
-    for t in chunks.remainder() {
-        acc[0] += weight(t.logit, max) as f64;
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
 
 /// Like [`exp_weights`] for a finite `max`, and also adds each weight to
@@ -116,23 +100,9 @@ const SHIFT: f32 = 22.180_71;
 /// 2^-32.
 const UNSHIFT: f32 = 1.0 / 4_294_967_296.0;
 
-/// exp(logit - max) for logit <= max, with NaN and -inf weighing 0, and
-/// weights below 1.2e-38 (subnormal) flushed to 0: they cannot move a sum
-/// that includes the best candidate's weight, 1. Branch-free and fast.
-#[inline(always)]
-fn weight(logit: f32, max: f32) -> f32 {
-    let z = logit - max;
-    // f32::max maps NaN to the floor; comparisons with NaN are false.
-    let e = z.max(EXP_NORMAL_MIN).exp();
-    if z >= EXP_NORMAL_MIN {
-        e
-    } else {
-        0.0
-    }
-}
-
-/// Like [`weight`] but keeping subnormal weights (computed as
-/// exp(z + 32 ln 2) · 2^-32, never on libm's underflow path), for sums
+/// exp(logit - max) for logit <= max, NaN and -inf weighing 0, with libm's
+/// `expf`, keeping subnormal weights (computed as exp(z + 32 ln 2) ·
+/// 2^-32, never on libm's underflow path), for sums
 /// whose value may be tiny (the entropy of a near-one-hot distribution).
 #[inline(always)]
 fn weight_subnormal(logit: f32, max: f32) -> f32 {
@@ -514,10 +484,7 @@ pub(super) mod tests {
             let got = weight_subnormal(z, 0.0) as f64;
             let ulp = if want < 1.2e-38 { 1.5e-45 } else { want * 1.2e-7 };
             assert!((got - want).abs() <= 2.0 * ulp, "{z}: {got:e} vs {want:e}");
-            let flushed = weight(z, 0.0) as f64;
-            assert!(if z >= -87.0 { (flushed - want).abs() <= 2.0 * ulp } else { flushed == 0.0 }, "{z}");
         }
-        assert_eq!(weight(f32::NAN, 0.0), 0.0);
         assert_eq!(weight_subnormal(f32::NAN, 0.0), 0.0);
         assert_eq!(weight_subnormal(f32::NEG_INFINITY, 0.0), 0.0);
     }
