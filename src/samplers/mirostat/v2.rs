@@ -1,13 +1,17 @@
 //! Mirostat v2: keep the candidates whose surprise is at most `mu`.
 
+use std::cell::RefCell;
+
 use serde::{Deserialize, Serialize};
 
 use super::{json_f64, update_mu, Observed};
 use crate::core::error::check_range;
-use crate::core::fast_exp::exp_nonpositive;
-use crate::core::math::{cmp_logit_desc, logit_key};
+use crate::core::math::logit_key;
+use crate::core::partition::collect_in;
+use crate::core::radix::{logit_of_desc_key, sort_logit_desc};
 use crate::core::sampler::require_candidates;
-use crate::core::{Candidates, ParamError, SampleError, Sampler, SeededRng, TokenId, RANDOM_SEED};
+use crate::core::softmax_weights::max_and_sum;
+use crate::core::{Candidates, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId, RANDOM_SEED};
 use crate::samplers::dist::pick_by_probability;
 
 /// Parameters of [`MirostatV2`], in the order of llama.cpp's
@@ -99,41 +103,44 @@ impl MirostatV2 {
 }
 
 /// The smallest logit whose surprise is at most `mu` bits:
-/// `max + ln(sum exp(logit - max)) - mu ln 2` (+inf when `max` is +inf,
-/// which keeps only the +inf logits).
-fn logit_threshold(data: &[crate::core::TokenData], max: f32, mu: f32) -> f64 {
-    if max == f32::INFINITY {
-        return f64::INFINITY;
+/// `max + ln(sum exp(logit - max)) - mu ln 2`, with the maximum and the
+/// sum (f64 totals of f32 lane sums, relative error about 1e-7) from one
+/// logit scan; +inf when a logit is +inf, which keeps only the +inf
+/// logits. `NoFiniteLogits` when no logit is above -inf.
+fn logit_threshold(candidates: &Candidates<'_>, mu: f32) -> Result<f64, SampleError> {
+    let mu_nats = mu as f64 * std::f64::consts::LN_2;
+    match max_and_sum(candidates.as_slice()) {
+        Some((max, sum)) => Ok(max as f64 + sum.ln() - mu_nats),
+        None if candidates.max_logit() == f32::INFINITY => Ok(f64::INFINITY),
+        None => Err(SampleError::NoFiniteLogits),
     }
-    max as f64 + sum_exp_below(data, max).ln() - mu as f64 * std::f64::consts::LN_2
 }
 
-/// sum(exp(logit - max)) over the candidates, in f64, with `max` finite
-/// and no logit above it; NaN and -inf contribute 0. The exponentials of
-/// a block go to a small buffer first (a loop that vectorises: about 3x
-/// faster than libm's `expf` per element), then into f64 lane sums. Each
-/// term has a relative error below 2e-7 (see
-/// [`crate::core::fast_exp::exp_nonpositive`]).
-fn sum_exp_below(data: &[crate::core::TokenData], max: f32) -> f64 {
-    const BLOCK: usize = 256;
-    let mut buf = [0.0f32; BLOCK];
-    let mut total = 0.0f64;
-    for block in data.chunks(BLOCK) {
-        let buf = &mut buf[..block.len()];
-        for (e, t) in buf.iter_mut().zip(block) {
-            *e = exp_nonpositive(t.logit - max);
-        }
-        let mut lanes = [0.0f64; 4];
-        let quads = buf.chunks_exact(4);
-        let tail: f64 = quads.remainder().iter().map(|&x| x as f64).sum();
-        for q in quads {
-            for (acc, &x) in lanes.iter_mut().zip(q) {
-                *acc += x as f64;
-            }
-        }
-        total += lanes.iter().sum::<f64>() + tail;
+thread_local! {
+    /// The buffers of [`collect_kept`], reused across calls.
+    static KEPT: RefCell<(Vec<u32>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Writes the candidates whose logit is at least `threshold` (never NaN
+/// ones) over the front of `data`, in array order, and returns how many:
+/// one SIMD pass that finds them ([`collect_in`]), then only they are
+/// written (their `p` 0, a -0 logit as +0). Past them the array keeps
+/// what they did not overwrite: the caller truncates.
+fn collect_kept(data: &mut [TokenData], threshold: f64) -> usize {
+    // The smallest f32 at or above the threshold, and never -inf (which
+    // would keep the -inf logits).
+    let mut lo = threshold as f32;
+    if (lo as f64) < threshold {
+        lo = lo.next_up();
     }
-    total
+    KEPT.with(|k| {
+        let (keys, ids) = &mut *k.borrow_mut();
+        let kept = collect_in(data, lo, f32::INFINITY, keys, ids);
+        for (t, (&key, &id)) in data.iter_mut().zip(keys[..kept].iter().zip(&ids[..kept])) {
+            *t = TokenData { id: id as i32, logit: logit_of_desc_key(key), p: 0.0 };
+        }
+        kept
+    })
 }
 
 impl Sampler for MirostatV2 {
@@ -145,26 +152,15 @@ impl Sampler for MirostatV2 {
         // A failed apply leaves nothing for accept to use.
         self.observed.kept.clear();
         require_candidates(candidates)?;
-        let max = candidates.max_logit();
-        if max == f32::NEG_INFINITY {
-            return Err(SampleError::NoFiniteLogits);
-        }
-        let threshold = logit_threshold(candidates.as_slice(), max, self.mu);
-        let keep = |t: &crate::core::TokenData| logit_key(t.logit) as f64 >= threshold;
+        let threshold = logit_threshold(candidates, self.mu)?;
         let kept = if candidates.is_sorted() {
-            candidates.as_slice().partition_point(keep)
+            candidates.as_slice().partition_point(|t| logit_key(t.logit) as f64 >= threshold)
         } else {
-            // Move the kept candidates to the front, then sort only them.
+            // The kept candidates over the front, then sorted: only they are.
             let data = candidates.as_mut_slice();
-            let mut j = 0;
-            for i in 0..data.len() {
-                if keep(&data[i]) {
-                    data.swap(i, j);
-                    j += 1;
-                }
-            }
-            data[..j].sort_unstable_by(cmp_logit_desc);
-            j
+            let kept = collect_kept(data, threshold);
+            sort_logit_desc(&mut data[..kept]);
+            kept
         };
         if kept == 0 {
             // Nothing within mu: keep the most likely candidate alone.
@@ -223,7 +219,7 @@ impl Sampler for MirostatV2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{DrawStream, TokenData};
+    use crate::core::DrawStream;
 
     fn normal_logits(n: usize, seed: u64) -> Vec<TokenData> {
         let mut r = DrawStream::from_state(seed);
@@ -242,11 +238,36 @@ mod tests {
     }
 
     #[test]
-    fn sum_exp_below_is_accurate() {
-        let data = normal_logits(10_001, 3);
-        let max = data.iter().map(|t| t.logit).fold(f32::NEG_INFINITY, f32::max);
-        let want: f64 = data.iter().map(|t| ((t.logit - max) as f64).exp()).sum();
-        assert!((sum_exp_below(&data, max) / want - 1.0).abs() < 1e-7);
+    fn threshold_is_accurate() {
+        let mut data = normal_logits(10_001, 3);
+        let max = data.iter().map(|t| t.logit).fold(f32::NEG_INFINITY, f32::max) as f64;
+        let z: f64 = data.iter().map(|t| (t.logit as f64 - max).exp()).sum();
+        let want = max + z.ln() - 7.5 * std::f64::consts::LN_2;
+        let got = logit_threshold(&Candidates::new(&mut data), 7.5).unwrap();
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        let mut inf = vec![TokenData::new(0, 1.0), TokenData::new(1, f32::INFINITY)];
+        assert_eq!(logit_threshold(&Candidates::new(&mut inf), 7.5), Ok(f64::INFINITY));
+        let mut none = vec![TokenData::new(0, f32::NEG_INFINITY), TokenData::new(1, f32::NAN)];
+        assert_eq!(logit_threshold(&Candidates::new(&mut none), 7.5), Err(SampleError::NoFiniteLogits));
+    }
+
+    #[test]
+    fn collect_kept_rounds_the_threshold_up_and_never_keeps_nan_or_minus_inf() {
+        let logits = [1.0f32, f32::NAN, f32::NEG_INFINITY, 1.0f32.next_up(), -3.0, f32::INFINITY, f32::MIN];
+        let ids = |data: &[TokenData], kept: usize| data[..kept].iter().map(|t| t.id).collect::<Vec<_>>();
+        for (threshold, want) in [
+            // Just above 1 in f64: 1 is out, the next f32 is in.
+            (1.0 + 1e-12, vec![3, 5]),
+            (1.0, vec![0, 3, 5]),
+            (f64::INFINITY, vec![5]),
+            // Below every f32: every logit but NaN and -inf.
+            (-1e300, vec![0, 3, 4, 5, 6]),
+        ] {
+            let mut data: Vec<TokenData> = logits.iter().enumerate().map(|(i, &l)| TokenData::new(i as i32, l)).collect();
+            let kept = collect_kept(&mut data, threshold);
+            assert_eq!(ids(&data, kept), want, "threshold {threshold}");
+            assert!(data[..kept].iter().all(|t| t.logit == logits[t.id as usize]));
+        }
     }
 
     #[test]
