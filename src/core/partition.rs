@@ -12,7 +12,10 @@
 //! The portable loop writes every candidate and advances by one for
 //! members. The kernel is [`ScanKernel::active`]'s, as for the logit scan.
 
+use std::cell::RefCell;
+
 use super::logit_scan::ScanKernel;
+use super::radix::logit_of_desc_key;
 use super::token::TokenData;
 
 /// Room past the last member that the register stores may write.
@@ -41,6 +44,33 @@ pub(crate) fn collect_in(data: &[TokenData], lo: f32, hi: f32, keys: &mut Vec<u3
     };
     to_keys(&mut keys[..m]);
     m
+}
+
+thread_local! {
+    /// The key and id buffers of [`members_into`], reused across calls
+    /// (no allocation per token once they have grown).
+    static MEMBERS: RefCell<(Vec<u32>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// The members (`lo <= logit <= hi`; never a NaN logit) of `data` as
+/// records, in array order, in place of what `out` held: their id and
+/// logit (a -0 logit as +0), `p` 0. One [`collect_in`] pass, for samplers
+/// that keep a few candidates found by a threshold (Mirostat); without
+/// SIMD kernels a loop that branches on each candidate, cheaper than the
+/// portable `collect_in` (which writes every candidate) when few pass.
+pub(crate) fn members_into(data: &[TokenData], lo: f32, hi: f32, out: &mut Vec<TokenData>) {
+    out.clear();
+    if ScanKernel::active() == ScanKernel::Portable {
+        // NaN fails both comparisons.
+        let member = |t: &&TokenData| t.logit >= lo && t.logit <= hi;
+        out.extend(data.iter().filter(member).map(|t| TokenData { id: t.id, logit: if t.logit == 0.0 { 0.0 } else { t.logit }, p: 0.0 }));
+        return;
+    }
+    MEMBERS.with(|buffers| {
+        let (keys, ids) = &mut *buffers.borrow_mut();
+        let m = collect_in(data, lo, hi, keys, ids);
+        out.extend(keys[..m].iter().zip(&ids[..m]).map(|(&key, &id)| TokenData { id: id as i32, logit: logit_of_desc_key(key), p: 0.0 }));
+    });
 }
 
 /// The members' logit bits (never NaN) made

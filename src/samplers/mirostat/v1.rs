@@ -5,9 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{json_f64, update_mu, Observed};
 use crate::core::error::check_range;
-use crate::core::math::cmp_logit_desc;
+use crate::core::math::{cmp_logit_desc, logit_key};
+use crate::core::partition::members_into;
+use crate::core::radix::sort_logit_desc;
 use crate::core::sampler::require_candidates;
-use crate::core::math::logit_key;
 use crate::core::{Candidates, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId, RANDOM_SEED};
 use crate::samplers::dist::pick_by_probability;
 
@@ -196,13 +197,12 @@ fn gather_top(data: &[TokenData], want: usize, sample: &mut Vec<f32>, out: &mut 
     if threshold == f32::NEG_INFINITY {
         return false;
     }
-    out.clear();
-    // NaN fails the comparison and is never gathered.
-    out.extend(data.iter().filter(|t| t.logit >= threshold));
+    // One SIMD pass (NaN is never a member).
+    members_into(data, threshold, f32::INFINITY, out);
     if out.len() < want || out.len() > n / 4 {
         return false;
     }
-    out.sort_unstable_by(cmp_logit_desc);
+    sort_logit_desc(out);
     true
 }
 

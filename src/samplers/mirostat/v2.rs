@@ -1,14 +1,12 @@
 //! Mirostat v2: keep the candidates whose surprise is at most `mu`.
 
-use std::cell::RefCell;
-
 use serde::{Deserialize, Serialize};
 
 use super::{json_f64, update_mu, Observed};
 use crate::core::error::check_range;
 use crate::core::math::logit_key;
-use crate::core::partition::collect_in;
-use crate::core::radix::{logit_of_desc_key, sort_logit_desc};
+use crate::core::partition::members_into;
+use crate::core::radix::sort_logit_desc;
 use crate::core::sampler::require_candidates;
 use crate::core::softmax_weights::max_and_sum;
 use crate::core::{Candidates, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId, RANDOM_SEED};
@@ -71,6 +69,9 @@ pub struct MirostatV2 {
     mu: f32,
     rng: SeededRng,
     observed: Observed,
+    /// The kept candidates of an unsorted array, in array order (scratch
+    /// of `apply`).
+    kept: Vec<TokenData>,
     last_kept: usize,
     last_threshold: f64,
     last_surprise: Option<f32>,
@@ -85,6 +86,7 @@ impl MirostatV2 {
             mu: 2.0 * params.tau,
             rng: SeededRng::new(params.seed),
             observed: Observed::default(),
+            kept: Vec::new(),
             last_kept: 0,
             last_threshold: f64::NAN,
             last_surprise: None,
@@ -116,31 +118,15 @@ fn logit_threshold(candidates: &Candidates<'_>, mu: f32) -> Result<f64, SampleEr
     }
 }
 
-thread_local! {
-    /// The buffers of [`collect_kept`], reused across calls.
-    static KEPT: RefCell<(Vec<u32>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
-/// Writes the candidates whose logit is at least `threshold` (never NaN
-/// ones) over the front of `data`, in array order, and returns how many:
-/// one SIMD pass that finds them ([`collect_in`]), then only they are
-/// written (their `p` 0, a -0 logit as +0). Past them the array keeps
-/// what they did not overwrite: the caller truncates.
-fn collect_kept(data: &mut [TokenData], threshold: f64) -> usize {
-    // The smallest f32 at or above the threshold, and never -inf (which
-    // would keep the -inf logits).
-    let mut lo = threshold as f32;
+/// The smallest f32 at or above `threshold`, and never -inf (which would
+/// keep the -inf logits): the lower end of the kept logits in f32.
+fn f32_at_or_above(threshold: f64) -> f32 {
+    let lo = threshold as f32;
     if (lo as f64) < threshold {
-        lo = lo.next_up();
+        lo.next_up()
+    } else {
+        lo
     }
-    KEPT.with(|k| {
-        let (keys, ids) = &mut *k.borrow_mut();
-        let kept = collect_in(data, lo, f32::INFINITY, keys, ids);
-        for (t, (&key, &id)) in data.iter_mut().zip(keys[..kept].iter().zip(&ids[..kept])) {
-            *t = TokenData { id: id as i32, logit: logit_of_desc_key(key), p: 0.0 };
-        }
-        kept
-    })
 }
 
 impl Sampler for MirostatV2 {
@@ -156,9 +142,13 @@ impl Sampler for MirostatV2 {
         let kept = if candidates.is_sorted() {
             candidates.as_slice().partition_point(|t| logit_key(t.logit) as f64 >= threshold)
         } else {
-            // The kept candidates over the front, then sorted: only they are.
+            // The kept candidates (one SIMD pass finds them) over the
+            // front, then sorted: only they are. Past them the array keeps
+            // what they did not overwrite; it is truncated below.
             let data = candidates.as_mut_slice();
-            let kept = collect_kept(data, threshold);
+            members_into(data, f32_at_or_above(threshold), f32::INFINITY, &mut self.kept);
+            let kept = self.kept.len();
+            data[..kept].copy_from_slice(&self.kept);
             sort_logit_desc(&mut data[..kept]);
             kept
         };
@@ -252,9 +242,9 @@ mod tests {
     }
 
     #[test]
-    fn collect_kept_rounds_the_threshold_up_and_never_keeps_nan_or_minus_inf() {
+    fn the_kept_range_rounds_the_threshold_up_and_never_keeps_nan_or_minus_inf() {
         let logits = [1.0f32, f32::NAN, f32::NEG_INFINITY, 1.0f32.next_up(), -3.0, f32::INFINITY, f32::MIN];
-        let ids = |data: &[TokenData], kept: usize| data[..kept].iter().map(|t| t.id).collect::<Vec<_>>();
+        let data: Vec<TokenData> = logits.iter().enumerate().map(|(i, &l)| TokenData::new(i as i32, l)).collect();
         for (threshold, want) in [
             // Just above 1 in f64: 1 is out, the next f32 is in.
             (1.0 + 1e-12, vec![3, 5]),
@@ -263,10 +253,10 @@ mod tests {
             // Below every f32: every logit but NaN and -inf.
             (-1e300, vec![0, 3, 4, 5, 6]),
         ] {
-            let mut data: Vec<TokenData> = logits.iter().enumerate().map(|(i, &l)| TokenData::new(i as i32, l)).collect();
-            let kept = collect_kept(&mut data, threshold);
-            assert_eq!(ids(&data, kept), want, "threshold {threshold}");
-            assert!(data[..kept].iter().all(|t| t.logit == logits[t.id as usize]));
+            let mut kept = Vec::new();
+            members_into(&data, f32_at_or_above(threshold), f32::INFINITY, &mut kept);
+            assert_eq!(kept.iter().map(|t| t.id).collect::<Vec<_>>(), want, "threshold {threshold}");
+            assert!(kept.iter().all(|t| t.logit == logits[t.id as usize]));
         }
     }
 
