@@ -412,7 +412,7 @@ fn nonfill_impl<const FMA: bool>(v: &[f32], fill: f32, out: &mut Vec<u32>) -> No
 
 /// Sets to zero every weight of `p` below `ratio` times the largest (the
 /// min-p rule on unnormalised weights) and returns the sum of those left,
-/// in f64, added in index order. `p` holds non-negative finite weights;
+/// in f64 (eight lanes, then pairwise). `p` holds non-negative finite weights;
 /// `ratio` in [0, 1]; 0 keeps every weight.
 pub fn cut_below_fraction_of_max(p: &mut [f32], ratio: f32) -> f64 {
     const LANES: usize = 8;
@@ -426,16 +426,22 @@ pub fn cut_below_fraction_of_max(p: &mut [f32], ratio: f32) -> f64 {
     }
     let max = rest.iter().chain(&lanes).fold(0.0f32, |m, &q| if q > m { q } else { m });
     let cut = max * ratio;
-    // Adding the zeros would not change the sum: only the kept weights are added.
-    let mut total = 0.0f64;
-    for q in p.iter_mut() {
-        if *q < cut {
-            *q = 0.0;
-        } else {
-            total += *q as f64;
+    // The cut weights add 0: every weight goes to one of 8 independent f64
+    // sums, no branch (a serial sum of the kept ones waited on an f64 add
+    // per weight: a fifth of the sampler's time at 151936 candidates).
+    let mut sums = [0.0f64; LANES];
+    let mut chunks = p.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for (s, q) in sums.iter_mut().zip(c.iter_mut()) {
+            *q = if *q < cut { 0.0 } else { *q };
+            *s += *q as f64;
         }
     }
-    total
+    for q in chunks.into_remainder() {
+        *q = if *q < cut { 0.0 } else { *q };
+        sums[0] += *q as f64;
+    }
+    ((sums[0] + sums[1]) + (sums[2] + sums[3])) + ((sums[4] + sums[5]) + (sums[6] + sums[7]))
 }
 
 /// Index where the running sum of `p` first exceeds `target` (summed in
