@@ -44,6 +44,30 @@ pub(crate) unsafe fn scale_p(lanes: RecordLanes, records: &mut [TokenData], fact
     }
 }
 
+/// Sets the `p` of record j to `values[j] * factor` (`values` as long as
+/// `records`); `id` and `logit` unchanged.
+///
+/// # Safety
+/// As [`scale_p`].
+#[inline(always)]
+pub(crate) unsafe fn set_p_scaled(lanes: RecordLanes, records: &mut [TokenData], values: &[f32], factor: f32) {
+    debug_assert_eq!(records.len(), values.len());
+    match lanes {
+        #[cfg(target_arch = "x86_64")]
+        RecordLanes::Avx512 => avx512::set_p_scaled(records, values, factor),
+        #[cfg(target_arch = "x86_64")]
+        RecordLanes::Avx2 => avx2::set_p_scaled(records, values, factor),
+        RecordLanes::Portable => portable_set_p_scaled(records, values, factor),
+    }
+}
+
+#[inline(always)]
+fn portable_set_p_scaled(records: &mut [TokenData], values: &[f32], factor: f32) {
+    for (t, &v) in records.iter_mut().zip(values) {
+        t.p = v * factor;
+    }
+}
+
 #[inline(always)]
 fn portable_scale_p(records: &mut [TokenData], factor: f32) {
     for t in records.iter_mut() {
@@ -97,7 +121,7 @@ const fn merge_both_pattern<const L: usize>(reg: usize) -> ([i32; L], u32) {
 pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{merge_both_pattern, merge_pattern, portable_scale_p};
+    use super::{merge_both_pattern, merge_pattern, portable_scale_p, portable_set_p_scaled};
     use crate::core::logit_scan::avx512::logits_of_records;
     use crate::core::token::TokenData;
 
@@ -208,6 +232,21 @@ pub(crate) mod avx512 {
 
     #[inline]
     #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn set_p_scaled(records: &mut [TokenData], values: &[f32], factor: f32) {
+        let f = _mm512_set1_ps(factor);
+        let mut groups = records.chunks_exact_mut(16);
+        let mut sources = values.chunks_exact(16);
+        for (g, v) in (&mut groups).zip(&mut sources) {
+            // SAFETY: `g` is 16 records, `v` 16 values.
+            let mut r = load16(g.as_ptr());
+            merge_p16(&mut r, _mm512_mul_ps(_mm512_loadu_ps(v.as_ptr()), f));
+            store16(g.as_mut_ptr(), &r);
+        }
+        portable_set_p_scaled(groups.into_remainder(), sources.remainder(), factor);
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn scale_p(records: &mut [TokenData], factor: f32) {
         let f = _mm512_set1_ps(factor);
         let mut groups = records.chunks_exact_mut(16);
@@ -228,7 +267,7 @@ pub(crate) mod avx512 {
 pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{merge_pattern, portable_scale_p};
+    use super::{merge_pattern, portable_scale_p, portable_set_p_scaled};
     use crate::core::token::TokenData;
 
     /// For 8 records (24 floats in three registers) the logits sit at
@@ -342,6 +381,21 @@ pub(crate) mod avx2 {
         r[0] = _mm256_blend_ps::<{ LOGIT[0].1 as i32 }>(r[0], spread(v, &LOGIT[0]));
         r[1] = _mm256_blend_ps::<{ LOGIT[1].1 as i32 }>(r[1], spread(v, &LOGIT[1]));
         r[2] = _mm256_blend_ps::<{ LOGIT[2].1 as i32 }>(r[2], spread(v, &LOGIT[2]));
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn set_p_scaled(records: &mut [TokenData], values: &[f32], factor: f32) {
+        let f = _mm256_set1_ps(factor);
+        let mut groups = records.chunks_exact_mut(8);
+        let mut sources = values.chunks_exact(8);
+        for (g, v) in (&mut groups).zip(&mut sources) {
+            // SAFETY: `g` is 8 records, `v` 8 values.
+            let mut r = load8(g.as_ptr());
+            merge_p8(&mut r, _mm256_mul_ps(_mm256_loadu_ps(v.as_ptr()), f));
+            store8(g.as_mut_ptr(), &r);
+        }
+        portable_set_p_scaled(groups.into_remainder(), sources.remainder(), factor);
     }
 
     #[inline]

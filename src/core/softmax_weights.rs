@@ -480,6 +480,35 @@ unsafe fn scale_p_avx512(data: &mut [TokenData], factor: f32) {
     records::scale_p(RecordLanes::Avx512, data, factor)
 }
 
+/// Sets candidate i's `p` to `values[i] * factor` (as far as both reach),
+/// on the records' SIMD lanes of the active kernel: a plain loop writes
+/// one float every 12 bytes.
+pub(crate) fn set_p_scaled(data: &mut [TokenData], values: &[f32], factor: f32) {
+    let n = data.len().min(values.len());
+    let (data, values) = (&mut data[..n], &values[..n]);
+    match ScanKernel::active() {
+        // SAFETY (both): `active` only returns kernels the CPU can run.
+        #[cfg(target_arch = "x86_64")]
+        ScanKernel::Avx512 => unsafe { set_p_scaled_avx512(data, values, factor) },
+        #[cfg(target_arch = "x86_64")]
+        ScanKernel::Avx2 => unsafe { set_p_scaled_avx2(data, values, factor) },
+        // SAFETY: the portable lanes need nothing.
+        _ => unsafe { records::set_p_scaled(RecordLanes::Portable, data, values, factor) },
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn set_p_scaled_avx2(data: &mut [TokenData], values: &[f32], factor: f32) {
+    records::set_p_scaled(RecordLanes::Avx2, data, values, factor)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn set_p_scaled_avx512(data: &mut [TokenData], values: &[f32], factor: f32) {
+    records::set_p_scaled(RecordLanes::Avx512, data, values, factor)
+}
+
 /// The sum of the candidates' `p` (f64), in eight independent lanes:
 /// a quarter of the time of one serial chain of f64 adds.
 pub(crate) fn sum_p(data: &[TokenData]) -> f64 {
@@ -612,6 +641,41 @@ mod tests {
             for kernel in ScanKernel::available() {
                 assert_eq!(run(kernel), run(ScanKernel::Portable), "{kernel:?}");
             }
+        }
+    }
+
+    /// Every kernel sets each `p` to its value times the factor, leaving
+    /// ids and logits, and stops where the shorter slice ends.
+    #[test]
+    fn set_p_scaled_on_every_kernel() {
+        for n in [0usize, 1, 7, 8, 15, 16, 17, 33, 1000] {
+            let logits: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let values: Vec<f32> = (0..n).map(|i| 1.0 / (i as f32 + 1.0)).collect();
+            for kernel in ScanKernel::available() {
+                let mut data = tokens(&logits);
+                for t in &mut data {
+                    t.p = -1.0;
+                }
+                // SAFETY: `available` lists only kernels this CPU runs.
+                match kernel {
+                    #[cfg(target_arch = "x86_64")]
+                    ScanKernel::Avx512 => unsafe { set_p_scaled_avx512(&mut data, &values, 3.0) },
+                    #[cfg(target_arch = "x86_64")]
+                    ScanKernel::Avx2 => unsafe { set_p_scaled_avx2(&mut data, &values, 3.0) },
+                    _ => unsafe { records::set_p_scaled(RecordLanes::Portable, &mut data, &values, 3.0) },
+                }
+                for (i, t) in data.iter().enumerate() {
+                    assert_eq!((t.id, t.logit, t.p), (i as i32, logits[i], values[i] * 3.0), "{kernel:?} n {n}");
+                }
+            }
+            // A longer array keeps the p past the values.
+            let mut data = tokens(&logits);
+            for t in &mut data {
+                t.p = -1.0;
+            }
+            set_p_scaled(&mut data, &values[..n / 2], 2.0);
+            assert!(data[n / 2..].iter().all(|t| t.p == -1.0));
+            assert!(data[..n / 2].iter().enumerate().all(|(i, t)| t.p == values[i] * 2.0));
         }
     }
 

@@ -415,6 +415,14 @@ fn nonfill_impl<const FMA: bool>(v: &[f32], fill: f32, out: &mut Vec<u32>) -> No
 /// in f64 (eight lanes, then pairwise). `p` holds non-negative finite weights;
 /// `ratio` in [0, 1]; 0 keeps every weight.
 pub fn cut_below_fraction_of_max(p: &mut [f32], ratio: f32) -> f64 {
+    dispatch!(Simd::active(), cut_below_impl, avx512::cut_below, avx2::cut_below, (p, ratio))
+}
+
+/// [`cut_below_fraction_of_max`], plain loops inlined into each
+/// instruction set's copy (the same bits on each: every lane's additions
+/// are in the same order).
+#[inline(always)]
+fn cut_below_impl<const WIDE: bool>(p: &mut [f32], ratio: f32) -> f64 {
     const LANES: usize = 8;
     let mut lanes = [0.0f32; LANES];
     let chunks = p.chunks_exact(LANES);
@@ -645,6 +653,12 @@ mod avx2 {
             widen_add(&mut acc[4], p4);
         }
         [hsum(&acc[0]), hsum(&acc[1]), hsum(&acc[2]), hsum(&acc[3]), hsum(&acc[4])]
+    }
+
+    /// See [`super::cut_below_fraction_of_max`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn cut_below(p: &mut [f32], ratio: f32) -> f64 {
+        super::cut_below_impl::<true>(p, ratio)
     }
 
     /// See [`super::sum_exp_nonpositive`].
@@ -1022,6 +1036,12 @@ mod avx512 {
         [hsum(&acc[0]), hsum(&acc[1]), hsum(&acc[2]), hsum(&acc[3]), hsum(&acc[4])]
     }
 
+    /// See [`super::cut_below_fraction_of_max`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn cut_below(p: &mut [f32], ratio: f32) -> f64 {
+        super::cut_below_impl::<true>(p, ratio)
+    }
+
     /// See [`super::sum_exp_nonpositive`].
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn sum_exp(v: &[f32]) -> (f64, f32) {
@@ -1109,6 +1129,23 @@ mod tests {
         let mut p = vec![3.0, 1e-30, 0.0];
         assert_eq!(cut_below_fraction_of_max(&mut p, 0.0), 3.0 + 1e-30f32 as f64);
         assert_eq!(p, vec![3.0, 1e-30, 0.0]);
+    }
+
+    #[test]
+    fn cut_below_fraction_of_max_is_the_same_on_every_kernel() {
+        let mut d = crate::core::DrawStream::from_state(8);
+        for n in [0usize, 5, 8, 17, 1000, 49_153] {
+            let p: Vec<f32> = (0..n).map(|_| (d.next_normal() * 2.0).exp() as f32).collect();
+            let want = {
+                let mut q = p.clone();
+                (cut_below_impl::<false>(&mut q, 0.05).to_bits(), q)
+            };
+            for k in Simd::available() {
+                let mut q = p.clone();
+                let total = dispatch!(k, cut_below_impl, avx512::cut_below, avx2::cut_below, (&mut q, 0.05));
+                assert_eq!((total.to_bits(), q), want, "{k:?} n {n}");
+            }
+        }
     }
 
     fn logits(n: usize, seed: u64) -> Vec<f32> {

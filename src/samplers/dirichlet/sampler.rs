@@ -1334,10 +1334,7 @@ impl Sampler for DirichletSampler {
             pending.info.initialised_here = true;
             index
         };
-        let scale = work.out_scale;
-        for (t, &q) in candidates.as_mut_slice().iter_mut().zip(&work.out) {
-            t.p = q * scale;
-        }
+        crate::core::softmax_weights::set_p_scaled(candidates.as_mut_slice(), &work.out, work.out_scale);
         candidates.select(index);
         Ok(())
     }
