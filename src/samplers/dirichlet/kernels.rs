@@ -615,7 +615,20 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn moments(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32, mut out: Option<&mut [f32]>) -> [f64; 5] {
+    pub(super) unsafe fn moments(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32, out: Option<&mut [f32]>) -> [f64; 5] {
+        // One loop per use: the options tested per register kept the loop
+        // from being scheduled as one block.
+        match (aux, out) {
+            (None, None) => moments_k::<false, false>(xs, xs, max, inv_t, &mut []),
+            (Some(a), None) => moments_k::<true, false>(xs, a, max, inv_t, &mut []),
+            (None, Some(o)) => moments_k::<false, true>(xs, xs, max, inv_t, o),
+            (Some(a), Some(o)) => moments_k::<true, true>(xs, a, max, inv_t, o),
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn moments_k<const AUX: bool, const OUT: bool>(xs: &[f32], aux: &[f32], max: f32, inv_t: f32, out: &mut [f32]) -> [f64; 5] {
         let zero = _mm256_setzero_pd();
         let mut acc = [[zero; 2]; 5];
         let (vmax, vinv, vclamp) = (_mm256_set1_ps(max), _mm256_set1_ps(inv_t), _mm256_set1_ps(W_CLAMP));
@@ -632,8 +645,8 @@ mod avx2 {
                 let x = load(xs, i, f32::NEG_INFINITY);
                 let w = _mm256_max_ps(_mm256_mul_ps(_mm256_sub_ps(x, vmax), vinv), vclamp);
                 let e = exp8(w);
-                if let Some(o) = out.as_deref_mut() {
-                    store(o, i, e);
+                if OUT {
+                    store(out, i, e);
                 }
                 p0 = _mm256_add_ps(p0, e);
                 let ew = _mm256_mul_ps(e, w);
@@ -641,8 +654,8 @@ mod avx2 {
                 let ew2 = _mm256_mul_ps(ew, w);
                 p2 = _mm256_add_ps(p2, ew2);
                 p3 = _mm256_fmadd_ps(ew2, w, p3);
-                if let Some(a) = aux {
-                    p4 = _mm256_fmadd_ps(e, load(a, i, 0.0), p4);
+                if AUX {
+                    p4 = _mm256_fmadd_ps(e, load(aux, i, 0.0), p4);
                 }
                 i += 8;
             }
