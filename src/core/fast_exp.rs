@@ -190,44 +190,15 @@ pub(crate) fn exp_table_in_range(xc: f32) -> f32 {
     f32::from_bits(t.mul_add(em1, t).to_bits().wrapping_add(k))
 }
 
-/// [`exp_nonpositive_fma`] on AVX2 and AVX-512 registers, for the
-/// intrinsic kernels of the logit scan and the Dirichlet sampler: the same
-/// reduction, polynomial and 2^k scaling, so every lane gives the scalar
-/// function's bits (tested).
+/// [`exp_table_in_range`] and [`exp_table`] on AVX2 and AVX-512
+/// registers, for the intrinsic kernels of the logit scan, the softmax
+/// weights and the Dirichlet sampler: the same reduction, table, cubic and
+/// 2^k scaling, so every lane gives the scalar function's bits (tested).
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod simd {
     use std::arch::x86_64::*;
 
-    use super::{cephes, EXP2_EIGHTHS_LESS_J, EXPM1_A, EXPM1_B, EXP_FLOOR, LN2_HI, LN2_LO, LOG2E, ROUND};
-
-    /// exp(x) for x <= 0 on 8 lanes; 0 at or below [`EXP_FLOOR`] and for NaN.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(crate) unsafe fn exp8(x: __m256) -> __m256 {
-        let floor = _mm256_set1_ps(EXP_FLOOR);
-        let in_range = _mm256_cmp_ps::<_CMP_GT_OQ>(x, floor);
-        // vmaxps returns its second operand when either is NaN.
-        _mm256_and_ps(exp8_in_range(_mm256_max_ps(x, floor)), in_range)
-    }
-
-    /// [`super::exp_in_range`] on 8 lanes: `EXP_FLOOR <= x <= 0`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(crate) unsafe fn exp8_in_range(xc: __m256) -> __m256 {
-        let shifted = _mm256_fmadd_ps(xc, _mm256_set1_ps(LOG2E), _mm256_set1_ps(ROUND));
-        let k = _mm256_sub_ps(shifted, _mm256_set1_ps(ROUND));
-        let r = _mm256_fnmadd_ps(k, _mm256_set1_ps(LN2_LO), _mm256_fnmadd_ps(k, _mm256_set1_ps(LN2_HI), xc));
-        let c = cephes();
-        let mut p = _mm256_set1_ps(c[0]);
-        for &ci in &c[1..] {
-            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(ci));
-        }
-        let e = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0));
-        // k in [-126, 0]: 2^k = bits (k + 127) << 23, k from the low bits
-        // of `shifted` (offset by the 0x4B40_0000 of ROUND): one add.
-        let biased = _mm256_add_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(127 - 0x4B40_0000));
-        _mm256_mul_ps(e, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(biased)))
-    }
+    use super::{EXP2_EIGHTHS_LESS_J, EXPM1_A, EXPM1_B, EXP_FLOOR, LOG2E, ROUND};
 
     /// [`super::exp_table`] on 8 lanes: x <= 0; 0 at or below
     /// [`EXP_FLOOR`] and for NaN.
@@ -281,32 +252,6 @@ pub(crate) mod simd {
         let scale = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(t), _mm512_slli_epi32::<20>(_mm512_castps_si512(shifted))));
         _mm512_fmadd_ps(scale, em1, scale)
     }
-
-    /// exp(x) for x <= 0 on 16 lanes; 0 at or below [`EXP_FLOOR`] and for
-    /// NaN. The 2^k scaling is `vscalefps`.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub(crate) unsafe fn exp16(x: __m512) -> __m512 {
-        let floor = _mm512_set1_ps(EXP_FLOOR);
-        let in_range = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, floor);
-        _mm512_maskz_mov_ps(in_range, exp16_in_range(_mm512_max_ps(x, floor)))
-    }
-
-    /// [`super::exp_in_range`] on 16 lanes: `EXP_FLOOR <= x <= 0`.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub(crate) unsafe fn exp16_in_range(xc: __m512) -> __m512 {
-        let round = _mm512_set1_ps(ROUND);
-        let k = _mm512_sub_ps(_mm512_fmadd_ps(xc, _mm512_set1_ps(LOG2E), round), round);
-        let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_LO), _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_HI), xc));
-        let c = cephes();
-        let mut p = _mm512_set1_ps(c[0]);
-        for &ci in &c[1..] {
-            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(ci));
-        }
-        let e = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0));
-        _mm512_scalef_ps(e, k)
-    }
 }
 
 #[cfg(test)]
@@ -330,55 +275,6 @@ mod tests {
         assert!(plain < 2e-7, "relative error {plain}");
         let fused = worst_relative_error(exp_nonpositive_fma);
         assert!(fused < 2e-7, "relative error {fused}");
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn vector_lanes_match_the_scalar_fma_exp_bit_for_bit() {
-        use std::arch::x86_64::*;
-        let mut xs: Vec<f32> = (0..20_000).map(|i| -(i as f32) * 0.0045).collect();
-        xs.extend([0.0, -0.0, EXP_FLOOR, EXP_FLOOR + 1e-5, -87.3, -1e-30, f32::NEG_INFINITY, f32::NAN]);
-        for chunk in xs.chunks(16) {
-            let mut v = [f32::NEG_INFINITY; 16];
-            v[..chunk.len()].copy_from_slice(chunk);
-            let want_of = |x: f32| exp_nonpositive_fma(x).to_bits();
-            let want: Vec<u32> = v.iter().map(|&x| want_of(x)).collect();
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                let mut got = [0.0f32; 16];
-                // SAFETY: the CPU has AVX2 and FMA; loads and stores stay in the arrays.
-                unsafe {
-                    _mm256_storeu_ps(got.as_mut_ptr(), simd::exp8(_mm256_loadu_ps(v.as_ptr())));
-                    _mm256_storeu_ps(got.as_mut_ptr().add(8), simd::exp8(_mm256_loadu_ps(v.as_ptr().add(8))));
-                }
-                assert_eq!(got.map(f32::to_bits).to_vec(), want, "exp8 {v:?}");
-            }
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                let mut got = [0.0f32; 16];
-                // SAFETY: the CPU has AVX-512F; loads and stores stay in the arrays.
-                unsafe { _mm512_storeu_ps(got.as_mut_ptr(), simd::exp16(_mm512_loadu_ps(v.as_ptr()))) };
-                assert_eq!(got.map(f32::to_bits).to_vec(), want, "exp16 {v:?}");
-            }
-            // The in-range variants on the lanes above the floor (the
-            // others clamped to it, where they give 1.6e-38 instead of 0).
-            let clamped = v.map(|x| if x > EXP_FLOOR { x } else { EXP_FLOOR });
-            let want_in: Vec<u32> = v.iter().zip(&clamped).map(|(&x, &c)| if x > EXP_FLOOR { want_of(x) } else { exp_in_range::<true>(c).to_bits() }).collect();
-            assert!(clamped.iter().all(|&c| exp_in_range::<true>(c) > 0.0));
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                let mut got = [0.0f32; 16];
-                // SAFETY: the CPU has AVX2 and FMA; loads and stores stay in the arrays.
-                unsafe {
-                    _mm256_storeu_ps(got.as_mut_ptr(), simd::exp8_in_range(_mm256_loadu_ps(clamped.as_ptr())));
-                    _mm256_storeu_ps(got.as_mut_ptr().add(8), simd::exp8_in_range(_mm256_loadu_ps(clamped.as_ptr().add(8))));
-                }
-                assert_eq!(got.map(f32::to_bits).to_vec(), want_in, "exp8_in_range {clamped:?}");
-            }
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                let mut got = [0.0f32; 16];
-                // SAFETY: the CPU has AVX-512F; loads and stores stay in the arrays.
-                unsafe { _mm512_storeu_ps(got.as_mut_ptr(), simd::exp16_in_range(_mm512_loadu_ps(clamped.as_ptr()))) };
-                assert_eq!(got.map(f32::to_bits).to_vec(), want_in, "exp16_in_range {clamped:?}");
-            }
-        }
     }
 
     #[test]
