@@ -24,9 +24,10 @@ pub(crate) const EXP_FLOOR: f32 = -87.0;
 /// exp(x) for x <= 0, in f32 without a libm call: x = k ln 2 + r with
 /// |r| <= ln 2 / 2, exp(r) by the minimax polynomial of Cephes' `expf`
 /// (S. Moshier; evaluated by Estrin's scheme, whose dependency chain is
-/// half as long as Horner's), times 2^k built from its bits. Relative error below 2e-7;
-/// returns 0 at or below [`EXP_FLOOR`], for -inf and for NaN. Positive `x`
-/// is out of contract (the result is wrong, not undefined behaviour).
+/// half as long as Horner's), times 2^k built from its bits. Relative
+/// error below 2e-7; returns 0 at or below [`EXP_FLOOR`], for -inf and for
+/// NaN. Positive `x` is out of contract (the result is wrong, not
+/// undefined behaviour).
 #[inline(always)]
 pub fn exp_nonpositive(x: f32) -> f32 {
     exp_impl::<false>(x)
@@ -90,8 +91,8 @@ pub(crate) fn exp_in_range<const FMA: bool>(xc: f32) -> f32 {
     let k = shifted - ROUND;
     let r = madd::<FMA>(-k, LN2_LO, madd::<FMA>(-k, LN2_HI, xc));
     let c = cephes();
-    // With FMA, Horner's scheme (the vector copies in `simd` give these
-    // bits). Without, each step of Horner's is a multiply and an add, a
+    // With FMA, Horner's scheme: its fused steps make a short enough
+    // chain. Without, each step of Horner's is a multiply and an add, a
     // chain of 14 operations that the portable loops over the vocabulary
     // wait on (the out-of-order window fills before the FP units do);
     // Estrin's scheme, the same polynomial in pairs of terms, takes 7 in
@@ -126,6 +127,19 @@ pub(crate) fn exp_table(x: f32) -> f32 {
         e
     } else {
         0.0
+    }
+}
+
+/// The exponential of the loops generic over the instruction set they are
+/// compiled for: [`exp_table`] with `FMA` (the vector kernels' lanes, bit
+/// for bit, for their scalar tails), else [`exp_nonpositive`] (`mul_add`
+/// would be a libm call). 0 at or below [`EXP_FLOOR`], for -inf and NaN.
+#[inline(always)]
+pub(crate) fn exp_table_with<const FMA: bool>(x: f32) -> f32 {
+    if FMA {
+        exp_table(x)
+    } else {
+        exp_nonpositive(x)
     }
 }
 

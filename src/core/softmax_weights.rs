@@ -5,9 +5,11 @@
 //!
 //! libm's `expf` is one call per candidate that no loop can vectorise.
 //! Here the logits of a block of [`BLOCK`] candidates are copied to a
-//! contiguous buffer, where [`exp_nonpositive`]'s polynomial vectorises
-//! (4 lanes on the SSE2 baseline), or the AVX2 + FMA and AVX-512 kernels
-//! take 8 or 16 at a time with [`exp_table`]'s table of eighths, chosen at
+//! contiguous buffer, where
+//! [`exp_nonpositive`](super::fast_exp::exp_nonpositive)'s polynomial
+//! vectorises (4 lanes on the SSE2 baseline), or the AVX2 + FMA and
+//! AVX-512 kernels take 8 or 16 at a time with
+//! [`exp_table`](super::fast_exp::exp_table)'s table of eighths, chosen at
 //! run time as the logit scan chooses its kernels ([`ScanKernel::active`],
 //! `ENTROPIX_SIMD` to force one). A weight's relative error is below 2e-7
 //! (with the table 1.2e-7 + 2.8e-9 per nat under the maximum, at most
@@ -22,7 +24,7 @@
 //! weight, in sixteen lanes: near a one-hot array the entropy is the
 //! small difference of two sums that f32 block sums would round away.
 
-use super::fast_exp::{exp_nonpositive, exp_table};
+use super::fast_exp::exp_table_with;
 use super::logit_scan::{scan_moments, LogitScan, ScanKernel};
 use super::math::max_logit_portable;
 use super::records::{self, RecordLanes};
@@ -361,9 +363,9 @@ mod simd {
 }
 
 /// The loop of [`exp_weights_blocks`]: returns [S0, S1] (S1 = 0 unless
-/// `MOMENTS`). `FMA` picks [`exp_table`], the vector kernels' exponential
-/// (only where the caller is compiled with FMA: elsewhere `mul_add` is a
-/// libm call), else [`exp_nonpositive`]. `DIVIDE` first
+/// `MOMENTS`). The exponential is [`exp_table_with`]: the vector kernels'
+/// table exponential with `FMA` (only where the caller is compiled with
+/// FMA), the portable one without. `DIVIDE` first
 /// divides each logit by `divisor` in place (see [`divide_exp_weights`]).
 /// The weights are relative to `reference`, the maximum; with `RUNNING`
 /// it is raised to each block's largest logit first where that is higher
@@ -400,7 +402,7 @@ fn weights_body<const FMA: bool, const MOMENTS: bool, const DIVIDE: bool, const 
         // The last block's spare lanes weigh 0.
         z[n..].fill(f32::NEG_INFINITY);
         for (e, &z) in e.iter_mut().zip(z.iter()) {
-            *e = if FMA { exp_table(z) } else { exp_nonpositive(z) };
+            *e = exp_table_with::<FMA>(z);
         }
         for (t, &e) in block.iter_mut().zip(e.iter()) {
             t.p = e;

@@ -1,5 +1,5 @@
 //! Full-vocabulary passes of the sampler, written to vectorise: f32
-//! logits, a vectorisable exponential (`exp_w`) instead of libm's
+//! logits, a vectorisable exponential (`exp_table_with`) instead of libm's
 //! f64 `exp`, sums accumulated in f64 (in the vector kernels, partial sums
 //! of 16 values per lane in f32 first, see `avx2`). On x86-64 the passes
 //! run on AVX-512F intrinsics (16 lanes, `avx512`) or AVX2 and FMA
@@ -18,7 +18,7 @@
 //! the f32 scaled logit `(x - max) / T` adds a rounding of 6e-8 relative
 //! to it.
 
-use crate::core::fast_exp::{exp_nonpositive, exp_table, EXP_FLOOR};
+use crate::core::fast_exp::{exp_table_with, EXP_FLOOR};
 use crate::core::TokenData;
 use super::sampler::SNAP_NATS;
 
@@ -26,17 +26,6 @@ use super::sampler::SNAP_NATS;
 /// `0 * w` stays 0 (not NaN for -inf).
 const W_CLAMP: f32 = EXP_FLOOR - 16.0;
 
-/// exp(x) for x <= 0, 0 at or below [`EXP_FLOOR`], -inf and NaN: the
-/// table exponential where the kernel has FMA (the vector kernels' bits,
-/// for their tails), else [`exp_nonpositive`].
-#[inline(always)]
-fn exp_w<const FMA: bool>(x: f32) -> f32 {
-    if FMA {
-        exp_table(x)
-    } else {
-        exp_nonpositive(x)
-    }
-}
 /// Elements per block of the portable loops (one AVX register of f32).
 const LANES: usize = 8;
 
@@ -99,7 +88,7 @@ fn moments_block<const FMA: bool, const AUX: bool>(acc: &mut [[f64; LANES]; 5], 
         let wj = (x[j] - max) * inv_t;
         let wj = if wj > W_CLAMP { wj } else { W_CLAMP };
         w[j] = wj;
-        e[j] = exp_w::<FMA>(wj);
+        e[j] = exp_table_with::<FMA>(wj);
     }
     for j in 0..LANES {
         let (e, w) = (e[j] as f64, w[j] as f64);
@@ -122,7 +111,7 @@ fn moments_impl<const FMA: bool>(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_
     if let Some(out) = out {
         for (o, &x) in out.iter_mut().zip(xs) {
             let w = (x - max) * inv_t;
-            *o = exp_w::<FMA>(if w > W_CLAMP { w } else { W_CLAMP });
+            *o = exp_table_with::<FMA>(if w > W_CLAMP { w } else { W_CLAMP });
         }
     }
     let mut acc = [[0.0f64; LANES]; 5];
@@ -171,14 +160,14 @@ fn sum_exp_impl<const FMA: bool>(v: &[f32]) -> (f64, f32) {
     let n_full = v.len() / LANES * LANES;
     for x in v[..n_full].chunks_exact(LANES) {
         for j in 0..LANES {
-            acc[j] += exp_w::<FMA>(x[j]) as f64;
+            acc[j] += exp_table_with::<FMA>(x[j]) as f64;
             mx[j] = if x[j] > mx[j] { x[j] } else { mx[j] };
         }
     }
     let mut s: f64 = acc.iter().sum();
     let mut m = mx.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     for &x in &v[n_full..] {
-        s += exp_w::<FMA>(x) as f64;
+        s += exp_table_with::<FMA>(x) as f64;
         m = m.max(x);
     }
     if v.iter().any(|x| x.is_nan()) {
@@ -210,19 +199,19 @@ fn probs_impl<const FMA: bool>(xs: &[f32], max: f32, inv_t: f32, scale: f32, inv
     for (x, o) in xs[..n_full].chunks_exact(LANES).zip(out[..n_full].chunks_exact_mut(LANES)) {
         for j in 0..LANES {
             let d = x[j] - max;
-            let p = exp_w::<FMA>(d * inv_t) * scale;
+            let p = exp_table_with::<FMA>(d * inv_t) * scale;
             o[j] = p;
             a[j] += p as f64;
-            b[j] += exp_w::<FMA>(d * inv_t2) as f64;
+            b[j] += exp_table_with::<FMA>(d * inv_t2) as f64;
         }
     }
     let (mut sa, mut sb): (f64, f64) = (a.iter().sum(), b.iter().sum());
     for (x, o) in xs[n_full..].iter().zip(out[n_full..].iter_mut()) {
         let d = x - max;
-        let p = exp_w::<FMA>(d * inv_t) * scale;
+        let p = exp_table_with::<FMA>(d * inv_t) * scale;
         *o = p;
         sa += p as f64;
-        sb += exp_w::<FMA>(d * inv_t2) as f64;
+        sb += exp_table_with::<FMA>(d * inv_t2) as f64;
     }
     (sa, sb)
 }
@@ -246,7 +235,7 @@ fn scale_impl<const FMA: bool>(xs: &[f32], max: f32, scale: f32, inv_t2: f32, ou
     for (o, &x) in out.iter_mut().zip(xs) {
         *o *= scale;
         sa += *o as f64;
-        sb += exp_w::<FMA>((x - max) * inv_t2) as f64;
+        sb += exp_table_with::<FMA>((x - max) * inv_t2) as f64;
     }
     (sa, sb)
 }
@@ -764,8 +753,8 @@ mod avx2 {
 }
 
 /// The kernels in AVX-512F intrinsics: those of [`avx2`] on 16 lanes
-/// (`exp16_table`, bit for bit `exp_table`), masks instead of blends, and masked loads and stores for the last
-/// partial block. Sums as in `avx2`: f32 lanes flushed to f64 every 256
+/// (`exp16_table`, bit for bit `exp_table`), masks instead of blends, and
+/// masked loads and stores for the last partial block. Sums as in `avx2`: f32 lanes flushed to f64 every 256
 /// elements (each lane still adds 16 values), the sum of the written
 /// probabilities in f64 lanes.
 #[cfg(target_arch = "x86_64")]

@@ -36,8 +36,9 @@ const MAX_ROUNDS: u32 = 64;
 /// Writes the unnormalised softmax weight `exp(logit - max)` of every
 /// candidate into its `p` and returns the sum of the weights (f64).
 /// NaN and -inf logits weigh 0, and so do weights below 1.2e-38 (they
-/// cannot move a sum that includes the best candidate's weight, 1). When `max` is +inf the +inf logits weigh 1 and all others
-/// 0 (the limit of softmax). `max` must be the largest logit, not -inf.
+/// cannot move a sum that includes the best candidate's weight, 1). When
+/// `max` is +inf the +inf logits weigh 1 and all others 0 (the limit of
+/// softmax). `max` must be the largest logit, not -inf.
 pub(crate) fn exp_weights(data: &mut [TokenData], max: f32) -> f64 {
     if max == f32::INFINITY {
         return inf_weights(data);
