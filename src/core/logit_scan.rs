@@ -129,9 +129,11 @@ pub fn scan_logits_counting(data: &[TokenData], k: usize, out: &mut LogitScan) {
 /// The instruction sets the scan can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScanKernel {
-    /// x86-64 AVX-512F intrinsics (16 lanes).
+    /// x86-64 AVX-512F intrinsics (16 lanes); the CPU also has what
+    /// [`ScanKernel::Avx2`] needs, which the AVX-512 kernels use too.
     Avx512,
-    /// x86-64 AVX2 and FMA intrinsics (8 lanes).
+    /// x86-64 AVX2 and FMA intrinsics (8 lanes), and POPCNT for the
+    /// counts of mask bits (without it each is a dozen instructions).
     Avx2,
     /// Plain Rust for the target's baseline (SSE2 on x86-64).
     Portable,
@@ -147,9 +149,11 @@ impl ScanKernel {
     pub fn runnable(self) -> bool {
         match self {
             #[cfg(target_arch = "x86_64")]
-            ScanKernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            ScanKernel::Avx512 => std::arch::is_x86_feature_detected!("avx512f") && ScanKernel::Avx2.runnable(),
             #[cfg(target_arch = "x86_64")]
-            ScanKernel::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
+            ScanKernel::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("popcnt")
+            }
             ScanKernel::Portable => true,
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
@@ -434,7 +438,7 @@ pub(crate) mod avx512 {
 
     const _: () = assert!(std::mem::size_of::<TokenData>() == 12 && std::mem::offset_of!(TokenData, logit) == 4);
 
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,popcnt")]
     pub unsafe fn scan<const COUNT: bool, const TOP: bool, const ORDER: usize>(data: &[TokenData], k: usize, out: &mut LogitScan) {
         scan_body::<Avx512, COUNT, TOP, ORDER>(data, k, out);
     }
@@ -541,7 +545,7 @@ mod avx2 {
     use crate::core::fast_exp::{simd::exp8_table_in_range, EXP_FLOOR};
     use crate::core::token::TokenData;
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,popcnt")]
     pub unsafe fn scan<const COUNT: bool, const TOP: bool, const ORDER: usize>(data: &[TokenData], k: usize, out: &mut LogitScan) {
         scan_body::<Avx2, COUNT, TOP, ORDER>(data, k, out);
     }

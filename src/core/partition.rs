@@ -100,7 +100,7 @@ fn collect_portable(data: &[TokenData], start: usize, mut count: usize, lo: f32,
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,popcnt")]
 unsafe fn collect_avx512(data: &[TokenData], lo: f32, hi: f32, keys: &mut [u32], ids: &mut [u32]) -> usize {
     use std::arch::x86_64::*;
 
@@ -148,7 +148,7 @@ const PACK8: [[u32; 8]; 256] = {
 };
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,popcnt")]
 unsafe fn collect_avx2(data: &[TokenData], lo: f32, hi: f32, keys: &mut [u32], ids: &mut [u32]) -> usize {
     use std::arch::x86_64::*;
 

@@ -818,7 +818,7 @@ mod avx512 {
     /// [`super::nonfill_scan`]: 16 entries at a time, the ids compressed
     /// in a register and stored whole (the next store overwrites the
     /// lanes past the kept ones; the buffer has 16 spare entries).
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,popcnt")]
     pub(super) unsafe fn nonfill_scan(v: &[f32], fill: f32, out: &mut Vec<u32>) -> super::NonFill {
         let n = v.len();
         out.clear();
