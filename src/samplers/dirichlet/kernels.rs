@@ -51,6 +51,22 @@ macro_rules! dispatch {
     }};
 }
 
+/// Calls the vector kernels' `$k::<AUX, OUT>` with `aux` and `out` fixed
+/// at compile time, one loop per use (options tested per register kept
+/// the loop from being scheduled as one block); `xs` stands in for a
+/// missing `aux`, an empty slice for a missing `out`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! moments_by_use {
+    ($k:ident, $xs:expr, $aux:expr, $max:expr, $inv_t:expr, $out:expr) => {
+        match ($aux, $out) {
+            (None, None) => $k::<false, false>($xs, $xs, $max, $inv_t, &mut []),
+            (Some(a), None) => $k::<true, false>($xs, a, $max, $inv_t, &mut []),
+            (None, Some(o)) => $k::<false, true>($xs, $xs, $max, $inv_t, o),
+            (Some(a), Some(o)) => $k::<true, true>($xs, a, $max, $inv_t, o),
+        }
+    };
+}
+
 /// Raw moments of `w = (x - max) * inv_t` under the unnormalised weights
 /// `e = exp(w)`: `[sum e, sum e w, sum e w^2, sum e w^3]`, and
 /// `sum e * aux` when `aux` is given (same length as `xs`). `-inf` entries
@@ -424,9 +440,10 @@ pub fn cut_below_fraction_of_max(p: &mut [f32], ratio: f32) -> f64 {
 
 /// [`cut_below_fraction_of_max`], plain loops inlined into each
 /// instruction set's copy (the same bits on each: every lane's additions
-/// are in the same order).
+/// are in the same order). The loops need no FMA: `_FMA` only fills the
+/// slot [`dispatch!`] gives every portable body.
 #[inline(always)]
-fn cut_below_impl<const WIDE: bool>(p: &mut [f32], ratio: f32) -> f64 {
+fn cut_below_impl<const _FMA: bool>(p: &mut [f32], ratio: f32) -> f64 {
     const LANES: usize = 8;
     let mut lanes = [0.0f32; LANES];
     let chunks = p.chunks_exact(LANES);
@@ -620,14 +637,7 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn moments(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32, out: Option<&mut [f32]>) -> [f64; 5] {
-        // One loop per use: the options tested per register kept the loop
-        // from being scheduled as one block.
-        match (aux, out) {
-            (None, None) => moments_k::<false, false>(xs, xs, max, inv_t, &mut []),
-            (Some(a), None) => moments_k::<true, false>(xs, a, max, inv_t, &mut []),
-            (None, Some(o)) => moments_k::<false, true>(xs, xs, max, inv_t, o),
-            (Some(a), Some(o)) => moments_k::<true, true>(xs, a, max, inv_t, o),
-        }
+        moments_by_use!(moments_k, xs, aux, max, inv_t, out)
     }
 
     #[inline]
@@ -754,9 +764,9 @@ mod avx2 {
 
 /// The kernels in AVX-512F intrinsics: those of [`avx2`] on 16 lanes
 /// (`exp16_table`, bit for bit `exp_table`), masks instead of blends, and
-/// masked loads and stores for the last partial block. Sums as in `avx2`: f32 lanes flushed to f64 every 256
-/// elements (each lane still adds 16 values), the sum of the written
-/// probabilities in f64 lanes.
+/// masked loads and stores for the last partial block. Sums as in `avx2`:
+/// f32 lanes flushed to f64 every 256 elements (each lane still adds 16
+/// values), the sum of the written probabilities in f64 lanes.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
@@ -997,12 +1007,7 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn moments(xs: &[f32], aux: Option<&[f32]>, max: f32, inv_t: f32, out: Option<&mut [f32]>) -> [f64; 5] {
-        match (aux, out) {
-            (None, None) => moments_k::<false, false>(xs, xs, max, inv_t, &mut []),
-            (Some(a), None) => moments_k::<true, false>(xs, a, max, inv_t, &mut []),
-            (None, Some(o)) => moments_k::<false, true>(xs, xs, max, inv_t, o),
-            (Some(a), Some(o)) => moments_k::<true, true>(xs, a, max, inv_t, o),
-        }
+        moments_by_use!(moments_k, xs, aux, max, inv_t, out)
     }
 
     /// [`moments`] with `aux` (`a`, used when `AUX`) and `out` (written
