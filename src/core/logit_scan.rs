@@ -248,7 +248,9 @@ trait ChunkKernel {
     /// fail every comparison below), sets bit j of `above[b]` when
     /// `buf[16 b + j] > threshold`, and returns the maximum (NaN ignored)
     /// and, when `COUNT`, the number above -inf (else 0).
-    /// Without `TOP` `above` is left as it is.
+    /// The masks are only set with `TOP` and when the maximum beats the
+    /// threshold (the only chunks whose masks the scan reads); otherwise
+    /// `above` is left as it is.
     fn gather<const COUNT: bool, const TOP: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32);
     /// (S0, S1, S2) of `buf` relative to `reference` (>= every value).
     /// With `ONES` (a chunk that holds the reference), the weights of
@@ -485,15 +487,21 @@ pub(crate) mod avx512 {
                     // NaN stays (every later use is NaN-safe); vmaxps
                     // returns its second operand when either is NaN.
                     max = _mm512_max_ps(x, max);
-                    if TOP {
-                        above[v] = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, t);
-                    }
                     if COUNT {
                         finite += _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, neg_inf).count_ones();
                     }
                     _mm512_storeu_ps(buf.as_mut_ptr().add(16 * v), x);
                 }
-                (_mm512_reduce_max_ps(max), finite)
+                let max = _mm512_reduce_max_ps(max);
+                // The caller reads the masks only when the maximum beats
+                // the threshold, which stops happening early in the array:
+                // build them only then, from the buffer (in L1).
+                if TOP && max > threshold {
+                    for (v, mask) in above.iter_mut().enumerate() {
+                        *mask = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_loadu_ps(buf.as_ptr().add(16 * v)), t);
+                    }
+                }
+                (max, finite)
             }
         }
 
@@ -588,9 +596,6 @@ mod avx2 {
                     // NaN stays (every later use is NaN-safe); vmaxps
                     // returns its second operand when either is NaN.
                     max = _mm256_max_ps(x, max);
-                    if TOP {
-                        *above_bytes.add(v) = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, t)) as u8;
-                    }
                     if COUNT {
                         finite += (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, neg_inf)) as u32).count_ones();
                     }
@@ -598,7 +603,15 @@ mod avx2 {
                 }
                 let mut lanes = [0.0f32; 8];
                 _mm256_storeu_ps(lanes.as_mut_ptr(), max);
-                (lanes.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m }), finite)
+                let max = lanes.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+                // As AVX-512's: the masks only when the caller reads them.
+                if TOP && max > threshold {
+                    for v in 0..CHUNK / 8 {
+                        let x = _mm256_loadu_ps(buf.as_ptr().add(8 * v));
+                        *above_bytes.add(v) = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, t)) as u8;
+                    }
+                }
+                (max, finite)
             }
         }
 
