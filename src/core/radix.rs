@@ -68,7 +68,7 @@ pub fn sort_logit_desc(data: &mut [TokenData]) {
             hi = hi.max(k);
             (k as u64) << 32 | i as u64
         }));
-        let sorted = sorter.sort_within(items, lo, hi);
+        let (sorted, _) = sorter.sort_within(items, lo, hi);
         records.clear();
         records.extend_from_slice(data);
         for (t, &item) in data.iter_mut().zip(sorted) {
@@ -100,11 +100,17 @@ impl ItemSorter {
     }
 
     /// Sorts `items`, whose keys lie in `lo..=hi`, by their high 32 bits
-    /// and returns the sorted items: `items` itself or the sorter's buffer.
-    pub(crate) fn sort_within<'a>(&'a mut self, items: &'a mut [u64], lo: u32, hi: u32) -> &'a [u64] {
+    /// and returns the sorted items (`items` itself or the sorter's
+    /// buffer) and the other of the two, as long and free for the
+    /// caller's use (its content is unspecified): memory the sort has just
+    /// written, so in cache, where a buffer of the caller's own may not be.
+    pub(crate) fn sort_within<'a>(&'a mut self, items: &'a mut [u64], lo: u32, hi: u32) -> (&'a [u64], &'a mut [u64]) {
         let n = items.len();
+        if self.spare.len() < n {
+            self.spare.resize(n, 0);
+        }
         if n < 2 || lo >= hi {
-            return items;
+            return (items, &mut self.spare[..n]);
         }
         let bits = 32 - (hi - lo).leading_zeros();
         // Digits no wider than the slice's own size in bits: counting 2^12
@@ -114,9 +120,6 @@ impl ItemSorter {
         let width = bits.div_ceil(passes as u32);
         let buckets = 1usize << width;
         let digit = |item: u64, d: usize| digit_of(item, lo, width, d);
-        if self.spare.len() < n {
-            self.spare.resize(n, 0);
-        }
         // The first scatter writes `spare` in random order: where the
         // caller's work evicted it (a model's step, another sampler), each
         // write would wait on its line; one sequential write brings the
@@ -162,9 +165,9 @@ impl ItemSorter {
             in_items = !in_items;
         }
         if in_items {
-            items
+            (items, &mut self.spare[..n])
         } else {
-            &self.spare[..n]
+            (&self.spare[..n], items)
         }
     }
 }

@@ -60,8 +60,6 @@ thread_local! {
             ids: Vec::new(),
             items: Vec::new(),
             sorter: ItemSorter::new(),
-            logits: Vec::new(),
-            weights: Vec::new(),
             prefix: Vec::new(),
         })
     };
@@ -75,9 +73,6 @@ struct Scratch {
     /// key << 32 | id, to sort.
     items: Vec<u64>,
     sorter: ItemSorter,
-    /// The members' logits and weights in descending logit order.
-    logits: Vec<f32>,
-    weights: Vec<f32>,
     /// Block prefix sums of the weights (typical's scan).
     prefix: Vec<f64>,
 }
@@ -205,14 +200,26 @@ fn select_window_body<const FMA: bool>(s: &mut Scratch, data: &mut [TokenData], 
                 Ranking::Top => max,
                 Ranking::Around { .. } => hi,
             };
-            let sorted = s.sorter.sort_within(&mut s.items, desc_key(top), desc_key(lo));
-            s.logits.clear();
-            s.logits.extend(sorted.iter().map(|&item| logit_of_desc_key((item >> 32) as u32)));
-            s.weights.clear();
-            s.weights.extend(s.logits.iter().map(|&x| exp_nonpositive_with::<FMA>(x - max)));
+            let (sorted, free) = s.sorter.sort_within(&mut s.items, desc_key(top), desc_key(lo));
+            // The members' logits and weights, in descending logit order,
+            // go in the sort's other buffer (2 m floats), in cache: after
+            // a model's step (or llama.cpp's top-p in the bench) a buffer
+            // of their own would come from memory.
+            // SAFETY: `free` is m u64s, exclusively borrowed: 2 m f32s of
+            // the same bytes, aligned (u64's alignment is a multiple of
+            // f32's), and every bit pattern is an f32.
+            let floats = unsafe { std::slice::from_raw_parts_mut(free.as_mut_ptr().cast::<f32>(), 2 * free.len()) };
+            let (logits, weights) = floats.split_at_mut(m);
+            for (x, &item) in logits.iter_mut().zip(sorted) {
+                *x = logit_of_desc_key((item >> 32) as u32);
+            }
+            for (w, &x) in weights.iter_mut().zip(logits.iter()) {
+                *w = exp_nonpositive_with::<FMA>(x - max);
+            }
+            let (logits, weights) = (&*logits, &*weights);
             let all = m == n;
             let window = match ranking {
-                Ranking::Top => scan_from_top(&s.weights, target, strict, want, all),
+                Ranking::Top => scan_from_top(weights, target, strict, want, all),
                 Ranking::Around { centre } => {
                     // Everything within `safe` of the centre is inside
                     // the interval whatever the f32 rounding of its
@@ -220,7 +227,7 @@ fn select_window_body<const FMA: bool>(s: &mut Scratch, data: &mut [TokenData], 
                     // rank before one inside.
                     let rounding = 1.0 / PER_NAT as f64 + 8.0 * (centre.abs() + reach as f64) * f32::EPSILON as f64;
                     let safe = if all { f64::INFINITY } else { reach as f64 - rounding };
-                    scan_outward(&s.logits, &s.weights, &mut s.prefix, centre, safe, target, strict, want, all)
+                    scan_outward(logits, weights, &mut s.prefix, centre, safe, target, strict, want, all)
                 }
             };
             if let Some((start, end)) = window {
@@ -228,7 +235,7 @@ fn select_window_body<const FMA: bool>(s: &mut Scratch, data: &mut [TokenData], 
                 // survivors go straight over the array's front.
                 let inv = (1.0 / sum) as f32;
                 for (t, j) in data.iter_mut().zip(start..end) {
-                    *t = TokenData { id: sorted[j] as u32 as i32, logit: s.logits[j], p: s.weights[j] * inv };
+                    *t = TokenData { id: sorted[j] as u32 as i32, logit: logits[j], p: weights[j] * inv };
                 }
                 return Some(end - start);
             }
