@@ -6,7 +6,12 @@
 //! order, unsorted) for every sampler in `samplers::registry()` at run time
 //! and for a full chain, each row also as a multiple of the one-pass floor
 //! (one read and write of every candidate, timed within the row, taking
-//! turns with the samplers).
+//! turns with the samplers). A second table runs top-p, typical and
+//! min-p on a peaked array (Normal(0, 10)), where the window selection
+//! must find a nucleus its subsample misses. On a machine with THP in
+//! `madvise` mode those rows can swing up to 2x with how the work buffer is
+//! paged (4 KiB pages: TLB misses after llama.cpp's calls);
+//! `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` steadies them.
 //! `ENTROPIX_BENCH_QUICK=1` runs a short version.
 //!
 //! Method: each iteration copies the same unsorted array into a work buffer
@@ -115,6 +120,19 @@ fn llama_counterpart(name: &str, n_vocab: usize) -> Option<Smpl> {
 fn lm_logits(n: usize, seed: u64) -> Vec<TokenData> {
     let mut rng = DrawStream::from_state(seed);
     (0..n).map(|id| TokenData::new(id as i32, (rng.next_normal() * 3.0) as f32)).collect()
+}
+
+/// The standard deviation of [`peaked_logits`].
+const PEAKED_SCALE: f64 = 10.0;
+/// The samplers of the peaked table.
+const PEAKED: [&str; 3] = ["top-p", "typical", "min-p"];
+
+/// Normal(0, [`PEAKED_SCALE`]) logits, ids 0..n in vocabulary order: the
+/// best few tokens hold most of the mass (at 151936, top-p 0.95 keeps a
+/// handful).
+fn peaked_logits(n: usize, seed: u64) -> Vec<TokenData> {
+    let mut rng = DrawStream::from_state(seed);
+    (0..n).map(|id| TokenData::new(id as i32, (rng.next_normal() * PEAKED_SCALE) as f32)).collect()
 }
 
 /// 64 tokens of history with repeats, so penalties and DRY have work: a
@@ -377,6 +395,32 @@ fn main() {
                 None => ("-".into(), "-".into()),
             };
             println!("| {name} | {n} | {} | {b_s} | {r_s} | {:.1} | {iters} | {note} |", fmt_us(a), a / floor);
+        }
+    }
+
+    // The nucleus samplers on a peaked array: most of the mass in a few
+    // tokens, as a model's logits often are. On the flat array above the
+    // window's first estimate rarely misses; here it must find a head the
+    // subsample skipped.
+    if wants("peaked") {
+        println!("\n## Peaked logits: Normal(0, {PEAKED_SCALE}) instead of Normal(0, 3)\n");
+        println!("The samplers whose cost depends on where the nucleus ends, on an array whose few best tokens hold most of the mass.\n");
+        println!("| sampler | n_vocab | ours µs | llama.cpp µs | ours / llama.cpp | ours / floor | iters |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for name in PEAKED {
+            let Some((_, sampler)) = reg.iter().find(|(n, _)| *n == name) else { continue };
+            for &n in &VOCABS {
+                if cfg.quick && n != VOCABS[0] {
+                    continue;
+                }
+                let base = peaked_logits(n, 77 + n as u64);
+                let ours = Smpl::new(into_llama_sampler(sampler.box_clone()));
+                let theirs = llama_counterpart(name, n).expect("every peaked row has a llama.cpp built-in");
+                let one = Smpl::new(into_llama_sampler(Box::new(OnePass)));
+                let (medians, iters) = time_sides(&[&ours, &theirs, &one], &base, &cfg);
+                let [a, b, floor] = [medians[0], medians[1], medians[2]];
+                println!("| {name} | {n} | {} | {} | {} | {:.1} | {iters} |", fmt_us(a), fmt_us(b), fmt_ratio(a / b), a / floor);
+            }
         }
     }
 
