@@ -582,10 +582,6 @@ mod avx2 {
                 let mut max = neg_inf;
                 let mut finite = 0u32;
                 let src = chunk.as_ptr().cast::<f32>();
-                // A mask of `above` is two registers' bytes (little-endian
-                // u16), stored apart: joined in a register, LLVM packs the
-                // two compares instead of two movmsks (7 operations).
-                let above_bytes = above.as_mut_ptr().cast::<u8>();
                 for v in 0..CHUNK / 8 {
                     let p = src.add(24 * v);
                     // Blend first, then one permute: the three loads'
@@ -606,6 +602,11 @@ mod avx2 {
                 let max = lanes.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
                 // As AVX-512's: the masks only when the caller reads them.
                 if TOP && max > threshold {
+                    // A mask of `above` is two registers' bytes
+                    // (little-endian u16), stored apart: joined in a
+                    // register, LLVM packs the two compares instead of two
+                    // movmsks (7 operations).
+                    let above_bytes = above.as_mut_ptr().cast::<u8>();
                     for v in 0..CHUNK / 8 {
                         let x = _mm256_loadu_ps(buf.as_ptr().add(8 * v));
                         *above_bytes.add(v) = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, t)) as u8;
@@ -796,6 +797,19 @@ mod tests {
                 assert!((e - h).abs() < 1e-5 * h, "{kernel:?} gap {gap}: H {e:e} vs {h:e}");
             }
         }
+    }
+
+    #[test]
+    fn masks_are_rebuilt_for_every_chunk_that_beats_the_threshold() {
+        // k = 3: the first chunk's shrink leaves the threshold at -5; the
+        // second chunk's masks mark only its 10; the third chunk's -4.5
+        // beats the threshold by less than 1 and belongs to the best 3,
+        // so its own masks must be built (the second's would miss it).
+        let mut logits = vec![-5.0f32; 3 * CHUNK];
+        logits[0] = 0.0;
+        logits[CHUNK + 5] = 10.0;
+        logits[2 * CHUNK + 9] = -4.5;
+        check(&logits, 3);
     }
 
     #[test]

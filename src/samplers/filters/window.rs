@@ -191,11 +191,11 @@ fn select_window_body<const FMA: bool>(s: &mut Scratch, data: &mut [TokenData], 
     let n = data.len();
     let mut sampled = [0.0f64; BUCKETS];
     let mut reach = estimate_reach::<FMA>(data, ranking, max, sum - target, want, &mut sampled);
-    // The mass the last interval's members fell short by (top-p), for
-    // the next interval; `None` after a miss it could not guide.
-    let mut deficit = None;
+    // Whether a miss already widened by its deficit.
     let mut guided = false;
     loop {
+        // The mass this interval's members fall short by (top-p).
+        let mut deficit = None;
         let (lo, hi) = ranking.interval(max, reach);
         let m = collect_in(data, lo, hi, &mut s.keys, &mut s.ids);
         if m >= want {
@@ -255,7 +255,7 @@ fn select_window_body<const FMA: bool>(s: &mut Scratch, data: &mut [TokenData], 
         // One guided step (the subsample's mass past the interval
         // covering the deficit), then doubling: a guess that missed twice
         // is not worth another collect pass of its kind.
-        let next = deficit.take().filter(|_| !guided).and_then(|d| reach_for_deficit(&sampled, reach, d));
+        let next = deficit.filter(|_| !guided).and_then(|d| reach_for_deficit(&sampled, reach, d));
         guided |= next.is_some();
         reach = next.unwrap_or_else(|| widen(reach));
     }
