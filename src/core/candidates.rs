@@ -5,6 +5,9 @@
 //! belongs to the caller (llama.cpp's own buffer when called through the C
 //! ABI), so nothing is ever copied or reallocated here.
 
+use std::cell::RefCell;
+
+use super::logit_scan::{scan_top_k, LogitScan};
 use super::math::{cmp_logit_desc, logit_key};
 use super::token::{TokenData, TokenId};
 
@@ -19,6 +22,15 @@ pub struct Candidates<'a> {
 /// `k` at or below which [`Candidates::keep_top_k`] uses a single scan with a
 /// small sorted buffer instead of quickselect.
 const SMALL_K: usize = 128;
+/// From this many candidates the small-k scan is the SIMD one
+/// ([`scan_top_k`]); below, the one-by-one loop.
+const SIMD_TOP_K_MIN_N: usize = 1024;
+
+thread_local! {
+    /// The SIMD top-k scan's state, reused across calls (no allocation per
+    /// token once grown).
+    static TOP_K_SCAN: RefCell<LogitScan> = RefCell::new(LogitScan::default());
+}
 
 impl<'a> Candidates<'a> {
     /// An unsorted view with nothing selected.
@@ -129,7 +141,9 @@ impl<'a> Candidates<'a> {
             return;
         }
         if k <= SMALL_K {
-            top_k_by_scan(self.data, k, scratch);
+            if self.data.len() < SIMD_TOP_K_MIN_N || !top_k_by_simd_scan(self.data, k, scratch) {
+                top_k_by_scan(self.data, k, scratch);
+            }
             self.data[..k].copy_from_slice(scratch);
         } else {
             self.data.select_nth_unstable_by(k - 1, cmp_logit_desc);
@@ -189,6 +203,26 @@ impl<'a> Candidates<'a> {
 /// NaN counted as -inf (the order [`cmp_logit_desc`] sorts into).
 pub fn is_descending(data: &[TokenData]) -> bool {
     data.windows(2).all(|w| logit_key(w[0].logit) >= logit_key(w[1].logit))
+}
+
+/// The `k` best of `data` into `out`, sorted descending (equal logits in
+/// index order), by [`scan_top_k`]; false (`out` unspecified) when that
+/// scan cannot give them: a +inf logit, or fewer than `k` logits above
+/// -inf (NaN and -inf must then fill the rest, in
+/// [`top_k_by_scan`]'s order). About 5x faster than [`top_k_by_scan`] on
+/// a vocabulary: the AVX2 and AVX-512 kernels compare a register of logits
+/// with the k-th best at a time.
+fn top_k_by_simd_scan(data: &[TokenData], k: usize, out: &mut Vec<TokenData>) -> bool {
+    TOP_K_SCAN.with(|scan| {
+        let mut scan = scan.borrow_mut();
+        scan_top_k(data, k, &mut scan);
+        if scan.max == f32::INFINITY || scan.best.len() < k {
+            return false;
+        }
+        out.clear();
+        out.extend(scan.best.iter().map(|&(i, _)| data[i as usize]));
+        true
+    })
 }
 
 /// Finds the `k` largest candidates of `data` in one scan and leaves them,
@@ -254,6 +288,51 @@ mod tests {
             want.truncate(k);
             assert_eq!(got, want, "k = {k}");
             assert!(c.is_sorted());
+        }
+    }
+
+    /// The SIMD scan's top-k (arrays from [`SIMD_TOP_K_MIN_N`]) and its
+    /// fallbacks: the k best by logit, descending, whatever NaN, -inf and
+    /// +inf the array holds.
+    #[test]
+    fn keep_top_k_on_long_arrays_matches_a_full_sort() {
+        let n = 3 * SIMD_TOP_K_MIN_N + 17;
+        let mut state = 99u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let smooth: Vec<f32> = (0..n).map(|_| next() * 20.0 - 10.0).collect();
+        // Ties: a few distinct values.
+        let tied: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
+        // Fewer finite logits than k: -inf and NaN fill the rest.
+        let sparse: Vec<f32> = (0..n)
+            .map(|i| {
+                if i % 500 == 3 {
+                    i as f32
+                } else if i % 2 == 0 {
+                    f32::NEG_INFINITY
+                } else {
+                    f32::NAN
+                }
+            })
+            .collect();
+        let mut with_inf = smooth.clone();
+        with_inf[2000] = f32::INFINITY;
+        with_inf[10] = f32::NAN;
+        for logits in [&smooth, &tied, &sparse, &with_inf] {
+            for k in [1, 27, 40, SMALL_K] {
+                let mut a = tokens(logits);
+                let mut c = Candidates::new(&mut a);
+                c.keep_top_k(k, &mut Vec::new());
+                assert!(c.is_sorted() && c.len() == k);
+                let mut want = tokens(logits);
+                want.sort_by(cmp_logit_desc);
+                let key = |t: &TokenData| logit_key(t.logit).to_bits();
+                assert_eq!(c.as_slice().iter().map(key).collect::<Vec<_>>(), want[..k].iter().map(key).collect::<Vec<_>>(), "k = {k}");
+                // Each survivor is the record of its own id.
+                assert!(c.as_slice().iter().all(|t| logits[t.id as usize].to_bits() == t.logit.to_bits()));
+            }
         }
     }
 
