@@ -23,9 +23,11 @@
 //! starts with the same 64 accepted tokens of history. Medians over up to
 //! `max_iters` iterations or `budget` of wall time per row.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use entropix_sampler::core::{Candidates, DrawStream, TokenData};
+use entropix_sampler::core::{Candidates, DrawStream, Sampler, TokenData};
+use entropix_sampler::default_model;
 use entropix_sampler::ffi::into_llama_sampler;
 use entropix_sampler::samplers::registry;
 use entropix_sampler::sys;
@@ -181,7 +183,13 @@ fn time_pair(a: &Smpl, b: Option<&Smpl>, base: &[TokenData], cfg: &Config) -> (f
 /// iteration (the order reversed every other iteration); and the number of
 /// iterations timed.
 fn time_sides(sides: &[&Smpl], base: &[TokenData], cfg: &Config) -> (Vec<f64>, usize) {
-    let mut work = base.to_vec();
+    time_sides_over(sides, std::slice::from_ref(&base), cfg)
+}
+
+/// [`time_sides`] over several arrays of one length: iteration i gives
+/// every side `bases[i % bases.len()]`.
+fn time_sides_over<B: AsRef<[TokenData]>>(sides: &[&Smpl], bases: &[B], cfg: &Config) -> (Vec<f64>, usize) {
+    let mut work = bases[0].as_ref().to_vec();
     let mut shared = DrawStream::from_state(7);
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); sides.len()];
     let warmup = 2;
@@ -192,7 +200,7 @@ fn time_sides(sides: &[&Smpl], base: &[TokenData], cfg: &Config) -> (Vec<f64>, u
         for k in 0..sides.len() {
             // Flip the order every iteration.
             let side = if it % 2 == 0 { k } else { sides.len() - 1 - k };
-            let (dt, selected) = sides[side].apply_timed(base, &mut work);
+            let (dt, selected) = sides[side].apply_timed(bases[it % bases.len()].as_ref(), &mut work);
             sides[side].accept(selected.unwrap_or(fallback));
             if it >= warmup {
                 times[side].push(dt.as_secs_f64() * 1e6);
@@ -294,6 +302,117 @@ impl entropix_sampler::core::Sampler for OnePass {
     fn box_clone(&self) -> Box<dyn entropix_sampler::core::Sampler> {
         Box::new(self.clone())
     }
+}
+
+/// llama.cpp's default chain: top-k 40, top-p 0.95, min-p 0.05, temp 0.8,
+/// dist.
+fn llama_default_chain() -> Smpl {
+    let params = sys::llama_sampler_chain_params { no_perf: true };
+    // SAFETY: plain constructors; the chain owns its stages.
+    unsafe {
+        let chain = Smpl::new(sys::llama_sampler_chain_init(params));
+        sys::llama_sampler_chain_add(chain.0, sys::llama_sampler_init_top_k(40));
+        sys::llama_sampler_chain_add(chain.0, sys::llama_sampler_init_top_p(0.95, 1));
+        sys::llama_sampler_chain_add(chain.0, sys::llama_sampler_init_min_p(0.05, 1));
+        sys::llama_sampler_chain_add(chain.0, sys::llama_sampler_init_temp(0.8));
+        sys::llama_sampler_chain_add(chain.0, sys::llama_sampler_init_dist(SEED));
+        chain
+    }
+}
+
+/// Our stages of [`llama_default_chain`] (registry defaults), in a
+/// `llama_sampler_chain`.
+fn our_default_chain(reg: &[(&'static str, Box<dyn Sampler>)]) -> Smpl {
+    let params = sys::llama_sampler_chain_params { no_perf: true };
+    // SAFETY: a plain constructor; the chain owns its stages.
+    let chain = Smpl::new(unsafe { sys::llama_sampler_chain_init(params) });
+    for stage in ["top-k", "top-p", "min-p", "temp", "dist"] {
+        let s = &reg.iter().find(|(n, _)| *n == stage).expect("every default-chain stage is registered").1;
+        unsafe { sys::llama_sampler_chain_add(chain.0, into_llama_sampler(s.box_clone())) };
+    }
+    chain
+}
+
+/// The model whose logits the model table uses: `$ENTROPIX_MODEL`, else
+/// the default model where the CLI cached it (the bench downloads
+/// nothing).
+fn bench_model() -> Option<PathBuf> {
+    std::env::var_os("ENTROPIX_MODEL").map(PathBuf::from).or_else(|| Some(default_model::cached_model_path()).filter(|p| p.is_file()))
+}
+
+/// The prompts whose replies give the model table its arrays: prose, an
+/// explanation, arithmetic, a list, code, a translation.
+const MODEL_PROMPTS: [&str; 6] = [
+    "Write a short story about a robot learning to paint.",
+    "Explain how a refrigerator keeps food cold.",
+    "What is 17 times 23? Show your steps.",
+    "List five uses for a paperclip.",
+    "Write a Python function that reverses a string.",
+    "Translate 'good morning, how are you?' into French and Spanish.",
+];
+/// Steps of each reply recorded (fewer when the reply ends).
+const MODEL_STEPS: usize = 16;
+/// The single samplers of the model table.
+const MODEL_ROWS: [&str; 8] = ["top-k", "top-p", "typical", "min-p", "top-n-sigma", "temp-ext", "dist", "mirostat-v2"];
+
+/// The logits a model gives while it writes: for each of
+/// [`MODEL_PROMPTS`] (in the model's chat template), those of the first
+/// `steps` steps of its reply, as candidate arrays in vocabulary order. The
+/// reply is sampled by our top-k 40, temperature 0.8 and dist (registry
+/// defaults, seeded, so the arrays are the same every run on one build of
+/// llama.cpp). Each context, with its ggml threads, is gone before the
+/// next starts, and all of them before any timing.
+fn model_logits(path: &Path, steps: usize) -> Result<Vec<Vec<TokenData>>, String> {
+    use entropix_sampler::llama::{init_backend, set_log_level, ChatMessage, Context, ContextOptions, LogLevel, Model, ModelOptions};
+    init_backend();
+    set_log_level(LogLevel::Error);
+    let model = Model::load(path, &ModelOptions::default()).map_err(|e| e.to_string())?;
+    let reg = registry();
+    let mut chain: Vec<Box<dyn Sampler>> = ["top-k", "temp", "dist"]
+        .iter()
+        .map(|name| reg.iter().find(|(n, _)| n == name).map(|(_, s)| s.box_clone()).ok_or(format!("{name} is not registered")))
+        .collect::<Result<_, _>>()?;
+    let mut arrays = Vec::new();
+    for prompt in MODEL_PROMPTS {
+        let mut ctx = Context::new(&model, &ContextOptions::default()).map_err(|e| e.to_string())?;
+        let message = ChatMessage { role: "user".into(), content: prompt.into() };
+        let text = model.apply_chat_template(&[message], true).map_err(|e| e.to_string())?;
+        let tokens = model.tokenize(&text, true, true).map_err(|e| e.to_string())?;
+        ctx.decode(&tokens, 0, 0, false).map_err(|e| e.to_string())?;
+        for pos in (tokens.len() as i32..).take(steps) {
+            let candidates: Vec<TokenData> = ctx.logits(-1).iter().enumerate().map(|(id, &l)| TokenData::new(id as i32, l)).collect();
+            let mut work = candidates.clone();
+            let mut view = Candidates::new(&mut work);
+            for s in chain.iter_mut() {
+                s.apply(&mut view).map_err(|e| e.to_string())?;
+            }
+            let token = view.selected_token().ok_or("the reply's chain selected no token")?;
+            chain.iter_mut().for_each(|s| s.accept(token));
+            arrays.push(candidates);
+            if model.is_eog(token) {
+                break;
+            }
+            ctx.decode(&[token], pos, 0, false).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(arrays)
+}
+
+/// How many candidates our `name` (registry defaults) keeps of each array:
+/// (median, smallest, largest).
+fn survivors(reg: &[(&'static str, Box<dyn Sampler>)], name: &str, arrays: &[Vec<TokenData>]) -> Option<(usize, usize, usize)> {
+    let sampler = &reg.iter().find(|(n, _)| *n == name)?.1;
+    let mut kept: Vec<usize> = arrays
+        .iter()
+        .map(|a| {
+            let mut s = sampler.box_clone();
+            let mut work = a.clone();
+            let mut view = Candidates::new(&mut work);
+            s.apply(&mut view).map_or(a.len(), |_| view.len())
+        })
+        .collect();
+    kept.sort_unstable();
+    Some((kept[kept.len() / 2], kept[0], kept[kept.len() - 1]))
 }
 
 fn fmt_us(us: f64) -> String {
@@ -482,20 +601,78 @@ fn main() {
             for &n in &VOCABS {
                 let base = lm_logits(n, 777 + n as u64);
                 let ours = Smpl::new(into_llama_sampler(s.box_clone()));
-                let params = sys::llama_sampler_chain_params { no_perf: true };
-                let chain = Smpl::new(unsafe { sys::llama_sampler_chain_init(params) });
-                unsafe {
-                    sys::llama_sampler_chain_add(chain.0, sys::llama_sampler_init_top_k(40));
-                    sys::llama_sampler_chain_add(chain.0, sys::llama_sampler_init_top_p(0.95, 1));
-                    sys::llama_sampler_chain_add(chain.0, sys::llama_sampler_init_min_p(0.05, 1));
-                    sys::llama_sampler_chain_add(chain.0, sys::llama_sampler_init_temp(0.8));
-                    sys::llama_sampler_chain_add(chain.0, sys::llama_sampler_init_dist(SEED));
-                }
+                let chain = llama_default_chain();
                 let (a, b, iters) = time_pair(&ours, Some(&chain), &base, &cfg);
                 let b = b.unwrap();
                 println!("| {name} | {n} | {} | {} | {} | {iters} |", fmt_us(a), fmt_us(b), fmt_ratio(a / b));
             }
         }
     }
+    if wants("model") {
+        model_table(&reg, &hist, &cfg);
+    }
     println!("\nTotal bench time {:.1} s.", bench_start.elapsed().as_secs_f64());
+}
+
+/// The model table: the samplers whose cost depends on the logits' shape,
+/// and the default chains, on a model's own logits (see [`model_logits`]).
+fn model_table(reg: &[(&'static str, Box<dyn Sampler>)], hist: &[i32], cfg: &Config) {
+    println!("\n## Model logits\n");
+    let Some(path) = bench_model() else {
+        println!(
+            "Skipped: no model. `cargo run --release --example cli -- fetch-model` caches the default one at {}; \
+             ENTROPIX_MODEL=file.gguf picks another.",
+            default_model::cached_model_path().display()
+        );
+        return;
+    };
+    let steps = if cfg.quick { 2 } else { MODEL_STEPS };
+    let arrays = match model_logits(&path, steps) {
+        Ok(a) if !a.is_empty() => a,
+        Ok(_) => return println!("Skipped: {} gave no logits.", path.display()),
+        Err(e) => return println!("Skipped: {}: {e}", path.display()),
+    };
+    let n = arrays[0].len();
+    let name = path.file_name().map_or(path.display().to_string(), |f| f.to_string_lossy().into_owned());
+    println!(
+        "{} arrays of {n} logits from {name}: the first {steps} steps of its replies to {} prompts (chat template; reply \
+         sampled by top-k 40, temp 0.8, dist), in vocabulary order, unsorted. Iteration i gives every side array i mod {}.",
+        arrays.len(),
+        MODEL_PROMPTS.len(),
+        arrays.len()
+    );
+    for name in ["top-p", "typical", "min-p"] {
+        if let Some((median, lo, hi)) = survivors(reg, name, &arrays) {
+            print!(" {name} keeps a median {median} candidates ({lo} to {hi}).");
+        }
+    }
+    println!("\n");
+    println!("| sampler | n_vocab | ours µs | llama.cpp µs | ours / llama.cpp | ours / floor | iters |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let row = |label: &str, ours: &Smpl, theirs: &Smpl| {
+        let one = Smpl::new(into_llama_sampler(Box::new(OnePass)));
+        let (medians, iters) = time_sides_over(&[ours, theirs, &one], &arrays, cfg);
+        let [a, b, floor] = [medians[0], medians[1], medians[2]];
+        println!("| {label} | {n} | {} | {} | {} | {:.1} | {iters} |", fmt_us(a), fmt_us(b), fmt_ratio(a / b), a / floor);
+    };
+    for name in MODEL_ROWS {
+        let Some((_, sampler)) = reg.iter().find(|(n, _)| *n == name) else { continue };
+        let ours = Smpl::new(into_llama_sampler(sampler.box_clone()));
+        let theirs = llama_counterpart(name, n).expect("every model row has a llama.cpp built-in");
+        for &t in hist {
+            ours.accept(t);
+            theirs.accept(t);
+        }
+        row(name, &ours, &theirs);
+    }
+    row("default chain (5 stages)", &our_default_chain(reg), &llama_default_chain());
+    for name in ["entropix", "four-mode"] {
+        let Some((_, sampler)) = reg.iter().find(|(n, _)| *n == name) else { continue };
+        let ours = Smpl::new(into_llama_sampler(sampler.box_clone()));
+        row(&format!("{name} vs llama.cpp's default chain"), &ours, &llama_default_chain());
+    }
+    println!(
+        "\nEntropix/four-mode scan kernel: {}. On the 5-stage chain and the adaptive rows, llama.cpp's column is its default chain.",
+        entropix_sampler::core::logit_scan::ScanKernel::active().name()
+    );
 }
