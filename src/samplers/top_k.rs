@@ -2,8 +2,9 @@
 //!
 //! Source: Fan et al. 2018, "Hierarchical Neural Story Generation"; same
 //! behaviour as llama.cpp's `llama_sampler_init_top_k`. O(n) expected time:
-//! for k <= 128 a single scan that compares a SIMD register of logits at a
-//! time with the k-th best so far ([`crate::core::logit_scan::scan_top_k`]),
+//! for k <= 128 a single scan that compares the logits with the k-th best
+//! so far (an AVX2 or AVX-512 register at a time,
+//! [`crate::core::logit_scan::scan_top_k`], where the CPU has them),
 //! quickselect above; never a full sort.
 
 use serde::{Deserialize, Serialize};
