@@ -11,7 +11,10 @@
 //! must find a nucleus its subsample misses. On a machine with THP in
 //! `madvise` mode those rows can swing up to 2x with how the work buffer is
 //! paged (4 KiB pages: TLB misses after llama.cpp's calls);
-//! `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` steadies them.
+//! `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` steadies them. A third table
+//! (`-- model`) runs the samplers whose cost depends on the logits' shape,
+//! and the default chains, on a model's own logits (the default model's
+//! where it is cached, or `ENTROPIX_MODEL`'s).
 //! `ENTROPIX_BENCH_QUICK=1` runs a short version.
 //!
 //! Method: each iteration copies the same unsorted array into a work buffer
@@ -672,7 +675,10 @@ fn model_table(reg: &[(&'static str, Box<dyn Sampler>)], hist: &[i32], cfg: &Con
         row(&format!("{name} vs llama.cpp's default chain"), &ours, &llama_default_chain());
     }
     println!(
-        "\nEntropix/four-mode scan kernel: {}. On the 5-stage chain and the adaptive rows, llama.cpp's column is its default chain.",
+        "\nEntropix/four-mode scan kernel: {}. On the 5-stage chain and the adaptive rows, llama.cpp's column is its default chain. \
+         Mirostat v2's mu moves with every token it accepts: on a model's peaked distributions its own picks are less surprising \
+         than tau, mu rises until every candidate passes the cut, and from then on both sides sort the whole vocabulary \
+         (so that row grows with the iterations run).",
         entropix_sampler::core::logit_scan::ScanKernel::active().name()
     );
 }
