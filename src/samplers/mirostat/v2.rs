@@ -6,7 +6,7 @@ use super::{json_f64, update_mu, Observed};
 use crate::core::error::check_range;
 use crate::core::math::logit_key;
 use crate::core::partition::members_into;
-use crate::core::radix::sort_logit_desc;
+use crate::core::radix::sort_logit_desc_into;
 use crate::core::sampler::require_candidates;
 use crate::core::softmax_weights::max_and_sum;
 use crate::core::{Candidates, ParamError, SampleError, Sampler, SeededRng, TokenData, TokenId, RANDOM_SEED};
@@ -142,14 +142,14 @@ impl Sampler for MirostatV2 {
         let kept = if candidates.is_sorted() {
             candidates.as_slice().partition_point(|t| logit_key(t.logit) as f64 >= threshold)
         } else {
-            // The kept candidates (one SIMD pass finds them) over the
-            // front, then sorted: only they are. Past them the array keeps
-            // what they did not overwrite; it is truncated below.
+            // The kept candidates (one SIMD pass finds them), sorted over
+            // the front: only they are (their `p`, recomputed below, is
+            // not carried). Past them the array keeps what they did not
+            // overwrite; it is truncated below.
             let data = candidates.as_mut_slice();
             members_into(data, f32_at_or_above(threshold), f32::INFINITY, &mut self.kept);
             let kept = self.kept.len();
-            data[..kept].copy_from_slice(&self.kept);
-            sort_logit_desc(&mut data[..kept]);
+            sort_logit_desc_into(&self.kept, &mut data[..kept]);
             kept
         };
         if kept == 0 {
