@@ -243,6 +243,65 @@ pub fn scan_top_k_with(kernel: ScanKernel, data: &[TokenData], k: usize, out: &m
     }
 }
 
+/// The indices, ascending, of the logits at or above `max + offset` (that
+/// sum rounded to f32; `max` the largest logit, NaN ignored; `offset`
+/// finite and at most 0) into `out`, and `max`: -inf (`out` empty) when no
+/// logit is above -inf, +inf (`out` incomplete) when one is +inf. One pass
+/// on the kernel [`ScanKernel::active`] picks, comparing a register of
+/// logits at a time with the running maximum's threshold: min-p's
+/// selection.
+pub(crate) fn scan_near_max(data: &[TokenData], offset: f32, out: &mut Vec<u32>) -> f32 {
+    match ScanKernel::active() {
+        // SAFETY (both): `active` only returns kernels the CPU can run.
+        #[cfg(target_arch = "x86_64")]
+        ScanKernel::Avx512 => unsafe { avx512::near_max(data, offset, out) },
+        #[cfg(target_arch = "x86_64")]
+        ScanKernel::Avx2 => unsafe { avx2::near_max(data, offset, out) },
+        _ => near_max_body::<Portable>(data, offset, out),
+    }
+}
+
+/// [`scan_near_max`] on kernel `K`: the gather marks the logits above the
+/// largest float under the running threshold (those at or above it), the
+/// marked ones are checked against the threshold of the chunk's own
+/// maximum, and the few kept are checked once more against the final one.
+#[inline(always)]
+fn near_max_body<K: ChunkKernel>(data: &[TokenData], offset: f32, out: &mut Vec<u32>) -> f32 {
+    out.clear();
+    let mut buf = [f32::NEG_INFINITY; CHUNK];
+    let mut above = [0u16; BLOCKS];
+    let mut max = f32::NEG_INFINITY;
+    let mut threshold = f32::NEG_INFINITY;
+    // Before any finite logit: everything above -inf is marked.
+    let mut below = f32::NEG_INFINITY;
+    for (c, chunk) in data.chunks(CHUNK).enumerate() {
+        let (chunk_max, _) = K::gather::<false, true>(chunk, &mut buf, below, &mut above);
+        if chunk_max == f32::INFINITY {
+            return f32::INFINITY;
+        }
+        // The masks are built only when the chunk's maximum beats `below`.
+        if chunk_max > below {
+            if chunk_max > max {
+                max = chunk_max;
+                threshold = max + offset;
+                below = threshold.next_down();
+            }
+            for (b, &mask) in above.iter().enumerate() {
+                let mut bits = mask;
+                while bits != 0 {
+                    let i = b * BLOCK + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    if buf[i] >= threshold {
+                        out.push((c * CHUNK + i) as u32);
+                    }
+                }
+            }
+        }
+    }
+    out.retain(|&i| data[i as usize].logit >= threshold);
+    max
+}
+
 /// The largest logit and the moments up to `ORDER` (S0; with 2 also S1;
 /// with 3 also S2; the others left 0) into `out`, without the best
 /// candidates (`k` = 0) or the count: the scan of the filters that only
@@ -463,7 +522,7 @@ impl ChunkKernel for Portable {
 pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK};
+    use super::{near_max_body, scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK};
     use crate::core::fast_exp::{simd::exp16_table_in_range, EXP_FLOOR};
     use crate::core::token::TokenData;
 
@@ -472,6 +531,11 @@ pub(crate) mod avx512 {
     #[target_feature(enable = "avx512f,popcnt")]
     pub unsafe fn scan<const COUNT: bool, const TOP: bool, const ORDER: usize>(data: &[TokenData], k: usize, out: &mut LogitScan) {
         scan_body::<Avx512, COUNT, TOP, ORDER>(data, k, out);
+    }
+
+    #[target_feature(enable = "avx512f,popcnt")]
+    pub unsafe fn near_max(data: &[TokenData], offset: f32, out: &mut Vec<u32>) -> f32 {
+        near_max_body::<Avx512>(data, offset, out)
     }
 
     struct Avx512;
@@ -578,13 +642,18 @@ pub(crate) mod avx512 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK};
+    use super::{near_max_body, scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK};
     use crate::core::fast_exp::{simd::exp8_table_in_range, EXP_FLOOR};
     use crate::core::token::TokenData;
 
     #[target_feature(enable = "avx2,fma,popcnt")]
     pub unsafe fn scan<const COUNT: bool, const TOP: bool, const ORDER: usize>(data: &[TokenData], k: usize, out: &mut LogitScan) {
         scan_body::<Avx2, COUNT, TOP, ORDER>(data, k, out);
+    }
+
+    #[target_feature(enable = "avx2,fma,popcnt")]
+    pub unsafe fn near_max(data: &[TokenData], offset: f32, out: &mut Vec<u32>) -> f32 {
+        near_max_body::<Avx2>(data, offset, out)
     }
 
     struct Avx2;
@@ -909,6 +978,40 @@ mod tests {
         let m = out.moments.unwrap();
         assert!((m.entropy_nats() - 1000f64.ln()).abs() < 1e-6);
         assert!(m.varentropy_nats2() < 1e-9);
+    }
+
+    /// [`near_max_body`] on every kernel against the definition.
+    #[test]
+    fn near_max_keeps_every_logit_within_the_offset_of_the_maximum() {
+        let mut logits = pseudo_normal(5000, 17, 3.0);
+        logits[7] = f32::NAN;
+        logits[300] = f32::NEG_INFINITY;
+        // Ties at the maximum and at the threshold.
+        let top = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        logits[4000] = top;
+        logits[4500] = top - 2.0;
+        let data = tokens(&logits);
+        for offset in [0.0f32, -0.5, -2.0, -3.0, -100.0] {
+            let threshold = top + offset;
+            let want: Vec<u32> = (0..logits.len() as u32).filter(|&i| logits[i as usize] >= threshold).collect();
+            for kernel in ScanKernel::available() {
+                let mut got = vec![99];
+                let max = match kernel {
+                    #[cfg(target_arch = "x86_64")]
+                    ScanKernel::Avx512 => unsafe { avx512::near_max(&data, offset, &mut got) },
+                    #[cfg(target_arch = "x86_64")]
+                    ScanKernel::Avx2 => unsafe { avx2::near_max(&data, offset, &mut got) },
+                    _ => near_max_body::<Portable>(&data, offset, &mut got),
+                };
+                assert_eq!((max, &got), (top, &want), "{kernel:?} offset {offset}");
+            }
+        }
+        // Nothing above -inf; and a +inf.
+        let mut out = Vec::new();
+        assert_eq!(scan_near_max(&tokens(&[f32::NAN, f32::NEG_INFINITY]), -1.0, &mut out), f32::NEG_INFINITY);
+        assert!(out.is_empty());
+        logits[2600] = f32::INFINITY;
+        assert_eq!(scan_near_max(&tokens(&logits), -1.0, &mut out), f32::INFINITY);
     }
 
     #[test]
