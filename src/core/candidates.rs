@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 
-use super::logit_scan::{scan_top_k, LogitScan, ScanKernel};
+use super::logit_scan::{scan_argmax, scan_top_k, LogitScan, ScanKernel};
 use super::math::{cmp_logit_desc, logit_key};
 use super::token::{TokenData, TokenId};
 
@@ -22,11 +22,13 @@ pub struct Candidates<'a> {
 /// `k` at or below which [`Candidates::keep_top_k`] uses a single scan with a
 /// small sorted buffer instead of quickselect.
 const SMALL_K: usize = 128;
-/// From this many candidates the small-k scan is the SIMD one
-/// ([`scan_top_k`]) where the AVX2 or AVX-512 kernel runs; below, and on
-/// the portable kernel, the one-by-one loop (the portable scan took 20.5
-/// us for top-k 40 of 49152 Normal(0, 3) logits, the loop 17.3).
-const SIMD_TOP_K_MIN_N: usize = 1024;
+/// From this many candidates [`Candidates::argmax`] takes the chunk maxima
+/// of the logit scan's gather ([`scan_argmax`]), and the small-k top-k is
+/// the scan's ([`scan_top_k`]) where the AVX2 or AVX-512 kernel runs; below,
+/// and for top-k on the portable kernel, one-by-one loops (the portable
+/// scan took 20.5 us for top-k 40 of 49152 Normal(0, 3) logits, the loop
+/// 17.3).
+const SCAN_MIN_N: usize = 1024;
 
 thread_local! {
     /// The SIMD top-k scan's state, reused across calls (no allocation per
@@ -143,7 +145,7 @@ impl<'a> Candidates<'a> {
             return;
         }
         if k <= SMALL_K {
-            let simd = self.data.len() >= SIMD_TOP_K_MIN_N && ScanKernel::active() != ScanKernel::Portable;
+            let simd = self.data.len() >= SCAN_MIN_N && ScanKernel::active() != ScanKernel::Portable;
             if !simd || !top_k_by_simd_scan(self.data, k, scratch) {
                 top_k_by_scan(self.data, k, scratch);
             }
@@ -187,6 +189,9 @@ impl<'a> Candidates<'a> {
     pub fn argmax(&self) -> Option<usize> {
         if self.sorted {
             return self.data.first().filter(|t| t.logit > f32::NEG_INFINITY).map(|_| 0);
+        }
+        if self.data.len() >= SCAN_MIN_N {
+            return scan_argmax(self.data);
         }
         super::math::argmax_logit(self.data)
     }
@@ -295,12 +300,12 @@ mod tests {
         }
     }
 
-    /// The SIMD scan's top-k (arrays from [`SIMD_TOP_K_MIN_N`]) and its
+    /// The SIMD scan's top-k (arrays from [`SCAN_MIN_N`]) and its
     /// fallbacks: the k best by logit, descending, whatever NaN, -inf and
     /// +inf the array holds.
     #[test]
     fn keep_top_k_on_long_arrays_matches_a_full_sort() {
-        let n = 3 * SIMD_TOP_K_MIN_N + 17;
+        let n = 3 * SCAN_MIN_N + 17;
         let mut state = 99u64;
         let mut next = || {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);

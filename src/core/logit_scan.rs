@@ -302,6 +302,41 @@ fn near_max_body<K: ChunkKernel>(data: &[TokenData], offset: f32, out: &mut Vec<
     max
 }
 
+/// The index of the first largest logit (NaN ignored, +inf the largest),
+/// `None` when no logit is above -inf: the chunks' maxima from the scan's
+/// gather on the kernel [`ScanKernel::active`] picks, then the first
+/// position of the maximum in the first chunk that holds it (greedy: 17.0
+/// -> 5.9 us at 49152 with AVX-512, 11.3 with the portable kernel, against
+/// one pass that tracked eight lanes' maxima and indices).
+pub(crate) fn scan_argmax(data: &[TokenData]) -> Option<usize> {
+    match ScanKernel::active() {
+        // SAFETY (both): `active` only returns kernels the CPU can run.
+        #[cfg(target_arch = "x86_64")]
+        ScanKernel::Avx512 => unsafe { avx512::argmax(data) },
+        #[cfg(target_arch = "x86_64")]
+        ScanKernel::Avx2 => unsafe { avx2::argmax(data) },
+        _ => argmax_body::<Portable>(data),
+    }
+}
+
+/// [`scan_argmax`] on kernel `K`.
+#[inline(always)]
+fn argmax_body<K: ChunkKernel>(data: &[TokenData]) -> Option<usize> {
+    let mut buf = [f32::NEG_INFINITY; CHUNK];
+    let mut above = [0u16; BLOCKS];
+    let (mut best, mut best_chunk) = (f32::NEG_INFINITY, 0);
+    for (c, chunk) in data.chunks(CHUNK).enumerate() {
+        let (chunk_max, _) = K::gather::<false, false>(chunk, &mut buf, f32::INFINITY, &mut above);
+        // Strictly greater: among equal maxima the earlier chunk stays.
+        if chunk_max > best {
+            best = chunk_max;
+            best_chunk = c;
+        }
+    }
+    let start = best_chunk * CHUNK;
+    (best > f32::NEG_INFINITY).then(|| start + data[start..].iter().position(|t| t.logit == best).expect("the chunk holds its maximum"))
+}
+
 /// The largest logit and the moments up to `ORDER` (S0; with 2 also S1;
 /// with 3 also S2; the others left 0) into `out`, without the best
 /// candidates (`k` = 0) or the count: the scan of the filters that only
@@ -522,7 +557,7 @@ impl ChunkKernel for Portable {
 pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{near_max_body, scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK};
+    use super::{argmax_body, near_max_body, scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK};
     use crate::core::fast_exp::{simd::exp16_table_in_range, EXP_FLOOR};
     use crate::core::token::TokenData;
 
@@ -536,6 +571,11 @@ pub(crate) mod avx512 {
     #[target_feature(enable = "avx512f,popcnt")]
     pub unsafe fn near_max(data: &[TokenData], offset: f32, out: &mut Vec<u32>) -> f32 {
         near_max_body::<Avx512>(data, offset, out)
+    }
+
+    #[target_feature(enable = "avx512f,popcnt")]
+    pub unsafe fn argmax(data: &[TokenData]) -> Option<usize> {
+        argmax_body::<Avx512>(data)
     }
 
     struct Avx512;
@@ -642,7 +682,7 @@ pub(crate) mod avx512 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{near_max_body, scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK};
+    use super::{argmax_body, near_max_body, scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK};
     use crate::core::fast_exp::{simd::exp8_table_in_range, EXP_FLOOR};
     use crate::core::token::TokenData;
 
@@ -654,6 +694,11 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,popcnt")]
     pub unsafe fn near_max(data: &[TokenData], offset: f32, out: &mut Vec<u32>) -> f32 {
         near_max_body::<Avx2>(data, offset, out)
+    }
+
+    #[target_feature(enable = "avx2,fma,popcnt")]
+    pub unsafe fn argmax(data: &[TokenData]) -> Option<usize> {
+        argmax_body::<Avx2>(data)
     }
 
     struct Avx2;
@@ -978,6 +1023,41 @@ mod tests {
         let m = out.moments.unwrap();
         assert!((m.entropy_nats() - 1000f64.ln()).abs() < 1e-6);
         assert!(m.varentropy_nats2() < 1e-9);
+    }
+
+    /// [`argmax_body`] on every kernel against the one-by-one argmax.
+    #[test]
+    fn argmax_takes_the_first_maximum_on_every_kernel() {
+        let base = pseudo_normal(3000, 23, 2.0);
+        let top = base.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let mut cases = vec![base.clone()];
+        // The maximum repeated in a later chunk and earlier in its own.
+        let mut tied = base.clone();
+        tied[2900] = top;
+        tied[1] = top;
+        cases.push(tied);
+        // NaN first, then +inf twice; nothing above -inf; a short array.
+        let mut odd = base.clone();
+        odd[0] = f32::NAN;
+        odd[1500] = f32::INFINITY;
+        odd[2999] = f32::INFINITY;
+        cases.push(odd);
+        cases.push(vec![f32::NEG_INFINITY, f32::NAN, f32::NEG_INFINITY]);
+        cases.push(vec![1.0, 3.0, 3.0]);
+        for logits in &cases {
+            let data = tokens(logits);
+            let want = crate::core::math::argmax_logit(&data);
+            for kernel in ScanKernel::available() {
+                let got = match kernel {
+                    #[cfg(target_arch = "x86_64")]
+                    ScanKernel::Avx512 => unsafe { avx512::argmax(&data) },
+                    #[cfg(target_arch = "x86_64")]
+                    ScanKernel::Avx2 => unsafe { avx2::argmax(&data) },
+                    _ => argmax_body::<Portable>(&data),
+                };
+                assert_eq!(got, want, "{kernel:?}");
+            }
+        }
     }
 
     /// [`near_max_body`] on every kernel against the definition.
