@@ -58,16 +58,8 @@ pub fn sort_logit_desc(data: &mut [TokenData]) {
     SCRATCH.with(|s| {
         let mut scratch = s.borrow_mut();
         let Scratch { items, records, sorter } = &mut *scratch;
-        let n = data.len();
-        debug_assert!(n < u32::MAX as usize);
-        items.clear();
-        let (mut lo, mut hi) = (u32::MAX, 0u32);
-        items.extend(data.iter().enumerate().map(|(i, t)| {
-            let k = desc_key(t.logit);
-            lo = lo.min(k);
-            hi = hi.max(k);
-            (k as u64) << 32 | i as u64
-        }));
+        // The payload is the record's position: the records move after.
+        let (lo, hi) = keyed_items(data, items, |i, _| i as u32);
         let (sorted, _) = sorter.sort_within(items, lo, hi);
         records.clear();
         records.extend_from_slice(data);
@@ -95,20 +87,29 @@ pub(crate) fn sort_logit_desc_into(src: &[TokenData], dst: &mut [TokenData]) {
     SCRATCH.with(|s| {
         let mut scratch = s.borrow_mut();
         let Scratch { items, sorter, .. } = &mut *scratch;
-        debug_assert!(src.len() < u32::MAX as usize);
-        items.clear();
-        let (mut lo, mut hi) = (u32::MAX, 0u32);
-        items.extend(src.iter().map(|t| {
-            let k = desc_key(t.logit);
-            lo = lo.min(k);
-            hi = hi.max(k);
-            (k as u64) << 32 | t.id as u32 as u64
-        }));
+        // The payload is the id: key and id are all a record keeps.
+        let (lo, hi) = keyed_items(src, items, |_, t| t.id as u32);
         let (sorted, _) = sorter.sort_within(items, lo, hi);
         for (t, &item) in dst.iter_mut().zip(sorted) {
             *t = TokenData { id: item as u32 as i32, logit: logit_of_desc_key((item >> 32) as u32), p: 0.0 };
         }
     });
+}
+
+/// Fills `items` with `desc_key(logit) << 32 | payload(position, record)`
+/// for the records of `data` (fewer than 2^32 of them) and returns the
+/// smallest and largest key, the range [`ItemSorter::sort_within`] sorts.
+fn keyed_items(data: &[TokenData], items: &mut Vec<u64>, payload: impl Fn(usize, &TokenData) -> u32) -> (u32, u32) {
+    debug_assert!(data.len() < u32::MAX as usize);
+    items.clear();
+    let (mut lo, mut hi) = (u32::MAX, 0u32);
+    items.extend(data.iter().enumerate().map(|(i, t)| {
+        let k = desc_key(t.logit);
+        lo = lo.min(k);
+        hi = hi.max(k);
+        (k as u64) << 32 | payload(i, t) as u64
+    }));
+    (lo, hi)
 }
 
 /// The widest digit: wider ones scatter to more places than the store
@@ -249,13 +250,16 @@ mod tests {
         let mut ids: Vec<i32> = a.iter().map(|t| t.id).collect();
         ids.sort();
         assert_eq!(ids, (0..logits.len() as i32).collect::<Vec<_>>());
-        // The copy without `p`: the same order (ids and keys), on either path.
-        let input: Vec<TokenData> = logits.iter().enumerate().map(|(i, &l)| TokenData::new(i as i32, l)).collect();
+        // The copy without `p`: the same order (ids and keys), on either
+        // path, with ids that are not the positions.
+        let input: Vec<TokenData> = logits.iter().enumerate().map(|(i, &l)| TokenData::new(1000 + 3 * i as i32, l)).collect();
+        let mut by_records = input.clone();
+        sort_logit_desc(&mut by_records);
         let mut c = vec![TokenData::new(-1, 0.0); input.len()];
         sort_logit_desc_into(&input, &mut c);
         assert_eq!(c.iter().map(|t| desc_key(t.logit)).collect::<Vec<_>>(), la);
         if logits.len() >= RADIX_MIN_LEN {
-            assert_eq!(c.iter().map(|t| t.id).collect::<Vec<_>>(), a.iter().map(|t| t.id).collect::<Vec<_>>());
+            assert_eq!(c.iter().map(|t| t.id).collect::<Vec<_>>(), by_records.iter().map(|t| t.id).collect::<Vec<_>>());
         }
     }
 

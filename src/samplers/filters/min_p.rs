@@ -15,15 +15,8 @@ use std::cell::RefCell;
 use serde::{Deserialize, Serialize};
 
 use crate::core::error::check_range;
-use crate::core::logit_scan::scan_near_max;
+use crate::core::logit_scan::{scan_near_max, SCAN_MIN_N};
 use crate::core::{Candidates, ParamError, SampleError, Sampler, TokenData};
-
-/// From this many unsorted candidates (with `min_keep <= 1`) the survivors
-/// come from the chunked pass of [`scan_near_max`], below from the
-/// one-by-one loop. At 49152 Normal(0, 3) logits: 8.3 us with AVX2 or
-/// AVX-512, 17.2-17.6 with the portable kernel, where the loop took 18.8
-/// or 27.8 depending on how its 6 instructions fell across a 64-byte line.
-const SIMD_MIN_N: usize = 1024;
 
 thread_local! {
     /// The SIMD pass's survivor indices, reused across calls.
@@ -129,8 +122,11 @@ fn min_p_with_ln(candidates: &mut Candidates<'_>, ln_p: f32, min_keep: usize, sc
         return;
     }
     // min_keep <= 1 on a vocabulary: the indices of the survivors from one
-    // chunked pass, then the survivors moved to the front in order.
-    if n >= SIMD_MIN_N {
+    // chunked pass, then the survivors moved to the front in order. At
+    // 49152 Normal(0, 3) logits: 8.3 us with AVX2 or AVX-512, 17.2-17.6 with
+    // the portable kernel, where the loop below took 18.8 or 27.8 depending
+    // on how its 6 instructions fell across a 64-byte line.
+    if n >= SCAN_MIN_N {
         let moved = SURVIVORS.with(|survivors| {
             let mut survivors = survivors.borrow_mut();
             let max = scan_near_max(candidates.as_slice(), ln_p, &mut survivors);
