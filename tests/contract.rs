@@ -311,3 +311,10 @@ fn copy_state_copies_state_and_keeps_the_destinations_attachments() {
         }
     }
 }
+
+/// These tests again with each other SIMD kernel forced (the default run
+/// covers only the kernel this machine picks).
+#[test]
+fn every_simd_path_passes() {
+    common::rerun_on_other_kernels("every_simd_path_passes", 10);
+}

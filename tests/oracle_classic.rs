@@ -105,3 +105,12 @@ fn dist_frequencies_follow_the_probabilities_through_the_c_abi() {
         assert!((got - want).abs() < 0.015, "token {i}: {got} vs {want}");
     }
 }
+
+/// These oracle cases again with each other SIMD kernel forced: the
+/// default run covers only the kernel this machine picks, and the filters'
+/// fast paths (window selection, chunked scans, radix sort) have one per
+/// instruction set.
+#[test]
+fn every_simd_path_matches_llama_cpp() {
+    common::rerun_on_other_kernels("every_simd_path_matches_llama_cpp", 5);
+}

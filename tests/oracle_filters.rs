@@ -583,3 +583,11 @@ fn c_constructors_take_defaults_and_reject_bad_params() {
     }
 }
 
+/// These oracle cases again with each other SIMD kernel forced: the
+/// default run covers only the kernel this machine picks, and the filters'
+/// fast paths (window selection, chunked scans, radix sort) have one per
+/// instruction set.
+#[test]
+fn every_simd_path_matches_llama_cpp() {
+    common::rerun_on_other_kernels("every_simd_path_matches_llama_cpp", 7);
+}

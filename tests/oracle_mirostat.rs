@@ -340,3 +340,12 @@ fn c_exports_defaults_null_and_invalid_params() {
     assert!(unsafe { entropix_sampler_init_mirostat_v2(&bad) }.is_null());
     assert!(last_error().contains("`tau`"), "{}", last_error());
 }
+
+/// These oracle cases again with each other SIMD kernel forced: the
+/// default run covers only the kernel this machine picks, and the filters'
+/// fast paths (window selection, chunked scans, radix sort) have one per
+/// instruction set.
+#[test]
+fn every_simd_path_matches_llama_cpp() {
+    common::rerun_on_other_kernels("every_simd_path_matches_llama_cpp", 4);
+}
