@@ -418,6 +418,16 @@ fn survivors(reg: &[(&'static str, Box<dyn Sampler>)], name: &str, arrays: &[Vec
     Some((kept[kept.len() / 2], kept[0], kept[kept.len() - 1]))
 }
 
+/// Times `ours`, `theirs` and a one-pass floor taking turns over `bases`
+/// (see [`time_sides_over`]) and prints the row `label`: µs of both sides,
+/// their ratio, ours over the floor, iterations.
+fn print_row_with_floor<B: AsRef<[TokenData]>>(label: &str, n: usize, ours: &Smpl, theirs: &Smpl, bases: &[B], cfg: &Config) {
+    let one = Smpl::new(into_llama_sampler(Box::new(OnePass)));
+    let (medians, iters) = time_sides_over(&[ours, theirs, &one], bases, cfg);
+    let [a, b, floor] = [medians[0], medians[1], medians[2]];
+    println!("| {label} | {n} | {} | {} | {} | {:.1} | {iters} |", fmt_us(a), fmt_us(b), fmt_ratio(a / b), a / floor);
+}
+
 fn fmt_us(us: f64) -> String {
     if us >= 100.0 {
         format!("{us:.0}")
@@ -538,10 +548,7 @@ fn main() {
                 let base = peaked_logits(n, 77 + n as u64);
                 let ours = Smpl::new(into_llama_sampler(sampler.box_clone()));
                 let theirs = llama_counterpart(name, n).expect("every peaked row has a llama.cpp built-in");
-                let one = Smpl::new(into_llama_sampler(Box::new(OnePass)));
-                let (medians, iters) = time_sides(&[&ours, &theirs, &one], &base, &cfg);
-                let [a, b, floor] = [medians[0], medians[1], medians[2]];
-                println!("| {name} | {n} | {} | {} | {} | {:.1} | {iters} |", fmt_us(a), fmt_us(b), fmt_ratio(a / b), a / floor);
+                print_row_with_floor(name, n, &ours, &theirs, std::slice::from_ref(&base), &cfg);
             }
         }
     }
@@ -577,10 +584,7 @@ fn main() {
                 ours.accept(t);
                 theirs.accept(t);
             }
-            let one = Smpl::new(into_llama_sampler(Box::new(OnePass)));
-            let (medians, iters) = time_sides(&[&ours, &theirs, &one], &base, &cfg);
-            let [a, b, floor] = [medians[0], medians[1], medians[2]];
-            println!("| {} stages | {n} | {} | {} | {} | {:.1} | {iters} |", present.len(), fmt_us(a), fmt_us(b), fmt_ratio(a / b), a / floor);
+            print_row_with_floor(&format!("{} stages", present.len()), n, &ours, &theirs, std::slice::from_ref(&base), &cfg);
         }
     }
     // The adaptive samplers against llama.cpp's default chain.
@@ -652,12 +656,7 @@ fn model_table(reg: &[(&'static str, Box<dyn Sampler>)], hist: &[i32], cfg: &Con
     println!("\n");
     println!("| sampler | n_vocab | ours µs | llama.cpp µs | ours / llama.cpp | ours / floor | iters |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    let row = |label: &str, ours: &Smpl, theirs: &Smpl| {
-        let one = Smpl::new(into_llama_sampler(Box::new(OnePass)));
-        let (medians, iters) = time_sides_over(&[ours, theirs, &one], &arrays, cfg);
-        let [a, b, floor] = [medians[0], medians[1], medians[2]];
-        println!("| {label} | {n} | {} | {} | {} | {:.1} | {iters} |", fmt_us(a), fmt_us(b), fmt_ratio(a / b), a / floor);
-    };
+    let row = |label: &str, ours: &Smpl, theirs: &Smpl| print_row_with_floor(label, n, ours, theirs, &arrays, cfg);
     for name in MODEL_ROWS {
         let Some((_, sampler)) = reg.iter().find(|(n, _)| *n == name) else { continue };
         let ours = Smpl::new(into_llama_sampler(sampler.box_clone()));

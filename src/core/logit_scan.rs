@@ -256,8 +256,14 @@ pub fn scan_top_k_with(kernel: ScanKernel, data: &[TokenData], k: usize, out: &m
 /// logits at a time with the running maximum's threshold: min-p's
 /// selection.
 pub(crate) fn scan_near_max(data: &[TokenData], offset: f32, out: &mut Vec<u32>) -> f32 {
-    match ScanKernel::active() {
-        // SAFETY (both): `active` only returns kernels the CPU can run.
+    near_max_with(ScanKernel::active(), data, offset, out)
+}
+
+/// [`scan_near_max`] with a given kernel (one this CPU cannot run falls
+/// back to [`ScanKernel::Portable`]).
+fn near_max_with(kernel: ScanKernel, data: &[TokenData], offset: f32, out: &mut Vec<u32>) -> f32 {
+    match kernel.usable() {
+        // SAFETY (both): `usable` checked that the CPU has the features.
         #[cfg(target_arch = "x86_64")]
         ScanKernel::Avx512 => unsafe { avx512::near_max(data, offset, out) },
         #[cfg(target_arch = "x86_64")]
@@ -309,8 +315,14 @@ fn near_max_body<K: ChunkKernel>(data: &[TokenData], offset: f32, out: &mut Vec<
 /// -> 5.9 us at 49152 with AVX-512, 11.3 with the portable kernel, against
 /// one pass that tracked eight lanes' maxima and indices).
 pub(crate) fn scan_argmax(data: &[TokenData]) -> Option<usize> {
-    match ScanKernel::active() {
-        // SAFETY (both): `active` only returns kernels the CPU can run.
+    argmax_with(ScanKernel::active(), data)
+}
+
+/// [`scan_argmax`] with a given kernel (one this CPU cannot run falls back
+/// to [`ScanKernel::Portable`]).
+fn argmax_with(kernel: ScanKernel, data: &[TokenData]) -> Option<usize> {
+    match kernel.usable() {
+        // SAFETY (both): `usable` checked that the CPU has the features.
         #[cfg(target_arch = "x86_64")]
         ScanKernel::Avx512 => unsafe { avx512::argmax(data) },
         #[cfg(target_arch = "x86_64")]
@@ -1038,7 +1050,7 @@ mod tests {
         assert!(m.varentropy_nats2() < 1e-9);
     }
 
-    /// [`argmax_body`] on every kernel against the one-by-one argmax.
+    /// [`scan_argmax`] on every kernel against the one-by-one argmax.
     #[test]
     fn argmax_takes_the_first_maximum_on_every_kernel() {
         let base = pseudo_normal(3000, 23, 2.0);
@@ -1061,19 +1073,12 @@ mod tests {
             let data = tokens(logits);
             let want = crate::core::math::argmax_logit(&data);
             for kernel in ScanKernel::available() {
-                let got = match kernel {
-                    #[cfg(target_arch = "x86_64")]
-                    ScanKernel::Avx512 => unsafe { avx512::argmax(&data) },
-                    #[cfg(target_arch = "x86_64")]
-                    ScanKernel::Avx2 => unsafe { avx2::argmax(&data) },
-                    _ => argmax_body::<Portable>(&data),
-                };
-                assert_eq!(got, want, "{kernel:?}");
+                assert_eq!(argmax_with(kernel, &data), want, "{kernel:?}");
             }
         }
     }
 
-    /// [`near_max_body`] on every kernel against the definition.
+    /// [`scan_near_max`] on every kernel against the definition.
     #[test]
     fn near_max_keeps_every_logit_within_the_offset_of_the_maximum() {
         let mut logits = pseudo_normal(5000, 17, 3.0);
@@ -1089,13 +1094,7 @@ mod tests {
             let want: Vec<u32> = (0..logits.len() as u32).filter(|&i| logits[i as usize] >= threshold).collect();
             for kernel in ScanKernel::available() {
                 let mut got = vec![99];
-                let max = match kernel {
-                    #[cfg(target_arch = "x86_64")]
-                    ScanKernel::Avx512 => unsafe { avx512::near_max(&data, offset, &mut got) },
-                    #[cfg(target_arch = "x86_64")]
-                    ScanKernel::Avx2 => unsafe { avx2::near_max(&data, offset, &mut got) },
-                    _ => near_max_body::<Portable>(&data, offset, &mut got),
-                };
+                let max = near_max_with(kernel, &data, offset, &mut got);
                 assert_eq!((max, &got), (top, &want), "{kernel:?} offset {offset}");
             }
         }
