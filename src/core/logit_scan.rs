@@ -8,11 +8,15 @@
 //! few best candidates. Doing both in the same pass reads the array once:
 //! the logits of a chunk of [`CHUNK`] candidates are copied to a contiguous
 //! buffer (stride 12 bytes to 4), whose maximum updates the running
-//! maximum, whose blocks that beat the k-th best so far feed a
-//! small selection buffer, and whose exponentials (relative to the running
-//! maximum, [`crate::core::fast_exp`]) go into f32 lane sums that are
-//! added to f64 totals once per chunk. When the running maximum rises, the
-//! totals are moved to the new reference exactly (see [`Moments::rebase`]).
+//! maximum, and whose exponentials (relative to the running maximum,
+//! [`crate::core::fast_exp`]) go into f32 lane sums that are added to f64
+//! totals once per chunk, computed while the next chunk is copied. When
+//! the running maximum rises, the totals are moved to the new reference
+//! exactly (see [`Moments::rebase`]). The k best are selected after the
+//! pass from the chunks' maxima where k is small beside the number of
+//! chunks (the few chunks that can hold them are read again), and
+//! otherwise during it: the blocks that beat the k-th best so far feed a
+//! small selection buffer.
 //! On x86-64 the kernels are written with AVX-512 or AVX2 + FMA intrinsics
 //! and chosen at run time ([`ScanKernel`]); elsewhere plain Rust compiles
 //! for the baseline.
@@ -413,13 +417,35 @@ trait ChunkKernel {
     /// AVX-512 ones): nothing beside the 1.
     /// S1 only when `ORDER >= 2`, S2 only when `ORDER >= 3` (else 0).
     fn moments<const ONES: bool, const ORDER: usize>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64);
+    /// Sets bit j of `above[b]` when `buf[16 b + j] > threshold` (the
+    /// masks of [`Self::gather`], for a buffer gathered without them).
+    fn marks(buf: &[f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]);
+    /// [`Self::moments`] of `cur` and [`Self::gather`] of `next` into
+    /// `next_buf` (no masks), in one loop where the kernel interleaves
+    /// them: the gather waits on memory, the moments on the floating-point
+    /// units, and a loop of each in turn leaves the other idle.
+    #[inline(always)]
+    fn gather_with_moments<const COUNT: bool, const ONES: bool, const ORDER: usize>(
+        next: &[TokenData],
+        next_buf: &mut [f32; CHUNK],
+        cur: &[f32; CHUNK],
+        reference: f32,
+    ) -> ((f32, u32), (f64, f64, f64)) {
+        let m = Self::moments::<ONES, ORDER>(cur, reference);
+        let mut unused = [0u16; BLOCKS];
+        (Self::gather::<COUNT, false>(next, next_buf, f32::INFINITY, &mut unused), m)
+    }
 }
 
 #[inline(always)]
 fn scan_body<K: ChunkKernel, const COUNT: bool, const TOP: bool, const ORDER: usize>(data: &[TokenData], k: usize, out: &mut LogitScan) {
+    if TOP && k > 0 && k * DEFER_RATIO <= data.len().div_ceil(CHUNK) {
+        scan_chunks::<K, COUNT, TOP, ORDER>(data, k, Select::FromMaxima, out);
+        return;
+    }
     if TOP && k > 0 {
         if let Some(guess) = threshold_guess(data, k) {
-            scan_chunks::<K, COUNT, TOP, ORDER>(data, k, guess, out);
+            scan_chunks::<K, COUNT, TOP, ORDER>(data, k, Select::Running(guess), out);
             if out.max == f32::INFINITY || out.best.len() >= k {
                 return;
             }
@@ -427,7 +453,57 @@ fn scan_body<K: ChunkKernel, const COUNT: bool, const TOP: bool, const ORDER: us
             // again from -inf, the best then complete.
         }
     }
-    scan_chunks::<K, COUNT, TOP, ORDER>(data, k, f32::NEG_INFINITY, out);
+    scan_chunks::<K, COUNT, TOP, ORDER>(data, k, Select::Running(f32::NEG_INFINITY), out);
+}
+
+/// The top-k selection is left until after the scan (from the chunks'
+/// maxima, [`select_from_maxima`]) when the array has at least this many
+/// chunks per candidate kept: the selection then reads a quarter of the
+/// array again at most, where the running one checks every chunk whose
+/// maximum beats its threshold (most of them early on) and selects again
+/// each time its buffer fills.
+const DEFER_RATIO: usize = 4;
+
+/// How [`scan_chunks`] selects the k best.
+#[derive(Clone, Copy)]
+enum Select {
+    /// While it scans, from logits strictly above the given threshold.
+    Running(f32),
+    /// After the scan, from the chunks' maxima.
+    FromMaxima,
+}
+
+thread_local! {
+    /// The chunks' maxima (in array order, then as keys to select from),
+    /// reused across scans.
+    static CHUNK_MAXIMA: std::cell::Cell<(Vec<f32>, Vec<u32>)> = const { std::cell::Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// Fills `top` with the best `top.k` candidates of `data` given the
+/// maxima of its chunks: the k-th largest maximum t is at most the k-th
+/// largest logit (k chunks hold a logit at or above it), so the best k
+/// are among the logits at or above t, which lie in the chunks whose
+/// maximum reaches t (k of them, but for ties). On Normal(0, 3) logits,
+/// 49152 of them and k = 27, about 29 logits reach t.
+#[inline(always)]
+fn select_from_maxima<K: ChunkKernel>(data: &[TokenData], maxima: &[f32], keys: &mut Vec<u32>, top: &mut TopBuffer) {
+    let k = top.k;
+    debug_assert!(k > 0 && k <= maxima.len());
+    keys.clear();
+    keys.extend(maxima.iter().map(|&m| desc_key(m)));
+    let (_, &mut kth, _) = keys.select_nth_unstable(k - 1);
+    // Logits above `below` are those at or above t (-0 reads as +0, which
+    // admits the same logits); at t = -inf, those above -inf.
+    let below = logit_of_desc_key(kth).next_down();
+    top.threshold = below;
+    let mut buf = [f32::NEG_INFINITY; CHUNK];
+    let mut above = [0u16; BLOCKS];
+    for (c, (chunk, &m)) in data.chunks(CHUNK).zip(maxima).enumerate() {
+        if m > below {
+            K::gather::<false, true>(chunk, &mut buf, below, &mut above);
+            top.collect(&buf, &above, c * CHUNK);
+        }
+    }
 }
 
 /// Logits read for [`threshold_guess`], spread over the array.
@@ -460,28 +536,48 @@ fn threshold_guess(data: &[TokenData], k: usize) -> Option<f32> {
     (guess > f32::NEG_INFINITY).then_some(guess)
 }
 
-/// The scan, with the top-k selection starting at `threshold` (only
-/// logits strictly above it can enter).
+/// The scan, chunk by chunk: each chunk's logits are gathered into a
+/// buffer while the previous chunk's moments are computed (one loop,
+/// [`ChunkKernel::gather_with_moments`]: the AVX2 scan of 49152 logits
+/// (k = 0) took 18.2 us with the two loops in turn, 15.8 interleaved), then its
+/// maximum updates the reference and, with `select` running, its logits
+/// above the threshold (only those strictly above it can enter) feed the
+/// selection buffer.
 #[inline(always)]
-fn scan_chunks<K: ChunkKernel, const COUNT: bool, const TOP: bool, const ORDER: usize>(data: &[TokenData], k: usize, threshold: f32, out: &mut LogitScan) {
+fn scan_chunks<K: ChunkKernel, const COUNT: bool, const TOP: bool, const ORDER: usize>(data: &[TokenData], k: usize, select: Select, out: &mut LogitScan) {
     out.k = k;
     out.best.clear();
     out.moments = None;
     let mut finite_total = 0usize;
-    let mut buf = [f32::NEG_INFINITY; CHUNK];
+    let mut bufs = [[f32::NEG_INFINITY; CHUNK]; 2];
+    let (first, second) = bufs.split_at_mut(1);
+    let (mut buf, mut next_buf) = (&mut first[0], &mut second[0]);
     let mut above = [0u16; BLOCKS];
     let mut moments = Moments::EMPTY;
+    let (running, deferred, threshold) = match select {
+        Select::Running(threshold) => (TOP && k > 0, false, threshold),
+        Select::FromMaxima => (false, TOP && k > 0, f32::NEG_INFINITY),
+    };
     let mut top = TopBuffer::new(k, threshold);
-    for (c, chunk) in data.chunks(CHUNK).enumerate() {
-        let (chunk_max, finite) = K::gather::<COUNT, TOP>(chunk, &mut buf, top.threshold, &mut above);
+    let (mut maxima, mut keys) = CHUNK_MAXIMA.take();
+    maxima.clear();
+    let mut chunks = data.chunks(CHUNK);
+    let mut gathered = chunks.next().map(|chunk| K::gather::<COUNT, false>(chunk, buf, f32::INFINITY, &mut above));
+    let mut c = 0;
+    while let Some((chunk_max, finite)) = gathered {
         finite_total += finite as usize;
         if chunk_max == f32::INFINITY {
             out.max = f32::INFINITY;
             out.finite = None;
+            CHUNK_MAXIMA.set((maxima, keys));
             return;
         }
-        if TOP && k > 0 && chunk_max > top.threshold {
-            top.collect(&buf, &above, c * CHUNK);
+        if running && chunk_max > top.threshold {
+            K::marks(buf, top.threshold, &mut above);
+            top.collect(buf, &above, c * CHUNK);
+        }
+        if deferred {
+            maxima.push(chunk_max);
         }
         if chunk_max > moments.reference {
             if ORDER > 0 {
@@ -490,18 +586,42 @@ fn scan_chunks<K: ChunkKernel, const COUNT: bool, const TOP: bool, const ORDER: 
                 moments.reference = chunk_max;
             }
         }
+        let next = chunks.next();
         // A chunk entirely below the floor adds less than 256 * 1.7e-38.
         if ORDER > 0 && chunk_max - moments.reference > EXP_FLOOR {
-            let (s0, s1, s2) = if chunk_max == moments.reference {
-                K::moments::<true, ORDER>(&buf, moments.reference)
-            } else {
-                K::moments::<false, ORDER>(&buf, moments.reference)
+            let holds_reference = chunk_max == moments.reference;
+            let (s0, s1, s2) = match next {
+                Some(next) => {
+                    let (g, m) = if holds_reference {
+                        K::gather_with_moments::<COUNT, true, ORDER>(next, next_buf, buf, moments.reference)
+                    } else {
+                        K::gather_with_moments::<COUNT, false, ORDER>(next, next_buf, buf, moments.reference)
+                    };
+                    gathered = Some(g);
+                    m
+                }
+                None => {
+                    gathered = None;
+                    if holds_reference {
+                        K::moments::<true, ORDER>(buf, moments.reference)
+                    } else {
+                        K::moments::<false, ORDER>(buf, moments.reference)
+                    }
+                }
             };
             moments.s0 += s0;
             moments.s1 += s1;
             moments.s2 += s2;
+        } else {
+            gathered = next.map(|chunk| K::gather::<COUNT, false>(chunk, next_buf, f32::INFINITY, &mut above));
         }
+        std::mem::swap(&mut buf, &mut next_buf);
+        c += 1;
     }
+    if deferred {
+        select_from_maxima::<K>(data, &maxima, &mut keys, &mut top);
+    }
+    CHUNK_MAXIMA.set((maxima, keys));
     top.finish(data, &mut out.best);
     // Rebasing moved some S0 into the moments not summed: clear them.
     if ORDER < 2 {
@@ -540,18 +660,26 @@ impl ChunkKernel for Portable {
         // threshold, which stops happening early in the array: build them
         // only then.
         if TOP && max > threshold {
-            for (mask, block) in above.iter_mut().zip(buf.chunks_exact(BLOCK)) {
-                *mask = block.iter().enumerate().fold(0u16, |m, (j, &x)| m | (u16::from(x > threshold) << j));
-            }
+            Self::marks(buf, threshold, above);
         }
         let finite = if COUNT { buf.iter().map(|&x| u32::from(x > f32::NEG_INFINITY)).sum() } else { 0 };
         (max, finite)
     }
 
+    #[inline(always)]
+    fn marks(buf: &[f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) {
+        for (mask, block) in above.iter_mut().zip(buf.chunks_exact(BLOCK)) {
+            *mask = block.iter().enumerate().fold(0u16, |m, (j, &x)| m | (u16::from(x > threshold) << j));
+        }
+    }
+
     /// f32 lane sums, one array of lanes per moment (the compiler keeps
     /// each in registers; each lane adds 32 terms below 1, so the sums keep
-    /// about 7 digits before they go to f64).
-    #[inline(always)]
+    /// about 7 digits before they go to f64). A function of its own: inlined
+    /// into the scan's loop, baseline x86-64's 16 registers held the scan's
+    /// state beside the lanes and the exponential's constants, and spilled
+    /// (the portable Entropix scan at 49152: 74.6 -> 64.6 us apart).
+    #[inline(never)]
     fn moments<const ONES: bool, const ORDER: usize>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
         let mut s = [[0.0f32; LANES]; 3];
         let mut ones = [0u32; LANES];
@@ -625,46 +753,125 @@ pub(crate) mod avx512 {
         _mm512_permutex2var_ps(_mm512_permutex2var_ps(a, first, b), second, c)
     }
 
+    /// The gather's running maximum and count over a chunk, 16 records at
+    /// a time.
+    struct Gather {
+        neg_inf: __m512,
+        max: __m512,
+        finite: u32,
+    }
+
+    impl Gather {
+        #[inline(always)]
+        unsafe fn new() -> Self {
+            let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+            Self { neg_inf, max: neg_inf, finite: 0 }
+        }
+
+        /// Reads the logits of the 16 records (48 floats) at `src` into
+        /// `dst` (16 floats), folding them into the maximum and the count.
+        #[inline(always)]
+        unsafe fn step<const COUNT: bool>(&mut self, src: *const f32, dst: *mut f32) {
+            let x = logits_of_records(_mm512_loadu_ps(src), _mm512_loadu_ps(src.add(16)), _mm512_loadu_ps(src.add(32)));
+            // NaN stays (every later use is NaN-safe); vmaxps returns its
+            // second operand when either is NaN.
+            self.max = _mm512_max_ps(x, self.max);
+            if COUNT {
+                self.finite += _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, self.neg_inf).count_ones();
+            }
+            _mm512_storeu_ps(dst, x);
+        }
+
+        /// The chunk's maximum and count.
+        #[inline(always)]
+        unsafe fn finish(self) -> (f32, u32) {
+            (_mm512_reduce_max_ps(self.max), self.finite)
+        }
+    }
+
+    /// The moments' f32 lane sums over a chunk, 16 values at a time.
+    struct Sums {
+        reference: __m512,
+        floor: __m512,
+        zero: __m512,
+        s: [__m512; 3],
+        ones: u32,
+    }
+
+    impl Sums {
+        #[inline(always)]
+        unsafe fn new(reference: f32) -> Self {
+            let zero = _mm512_setzero_ps();
+            Self { reference: _mm512_set1_ps(reference), floor: _mm512_set1_ps(EXP_FLOOR), zero, s: [zero; 3], ones: 0 }
+        }
+
+        /// Adds the terms of the 16 values at `src`.
+        #[inline(always)]
+        unsafe fn add<const ONES: bool, const ORDER: usize>(&mut self, src: *const f32) {
+            let z = _mm512_sub_ps(_mm512_loadu_ps(src), self.reference);
+            // -inf logits: the clamped z keeps e z finite.
+            let zc = _mm512_max_ps(z, self.floor);
+            let e = exp16_table_in_range(zc);
+            let [s0, s1, s2] = &mut self.s;
+            if ONES {
+                // Weights of exactly 1 counted apart (e z is 0 there).
+                let one = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(z, self.zero);
+                *s0 = _mm512_mask_add_ps(*s0, !one, *s0, e);
+                self.ones += one.count_ones();
+            } else {
+                *s0 = _mm512_add_ps(*s0, e);
+            }
+            // e z and e z^2 straight from e: one rounding fewer in the
+            // chain after the exponential.
+            if ORDER >= 2 {
+                *s1 = _mm512_fmadd_ps(e, zc, *s1);
+            }
+            if ORDER >= 3 {
+                *s2 = _mm512_fmadd_ps(e, _mm512_mul_ps(zc, zc), *s2);
+            }
+        }
+
+        /// (S0, S1, S2).
+        #[inline(always)]
+        unsafe fn finish(self) -> (f64, f64, f64) {
+            let [s0, s1, s2] = self.s;
+            (_mm512_reduce_add_ps(s0) as f64 + self.ones as f64, _mm512_reduce_add_ps(s1) as f64, _mm512_reduce_add_ps(s2) as f64)
+        }
+    }
+
     impl ChunkKernel for Avx512 {
         #[inline(always)]
-        #[allow(clippy::needless_range_loop)] // `v` indexes three arrays and two pointers
         fn gather<const COUNT: bool, const TOP: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
             if chunk.len() != CHUNK {
                 return super::Portable::gather::<COUNT, TOP>(chunk, buf, threshold, above);
             }
-            // SAFETY: only called from `scan` (AVX-512F enabled); every load
-            // reads 16 floats inside the chunk (16 records = 48 floats) and
-            // every store writes 16 floats inside `buf`.
-            unsafe {
-                let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
-                let t = _mm512_set1_ps(threshold);
-                let mut max = neg_inf;
-                let mut finite = 0u32;
-                let src = chunk.as_ptr().cast::<f32>();
+            // SAFETY: only called from `scan` (AVX-512F enabled); every step
+            // reads 16 records inside the chunk and writes 16 floats inside
+            // `buf`.
+            let (max, finite) = unsafe {
+                let mut g = Gather::new();
                 for v in 0..CHUNK / 16 {
-                    let p = src.add(48 * v);
-                    let a = _mm512_loadu_ps(p);
-                    let b = _mm512_loadu_ps(p.add(16));
-                    let c = _mm512_loadu_ps(p.add(32));
-                    let x = logits_of_records(a, b, c);
-                    // NaN stays (every later use is NaN-safe); vmaxps
-                    // returns its second operand when either is NaN.
-                    max = _mm512_max_ps(x, max);
-                    if COUNT {
-                        finite += _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, neg_inf).count_ones();
-                    }
-                    _mm512_storeu_ps(buf.as_mut_ptr().add(16 * v), x);
+                    g.step::<COUNT>(chunk.as_ptr().add(16 * v).cast(), buf.as_mut_ptr().add(16 * v));
                 }
-                let max = _mm512_reduce_max_ps(max);
-                // The caller reads the masks only when the maximum beats
-                // the threshold, which stops happening early in the array:
-                // build them only then, from the buffer (in L1).
-                if TOP && max > threshold {
-                    for (v, mask) in above.iter_mut().enumerate() {
-                        *mask = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_loadu_ps(buf.as_ptr().add(16 * v)), t);
-                    }
+                g.finish()
+            };
+            // The caller reads the masks only when the maximum beats the
+            // threshold, which stops happening early in the array: build
+            // them only then, from the buffer (in L1).
+            if TOP && max > threshold {
+                Self::marks(buf, threshold, above);
+            }
+            (max, finite)
+        }
+
+        #[inline(always)]
+        fn marks(buf: &[f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) {
+            // SAFETY: AVX-512F is enabled (see `gather`); loads stay in `buf`.
+            unsafe {
+                let t = _mm512_set1_ps(threshold);
+                for (v, mask) in above.iter_mut().enumerate() {
+                    *mask = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_loadu_ps(buf.as_ptr().add(16 * v)), t);
                 }
-                (max, finite)
             }
         }
 
@@ -672,34 +879,34 @@ pub(crate) mod avx512 {
         fn moments<const ONES: bool, const ORDER: usize>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
             // SAFETY: AVX-512F is enabled (see `gather`); loads stay in `buf`.
             unsafe {
-                let r = _mm512_set1_ps(reference);
-                let floor = _mm512_set1_ps(EXP_FLOOR);
-                let zero = _mm512_setzero_ps();
-                let (mut s0, mut s1, mut s2) = (zero, zero, zero);
-                let mut ones = 0u32;
+                let mut sums = Sums::new(reference);
                 for v in 0..CHUNK / 16 {
-                    let z = _mm512_sub_ps(_mm512_loadu_ps(buf.as_ptr().add(16 * v)), r);
-                    // -inf logits: the clamped z keeps e z finite.
-                    let zc = _mm512_max_ps(z, floor);
-                    let e = exp16_table_in_range(zc);
-                    if ONES {
-                        // Weights of exactly 1 counted apart (e z is 0 there).
-                        let one = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(z, zero);
-                        s0 = _mm512_mask_add_ps(s0, !one, s0, e);
-                        ones += one.count_ones();
-                    } else {
-                        s0 = _mm512_add_ps(s0, e);
-                    }
-                    // e z and e z^2 straight from e: one rounding fewer in
-                    // the chain after the exponential.
-                    if ORDER >= 2 {
-                        s1 = _mm512_fmadd_ps(e, zc, s1);
-                    }
-                    if ORDER >= 3 {
-                        s2 = _mm512_fmadd_ps(e, _mm512_mul_ps(zc, zc), s2);
-                    }
+                    sums.add::<ONES, ORDER>(buf.as_ptr().add(16 * v));
                 }
-                (_mm512_reduce_add_ps(s0) as f64 + ones as f64, _mm512_reduce_add_ps(s1) as f64, _mm512_reduce_add_ps(s2) as f64)
+                sums.finish()
+            }
+        }
+
+        #[inline(always)]
+        fn gather_with_moments<const COUNT: bool, const ONES: bool, const ORDER: usize>(
+            next: &[TokenData],
+            next_buf: &mut [f32; CHUNK],
+            cur: &[f32; CHUNK],
+            reference: f32,
+        ) -> ((f32, u32), (f64, f64, f64)) {
+            if next.len() != CHUNK {
+                let mut unused = [0u16; BLOCKS];
+                let sums = Self::moments::<ONES, ORDER>(cur, reference);
+                return (super::Portable::gather::<COUNT, false>(next, next_buf, f32::INFINITY, &mut unused), sums);
+            }
+            // SAFETY: as `gather` and `moments`.
+            unsafe {
+                let (mut g, mut sums) = (Gather::new(), Sums::new(reference));
+                for v in 0..CHUNK / 16 {
+                    g.step::<COUNT>(next.as_ptr().add(16 * v).cast(), next_buf.as_mut_ptr().add(16 * v));
+                    sums.add::<ONES, ORDER>(cur.as_ptr().add(16 * v));
+                }
+                (g.finish(), sums.finish())
             }
         }
     }
@@ -739,6 +946,100 @@ mod avx2 {
     /// register and one permute by this index puts them in record order.
     const PICK: [i32; 8] = [1, 4, 7, 2, 5, 0, 3, 6];
 
+    /// The gather's running maximum and count over a chunk, 8 records at a
+    /// time.
+    struct Gather {
+        pick: __m256i,
+        neg_inf: __m256,
+        max: __m256,
+        finite: u32,
+    }
+
+    impl Gather {
+        #[inline(always)]
+        unsafe fn new() -> Self {
+            let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
+            Self { pick: _mm256_loadu_si256(PICK.as_ptr().cast()), neg_inf, max: neg_inf, finite: 0 }
+        }
+
+        /// Reads the logits of the 8 records (24 floats) at `src` into
+        /// `dst` (8 floats), folding them into the maximum and the count.
+        #[inline(always)]
+        unsafe fn step<const COUNT: bool>(&mut self, src: *const f32, dst: *mut f32) {
+            // Blend first, then one permute: the three loads' logits land
+            // in distinct lanes of one register.
+            let ab = _mm256_blend_ps::<0b0010_0100>(_mm256_loadu_ps(src), _mm256_loadu_ps(src.add(8)));
+            let abc = _mm256_blend_ps::<0b0100_1001>(ab, _mm256_loadu_ps(src.add(16)));
+            let x = _mm256_permutevar8x32_ps(abc, self.pick);
+            // NaN stays (every later use is NaN-safe); vmaxps returns its
+            // second operand when either is NaN.
+            self.max = _mm256_max_ps(x, self.max);
+            if COUNT {
+                self.finite += (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, self.neg_inf)) as u32).count_ones();
+            }
+            _mm256_storeu_ps(dst, x);
+        }
+
+        /// The chunk's maximum and count.
+        #[inline(always)]
+        unsafe fn finish(self) -> (f32, u32) {
+            let mut lanes = [0.0f32; 8];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), self.max);
+            (lanes.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m }), self.finite)
+        }
+    }
+
+    /// The moments' f32 lane sums over a chunk, 8 values at a time.
+    struct Sums {
+        reference: __m256,
+        floor: __m256,
+        zero: __m256,
+        s: [__m256; 3],
+        ones: u32,
+    }
+
+    impl Sums {
+        #[inline(always)]
+        unsafe fn new(reference: f32) -> Self {
+            let zero = _mm256_setzero_ps();
+            Self { reference: _mm256_set1_ps(reference), floor: _mm256_set1_ps(EXP_FLOOR), zero, s: [zero; 3], ones: 0 }
+        }
+
+        /// Adds the terms of the 8 values at `src`.
+        #[inline(always)]
+        unsafe fn add<const ONES: bool, const ORDER: usize>(&mut self, src: *const f32) {
+            let z = _mm256_sub_ps(_mm256_loadu_ps(src), self.reference);
+            // -inf logits: the clamped z keeps e z finite.
+            let zc = _mm256_max_ps(z, self.floor);
+            let e = exp8_table_in_range(zc);
+            let [s0, s1, s2] = &mut self.s;
+            if ONES {
+                // Weights of exactly 1 counted apart (e z is 0 there).
+                let one = _mm256_cmp_ps::<_CMP_EQ_OQ>(z, self.zero);
+                *s0 = _mm256_add_ps(*s0, _mm256_andnot_ps(one, e));
+                self.ones += (_mm256_movemask_ps(one) as u32).count_ones();
+            } else {
+                *s0 = _mm256_add_ps(*s0, e);
+            }
+            // e z and e z^2 straight from e, as AVX-512's.
+            if ORDER >= 2 {
+                *s1 = _mm256_fmadd_ps(e, zc, *s1);
+            }
+            if ORDER >= 3 {
+                *s2 = _mm256_fmadd_ps(e, _mm256_mul_ps(zc, zc), *s2);
+            }
+        }
+
+        /// (S0, S1, S2), added in f32 in a tree, as the AVX-512 kernel's
+        /// reduce: each lane holds 32 terms below 1. (Each lane to f64 and
+        /// a serial f64 sum took a tenth of the scan.)
+        #[inline(always)]
+        unsafe fn finish(self) -> (f64, f64, f64) {
+            let [s0, s1, s2] = self.s;
+            (lane_sum(s0) as f64 + self.ones as f64, lane_sum(s1) as f64, lane_sum(s2) as f64)
+        }
+    }
+
     impl ChunkKernel for Avx2 {
         #[inline(always)]
         fn gather<const COUNT: bool, const TOP: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
@@ -746,46 +1047,36 @@ mod avx2 {
                 return super::Portable::gather::<COUNT, TOP>(chunk, buf, threshold, above);
             }
             // SAFETY: only called from `scan` (AVX2 and FMA enabled); every
-            // load reads 8 floats inside the chunk (8 records = 24 floats)
-            // and every store writes 8 floats inside `buf`.
-            unsafe {
-                let pick = _mm256_loadu_si256(PICK.as_ptr().cast());
-                let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
-                let t = _mm256_set1_ps(threshold);
-                let mut max = neg_inf;
-                let mut finite = 0u32;
-                let src = chunk.as_ptr().cast::<f32>();
+            // step reads 8 records inside the chunk and writes 8 floats
+            // inside `buf`.
+            let (max, finite) = unsafe {
+                let mut g = Gather::new();
                 for v in 0..CHUNK / 8 {
-                    let p = src.add(24 * v);
-                    // Blend first, then one permute: the three loads'
-                    // logits land in distinct lanes of one register.
-                    let ab = _mm256_blend_ps::<0b0010_0100>(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
-                    let abc = _mm256_blend_ps::<0b0100_1001>(ab, _mm256_loadu_ps(p.add(16)));
-                    let x = _mm256_permutevar8x32_ps(abc, pick);
-                    // NaN stays (every later use is NaN-safe); vmaxps
-                    // returns its second operand when either is NaN.
-                    max = _mm256_max_ps(x, max);
-                    if COUNT {
-                        finite += (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, neg_inf)) as u32).count_ones();
-                    }
-                    _mm256_storeu_ps(buf.as_mut_ptr().add(8 * v), x);
+                    g.step::<COUNT>(chunk.as_ptr().add(8 * v).cast(), buf.as_mut_ptr().add(8 * v));
                 }
-                let mut lanes = [0.0f32; 8];
-                _mm256_storeu_ps(lanes.as_mut_ptr(), max);
-                let max = lanes.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
-                // As AVX-512's: the masks only when the caller reads them.
-                if TOP && max > threshold {
-                    // A mask of `above` is two registers' bytes
-                    // (little-endian u16), stored apart: joined in a
-                    // register, LLVM packs the two compares instead of two
-                    // movmsks (7 operations).
-                    let above_bytes = above.as_mut_ptr().cast::<u8>();
-                    for v in 0..CHUNK / 8 {
-                        let x = _mm256_loadu_ps(buf.as_ptr().add(8 * v));
-                        *above_bytes.add(v) = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, t)) as u8;
-                    }
+                g.finish()
+            };
+            // As AVX-512's: the masks only when the caller reads them.
+            if TOP && max > threshold {
+                Self::marks(buf, threshold, above);
+            }
+            (max, finite)
+        }
+
+        #[inline(always)]
+        fn marks(buf: &[f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) {
+            // SAFETY: AVX2 is enabled (see `gather`); loads stay in `buf`,
+            // byte stores in `above` (2 BLOCKS bytes).
+            unsafe {
+                let t = _mm256_set1_ps(threshold);
+                // A mask of `above` is two registers' bytes (little-endian
+                // u16), stored apart: joined in a register, LLVM packs the
+                // two compares instead of two movmsks (7 operations).
+                let above_bytes = above.as_mut_ptr().cast::<u8>();
+                for v in 0..CHUNK / 8 {
+                    let x = _mm256_loadu_ps(buf.as_ptr().add(8 * v));
+                    *above_bytes.add(v) = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, t)) as u8;
                 }
-                (max, finite)
             }
         }
 
@@ -793,36 +1084,34 @@ mod avx2 {
         fn moments<const ONES: bool, const ORDER: usize>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
             // SAFETY: AVX2 and FMA are enabled (see `gather`); loads stay in `buf`.
             unsafe {
-                let r = _mm256_set1_ps(reference);
-                let floor = _mm256_set1_ps(EXP_FLOOR);
-                let zero = _mm256_setzero_ps();
-                let (mut s0, mut s1, mut s2) = (zero, zero, zero);
-                let mut ones = 0u32;
+                let mut sums = Sums::new(reference);
                 for v in 0..CHUNK / 8 {
-                    let z = _mm256_sub_ps(_mm256_loadu_ps(buf.as_ptr().add(8 * v)), r);
-                    // -inf logits: the clamped z keeps e z finite.
-                    let zc = _mm256_max_ps(z, floor);
-                    let e = exp8_table_in_range(zc);
-                    if ONES {
-                        // Weights of exactly 1 counted apart (e z is 0 there).
-                        let one = _mm256_cmp_ps::<_CMP_EQ_OQ>(z, zero);
-                        s0 = _mm256_add_ps(s0, _mm256_andnot_ps(one, e));
-                        ones += (_mm256_movemask_ps(one) as u32).count_ones();
-                    } else {
-                        s0 = _mm256_add_ps(s0, e);
-                    }
-                    // e z and e z^2 straight from e, as AVX-512's.
-                    if ORDER >= 2 {
-                        s1 = _mm256_fmadd_ps(e, zc, s1);
-                    }
-                    if ORDER >= 3 {
-                        s2 = _mm256_fmadd_ps(e, _mm256_mul_ps(zc, zc), s2);
-                    }
+                    sums.add::<ONES, ORDER>(buf.as_ptr().add(8 * v));
                 }
-                // Added in f32 in a tree, as the AVX-512 kernel's reduce:
-                // each lane holds 32 terms below 1. (Each lane to f64 and a
-                // serial f64 sum took a tenth of the scan.)
-                (lane_sum(s0) as f64 + ones as f64, lane_sum(s1) as f64, lane_sum(s2) as f64)
+                sums.finish()
+            }
+        }
+
+        #[inline(always)]
+        fn gather_with_moments<const COUNT: bool, const ONES: bool, const ORDER: usize>(
+            next: &[TokenData],
+            next_buf: &mut [f32; CHUNK],
+            cur: &[f32; CHUNK],
+            reference: f32,
+        ) -> ((f32, u32), (f64, f64, f64)) {
+            if next.len() != CHUNK {
+                let mut unused = [0u16; BLOCKS];
+                let sums = Self::moments::<ONES, ORDER>(cur, reference);
+                return (super::Portable::gather::<COUNT, false>(next, next_buf, f32::INFINITY, &mut unused), sums);
+            }
+            // SAFETY: as `gather` and `moments`.
+            unsafe {
+                let (mut g, mut sums) = (Gather::new(), Sums::new(reference));
+                for v in 0..CHUNK / 8 {
+                    g.step::<COUNT>(next.as_ptr().add(8 * v).cast(), next_buf.as_mut_ptr().add(8 * v));
+                    sums.add::<ONES, ORDER>(cur.as_ptr().add(8 * v));
+                }
+                (g.finish(), sums.finish())
             }
         }
     }
@@ -1051,6 +1340,35 @@ mod tests {
     }
 
     /// [`scan_argmax`] on every kernel against the one-by-one argmax.
+    /// The selection from the chunks' maxima (k at most a quarter of the
+    /// chunks): ties at the k-th largest maximum across chunks, the best k
+    /// crowded into one chunk, and fewer chunks holding a finite logit
+    /// than k (every finite logit then enters).
+    #[test]
+    fn selection_from_chunk_maxima() {
+        let n = 64 * CHUNK;
+        assert!(16 * DEFER_RATIO <= n / CHUNK);
+        check(&vec![1.0; n], 16);
+        let mut crowded = pseudo_normal(n, 5, 1.0);
+        for i in 0..10 {
+            crowded[40 * CHUNK + 3 * i] = 20.0 + i as f32;
+        }
+        check(&crowded, 10);
+        check(&crowded, 16);
+        let mut tied = pseudo_normal(n, 6, 1.0);
+        for c in 0..64 {
+            tied[c * CHUNK + (c * 7) % CHUNK] = 5.0;
+        }
+        check(&tied, 7);
+        let mut sparse = vec![f32::NEG_INFINITY; n];
+        sparse[5] = 1.0;
+        sparse[10 * CHUNK + 3] = 2.0;
+        sparse[n - 1] = 0.5;
+        sparse[n - 2] = f32::NAN;
+        sparse[n - 3] = -0.0;
+        check(&sparse, 16);
+    }
+
     #[test]
     fn argmax_takes_the_first_maximum_on_every_kernel() {
         let base = pseudo_normal(3000, 23, 2.0);
