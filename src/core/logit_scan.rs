@@ -420,6 +420,16 @@ trait ChunkKernel {
     /// Sets bit j of `above[b]` when `buf[16 b + j] > threshold` (the
     /// masks of [`Self::gather`], for a buffer gathered without them).
     fn marks(buf: &[f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]);
+    /// Sets bit j of `above[b]` when the logit of `chunk[16 b + j]` is
+    /// above `threshold` (clear past the chunk's end): the masks straight
+    /// from the records, for a chunk read again.
+    #[inline(always)]
+    fn marks_of_records(chunk: &[TokenData], threshold: f32, above: &mut [u16; BLOCKS]) {
+        above.fill(0);
+        for (mask, block) in above.iter_mut().zip(chunk.chunks(BLOCK)) {
+            *mask = block.iter().enumerate().fold(0u16, |m, (j, t)| m | (u16::from(t.logit > threshold) << j));
+        }
+    }
     /// [`Self::moments`] of `cur` and [`Self::gather`] of `next` into
     /// `next_buf` (no masks), in one loop where the kernel interleaves
     /// them: the gather waits on memory, the moments on the floating-point
@@ -496,12 +506,11 @@ fn select_from_maxima<K: ChunkKernel>(data: &[TokenData], maxima: &[f32], keys: 
     // admits the same logits); at t = -inf, those above -inf.
     let below = logit_of_desc_key(kth).next_down();
     top.threshold = below;
-    let mut buf = [f32::NEG_INFINITY; CHUNK];
     let mut above = [0u16; BLOCKS];
     for (c, (chunk, &m)) in data.chunks(CHUNK).zip(maxima).enumerate() {
         if m > below {
-            K::gather::<false, true>(chunk, &mut buf, below, &mut above);
-            top.collect(&buf, &above, c * CHUNK);
+            K::marks_of_records(chunk, below, &mut above);
+            for_each_marked(&above, |i| top.offer(chunk[i].logit, c * CHUNK + i));
         }
     }
 }
@@ -876,6 +885,23 @@ pub(crate) mod avx512 {
         }
 
         #[inline(always)]
+        fn marks_of_records(chunk: &[TokenData], threshold: f32, above: &mut [u16; BLOCKS]) {
+            if chunk.len() != CHUNK {
+                return super::Portable::marks_of_records(chunk, threshold, above);
+            }
+            // SAFETY: AVX-512F is enabled (see `gather`); every load reads
+            // 16 records inside the chunk.
+            unsafe {
+                let t = _mm512_set1_ps(threshold);
+                for (v, mask) in above.iter_mut().enumerate() {
+                    let p = chunk.as_ptr().add(16 * v).cast::<f32>();
+                    let x = logits_of_records(_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)), _mm512_loadu_ps(p.add(32)));
+                    *mask = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, t);
+                }
+            }
+        }
+
+        #[inline(always)]
         fn moments<const ONES: bool, const ORDER: usize>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
             // SAFETY: AVX-512F is enabled (see `gather`); loads stay in `buf`.
             unsafe {
@@ -946,6 +972,16 @@ mod avx2 {
     /// register and one permute by this index puts them in record order.
     const PICK: [i32; 8] = [1, 4, 7, 2, 5, 0, 3, 6];
 
+    /// The logits of the 8 records (24 floats) at `src`, `pick` holding
+    /// [`PICK`]: blend first, then one permute (the three loads' logits
+    /// land in distinct lanes of one register).
+    #[inline(always)]
+    unsafe fn logits8(src: *const f32, pick: __m256i) -> __m256 {
+        let ab = _mm256_blend_ps::<0b0010_0100>(_mm256_loadu_ps(src), _mm256_loadu_ps(src.add(8)));
+        let abc = _mm256_blend_ps::<0b0100_1001>(ab, _mm256_loadu_ps(src.add(16)));
+        _mm256_permutevar8x32_ps(abc, pick)
+    }
+
     /// The gather's running maximum and count over a chunk, 8 records at a
     /// time.
     struct Gather {
@@ -966,11 +1002,7 @@ mod avx2 {
         /// `dst` (8 floats), folding them into the maximum and the count.
         #[inline(always)]
         unsafe fn step<const COUNT: bool>(&mut self, src: *const f32, dst: *mut f32) {
-            // Blend first, then one permute: the three loads' logits land
-            // in distinct lanes of one register.
-            let ab = _mm256_blend_ps::<0b0010_0100>(_mm256_loadu_ps(src), _mm256_loadu_ps(src.add(8)));
-            let abc = _mm256_blend_ps::<0b0100_1001>(ab, _mm256_loadu_ps(src.add(16)));
-            let x = _mm256_permutevar8x32_ps(abc, self.pick);
+            let x = logits8(src, self.pick);
             // NaN stays (every later use is NaN-safe); vmaxps returns its
             // second operand when either is NaN.
             self.max = _mm256_max_ps(x, self.max);
@@ -1081,6 +1113,24 @@ mod avx2 {
         }
 
         #[inline(always)]
+        fn marks_of_records(chunk: &[TokenData], threshold: f32, above: &mut [u16; BLOCKS]) {
+            if chunk.len() != CHUNK {
+                return super::Portable::marks_of_records(chunk, threshold, above);
+            }
+            // SAFETY: AVX2 is enabled (see `gather`); every load reads 8
+            // records inside the chunk, byte stores stay in `above`.
+            unsafe {
+                let (t, pick) = (_mm256_set1_ps(threshold), _mm256_loadu_si256(PICK.as_ptr().cast()));
+                // Bytes of the masks, as `marks`.
+                let above_bytes = above.as_mut_ptr().cast::<u8>();
+                for v in 0..CHUNK / 8 {
+                    let x = logits8(chunk.as_ptr().add(8 * v).cast(), pick);
+                    *above_bytes.add(v) = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, t)) as u8;
+                }
+            }
+        }
+
+        #[inline(always)]
         fn moments<const ONES: bool, const ORDER: usize>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
             // SAFETY: AVX2 and FMA are enabled (see `gather`); loads stay in `buf`.
             unsafe {
@@ -1164,15 +1214,19 @@ impl TopBuffer {
     /// of 80 instead of 6 of 160).
     #[inline(always)]
     fn collect(&mut self, buf: &[f32; CHUNK], above: &[u16; BLOCKS], base: usize) {
-        for_each_marked(above, |i| {
-            let x = buf[i];
-            if x > self.threshold {
-                self.keys.push((desc_key(x) as u64) << 32 | (base + i) as u64);
-                if self.keys.len() >= 2 * self.k {
-                    self.shrink();
-                }
+        for_each_marked(above, |i| self.offer(buf[i], base + i));
+    }
+
+    /// Appends the logit `x` at `index` when it beats the threshold (see
+    /// [`Self::collect`]).
+    #[inline(always)]
+    fn offer(&mut self, x: f32, index: usize) {
+        if x > self.threshold {
+            self.keys.push((desc_key(x) as u64) << 32 | index as u64);
+            if self.keys.len() >= 2 * self.k {
+                self.shrink();
             }
-        });
+        }
     }
 
     fn shrink(&mut self) {
