@@ -1158,8 +1158,12 @@ mod avx2 {
             unsafe {
                 let (mut g, mut sums) = (Gather::new(), Sums::new(reference));
                 for v in 0..CHUNK / 8 {
-                    g.step::<COUNT>(next.as_ptr().add(8 * v).cast(), next_buf.as_mut_ptr().add(8 * v));
+                    // The exponential's long chain first in each step: in
+                    // the other order the AVX2 scan of 49152 logits took
+                    // 15.8 us instead of 15.0 (AVX-512's loop gains
+                    // nothing from it).
                     sums.add::<ONES, ORDER>(cur.as_ptr().add(8 * v));
+                    g.step::<COUNT>(next.as_ptr().add(8 * v).cast(), next_buf.as_mut_ptr().add(8 * v));
                 }
                 (g.finish(), sums.finish())
             }
