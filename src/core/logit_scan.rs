@@ -10,9 +10,9 @@
 //! buffer (stride 12 bytes to 4), whose maximum updates the running
 //! maximum, and whose exponentials (relative to the running maximum,
 //! [`crate::core::fast_exp`]) go into f32 lane sums that are added to f64
-//! totals once per chunk, computed while the next chunk is copied. When
-//! the running maximum rises, the totals are moved to the new reference
-//! exactly (see [`Moments::rebase`]). The k best are selected after the
+//! totals once per pair of chunks, computed while the next pair is
+//! copied. When the running maximum rises, the totals are moved to the new
+//! reference exactly (see [`Moments::rebase`]). The k best are selected after the
 //! pass from the chunks' maxima where k is small beside the number of
 //! chunks (the few chunks that can hold them are read again), and
 //! otherwise during it: the blocks that beat the k-th best so far feed a
@@ -32,6 +32,11 @@ pub(crate) const CHUNK: usize = 256;
 const BLOCK: usize = 16;
 /// Masks per chunk.
 const BLOCKS: usize = CHUNK / BLOCK;
+/// Candidates per step of the scan with moments: two chunks, whose
+/// moments are summed in one set of lane sums (with one chunk a step,
+/// the work per step, its sums reduced and added to the totals, took
+/// 3-6% of the scan).
+const PAIR: usize = 2 * CHUNK;
 /// f32 lanes of the moment sums.
 const LANES: usize = 8;
 
@@ -430,21 +435,53 @@ trait ChunkKernel {
             *mask = block.iter().enumerate().fold(0u16, |m, (j, t)| m | (u16::from(t.logit > threshold) << j));
         }
     }
-    /// [`Self::moments`] of `cur` and [`Self::gather`] of `next` into
-    /// `next_buf` (no masks), in one loop where the kernel interleaves
-    /// them: the gather waits on memory, the moments on the floating-point
-    /// units, and a loop of each in turn leaves the other idle.
+    /// [`Self::gather`] of the two chunks of `pair` (at most [`PAIR`]
+    /// records) into the halves of `buf`, without masks: each chunk's
+    /// maximum (-inf for one past the end) and the count.
     #[inline(always)]
-    fn gather_with_moments<const COUNT: bool, const ONES: bool, const ORDER: usize>(
-        next: &[TokenData],
-        next_buf: &mut [f32; CHUNK],
-        cur: &[f32; CHUNK],
-        reference: f32,
-    ) -> ((f32, u32), (f64, f64, f64)) {
-        let m = Self::moments::<ONES, ORDER>(cur, reference);
+    fn gather_pair<const COUNT: bool>(pair: &[TokenData], buf: &mut [f32; PAIR]) -> ([f32; 2], u32) {
         let mut unused = [0u16; BLOCKS];
-        (Self::gather::<COUNT, false>(next, next_buf, f32::INFINITY, &mut unused), m)
+        let (first, second) = pair.split_at(pair.len().min(CHUNK));
+        let (a, b) = halves_mut(buf);
+        let (m0, f0) = Self::gather::<COUNT, false>(first, a, f32::INFINITY, &mut unused);
+        let (m1, f1) = Self::gather::<COUNT, false>(second, b, f32::INFINITY, &mut unused);
+        ([m0, m1], f0 + f1)
     }
+    /// [`Self::moments`] of both halves of `buf`, summed.
+    #[inline(always)]
+    fn pair_moments<const ONES: bool, const ORDER: usize>(buf: &[f32; PAIR], reference: f32) -> (f64, f64, f64) {
+        let (a, b) = halves(buf);
+        let (x, y) = (Self::moments::<ONES, ORDER>(a, reference), Self::moments::<ONES, ORDER>(b, reference));
+        (x.0 + y.0, x.1 + y.1, x.2 + y.2)
+    }
+    /// [`Self::pair_moments`] of `cur` and [`Self::gather_pair`] of `next`
+    /// into `next_buf`, in one loop where the kernel interleaves them: the
+    /// gather waits on memory, the moments on the floating-point units,
+    /// and a loop of each in turn leaves the other idle.
+    #[inline(always)]
+    fn gather_pair_with_moments<const COUNT: bool, const ONES: bool, const ORDER: usize>(
+        next: &[TokenData],
+        next_buf: &mut [f32; PAIR],
+        cur: &[f32; PAIR],
+        reference: f32,
+    ) -> (([f32; 2], u32), (f64, f64, f64)) {
+        let m = Self::pair_moments::<ONES, ORDER>(cur, reference);
+        (Self::gather_pair::<COUNT>(next, next_buf), m)
+    }
+}
+
+/// The two chunks of a pair's buffer.
+#[inline(always)]
+fn halves(buf: &[f32; PAIR]) -> (&[f32; CHUNK], &[f32; CHUNK]) {
+    let (a, b) = buf.split_at(CHUNK);
+    (a.try_into().unwrap(), b.try_into().unwrap())
+}
+
+/// The two chunks of a pair's buffer, mutable.
+#[inline(always)]
+fn halves_mut(buf: &mut [f32; PAIR]) -> (&mut [f32; CHUNK], &mut [f32; CHUNK]) {
+    let (a, b) = buf.split_at_mut(CHUNK);
+    (a.try_into().unwrap(), b.try_into().unwrap())
 }
 
 #[inline(always)]
@@ -545,20 +582,20 @@ fn threshold_guess(data: &[TokenData], k: usize) -> Option<f32> {
     (guess > f32::NEG_INFINITY).then_some(guess)
 }
 
-/// The scan, chunk by chunk: each chunk's logits are gathered into a
-/// buffer while the previous chunk's moments are computed (one loop,
-/// [`ChunkKernel::gather_with_moments`]: the AVX2 scan of 49152 logits
-/// (k = 0) took 18.2 us with the two loops in turn, 15.8 interleaved), then its
-/// maximum updates the reference and, with `select` running, its logits
-/// above the threshold (only those strictly above it can enter) feed the
-/// selection buffer.
+/// The scan, a [`PAIR`] of chunks at a time: each pair's logits are
+/// gathered into a buffer while the previous pair's moments are computed
+/// (one loop, [`ChunkKernel::gather_pair_with_moments`]: the AVX2 scan of
+/// 49152 logits (k = 0) took 18.2 us with the two loops in turn, 15.8
+/// interleaved), then its maximum updates the reference and, with
+/// `select` running, each chunk's logits above the threshold (only those
+/// strictly above it can enter) feed the selection buffer.
 #[inline(always)]
 fn scan_chunks<K: ChunkKernel, const COUNT: bool, const TOP: bool, const ORDER: usize>(data: &[TokenData], k: usize, select: Select, out: &mut LogitScan) {
     out.k = k;
     out.best.clear();
     out.moments = None;
     let mut finite_total = 0usize;
-    let mut bufs = [[f32::NEG_INFINITY; CHUNK]; 2];
+    let mut bufs = [[f32::NEG_INFINITY; PAIR]; 2];
     let (first, second) = bufs.split_at_mut(1);
     let (mut buf, mut next_buf) = (&mut first[0], &mut second[0]);
     let mut above = [0u16; BLOCKS];
@@ -570,41 +607,45 @@ fn scan_chunks<K: ChunkKernel, const COUNT: bool, const TOP: bool, const ORDER: 
     let mut top = TopBuffer::new(k, threshold);
     let (mut maxima, mut keys) = CHUNK_MAXIMA.take();
     maxima.clear();
-    let mut chunks = data.chunks(CHUNK);
-    let mut gathered = chunks.next().map(|chunk| K::gather::<COUNT, false>(chunk, buf, f32::INFINITY, &mut above));
+    let mut pairs = data.chunks(PAIR);
+    let mut gathered = pairs.next().map(|pair| K::gather_pair::<COUNT>(pair, buf));
     let mut c = 0;
-    while let Some((chunk_max, finite)) = gathered {
+    while let Some((chunk_maxima, finite)) = gathered {
         finite_total += finite as usize;
-        if chunk_max == f32::INFINITY {
+        let pair_max = if chunk_maxima[1] > chunk_maxima[0] { chunk_maxima[1] } else { chunk_maxima[0] };
+        if pair_max == f32::INFINITY {
             out.max = f32::INFINITY;
             out.finite = None;
             CHUNK_MAXIMA.set((maxima, keys));
             return;
         }
-        if running && chunk_max > top.threshold {
-            K::marks(buf, top.threshold, &mut above);
-            top.collect(buf, &above, c * CHUNK);
-        }
-        if deferred {
-            maxima.push(chunk_max);
-        }
-        if chunk_max > moments.reference {
-            if ORDER > 0 {
-                moments.rebase(chunk_max);
-            } else {
-                moments.reference = chunk_max;
+        for (h, (&chunk_max, chunk)) in chunk_maxima.iter().zip(buf.chunks_exact(CHUNK)).enumerate() {
+            if running && chunk_max > top.threshold {
+                let chunk: &[f32; CHUNK] = chunk.try_into().unwrap();
+                K::marks(chunk, top.threshold, &mut above);
+                top.collect(chunk, &above, (c + h) * CHUNK);
+            }
+            if deferred {
+                maxima.push(chunk_max);
             }
         }
-        let next = chunks.next();
-        // A chunk entirely below the floor adds less than 256 * 1.7e-38.
-        if ORDER > 0 && chunk_max - moments.reference > EXP_FLOOR {
-            let holds_reference = chunk_max == moments.reference;
+        if pair_max > moments.reference {
+            if ORDER > 0 {
+                moments.rebase(pair_max);
+            } else {
+                moments.reference = pair_max;
+            }
+        }
+        let next = pairs.next();
+        // A pair entirely below the floor adds less than 512 * 1.7e-38.
+        if ORDER > 0 && pair_max - moments.reference > EXP_FLOOR {
+            let holds_reference = pair_max == moments.reference;
             let (s0, s1, s2) = match next {
                 Some(next) => {
                     let (g, m) = if holds_reference {
-                        K::gather_with_moments::<COUNT, true, ORDER>(next, next_buf, buf, moments.reference)
+                        K::gather_pair_with_moments::<COUNT, true, ORDER>(next, next_buf, buf, moments.reference)
                     } else {
-                        K::gather_with_moments::<COUNT, false, ORDER>(next, next_buf, buf, moments.reference)
+                        K::gather_pair_with_moments::<COUNT, false, ORDER>(next, next_buf, buf, moments.reference)
                     };
                     gathered = Some(g);
                     m
@@ -612,9 +653,9 @@ fn scan_chunks<K: ChunkKernel, const COUNT: bool, const TOP: bool, const ORDER: 
                 None => {
                     gathered = None;
                     if holds_reference {
-                        K::moments::<true, ORDER>(buf, moments.reference)
+                        K::pair_moments::<true, ORDER>(buf, moments.reference)
                     } else {
-                        K::moments::<false, ORDER>(buf, moments.reference)
+                        K::pair_moments::<false, ORDER>(buf, moments.reference)
                     }
                 }
             };
@@ -622,11 +663,13 @@ fn scan_chunks<K: ChunkKernel, const COUNT: bool, const TOP: bool, const ORDER: 
             moments.s1 += s1;
             moments.s2 += s2;
         } else {
-            gathered = next.map(|chunk| K::gather::<COUNT, false>(chunk, next_buf, f32::INFINITY, &mut above));
+            gathered = next.map(|pair| K::gather_pair::<COUNT>(pair, next_buf));
         }
         std::mem::swap(&mut buf, &mut next_buf);
-        c += 1;
+        c += 2;
     }
+    // The last pair's second chunk may lie past the end.
+    maxima.truncate(data.len().div_ceil(CHUNK));
     if deferred {
         select_from_maxima::<K>(data, &maxima, &mut keys, &mut top);
     }
@@ -724,7 +767,7 @@ impl ChunkKernel for Portable {
 pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{argmax_body, near_max_body, scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK};
+    use super::{argmax_body, near_max_body, scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK, PAIR};
     use crate::core::fast_exp::{simd::exp16_table_in_range, EXP_FLOOR};
     use crate::core::token::TokenData;
 
@@ -914,25 +957,63 @@ pub(crate) mod avx512 {
         }
 
         #[inline(always)]
-        fn gather_with_moments<const COUNT: bool, const ONES: bool, const ORDER: usize>(
-            next: &[TokenData],
-            next_buf: &mut [f32; CHUNK],
-            cur: &[f32; CHUNK],
-            reference: f32,
-        ) -> ((f32, u32), (f64, f64, f64)) {
-            if next.len() != CHUNK {
-                let mut unused = [0u16; BLOCKS];
-                let sums = Self::moments::<ONES, ORDER>(cur, reference);
-                return (super::Portable::gather::<COUNT, false>(next, next_buf, f32::INFINITY, &mut unused), sums);
+        fn gather_pair<const COUNT: bool>(pair: &[TokenData], buf: &mut [f32; PAIR]) -> ([f32; 2], u32) {
+            if pair.len() != PAIR {
+                return super::Portable::gather_pair::<COUNT>(pair, buf);
             }
-            // SAFETY: as `gather` and `moments`.
+            // SAFETY: AVX-512F is enabled (see `gather`); every step reads 16 records inside the pair
+            // and writes 16 floats inside `buf`.
             unsafe {
-                let (mut g, mut sums) = (Gather::new(), Sums::new(reference));
-                for v in 0..CHUNK / 16 {
-                    g.step::<COUNT>(next.as_ptr().add(16 * v).cast(), next_buf.as_mut_ptr().add(16 * v));
-                    sums.add::<ONES, ORDER>(cur.as_ptr().add(16 * v));
+                let (mut maxima, mut finite) = ([0.0; 2], 0);
+                for (h, m) in maxima.iter_mut().enumerate() {
+                    let mut g = Gather::new();
+                    for v in h * CHUNK / 16..(h + 1) * CHUNK / 16 {
+                        g.step::<COUNT>(pair.as_ptr().add(16 * v).cast(), buf.as_mut_ptr().add(16 * v));
+                    }
+                    let (max, count) = g.finish();
+                    (*m, finite) = (max, finite + count);
                 }
-                (g.finish(), sums.finish())
+                (maxima, finite)
+            }
+        }
+
+        #[inline(always)]
+        fn pair_moments<const ONES: bool, const ORDER: usize>(buf: &[f32; PAIR], reference: f32) -> (f64, f64, f64) {
+            // SAFETY: as `moments`.
+            unsafe {
+                let mut sums = Sums::new(reference);
+                for v in 0..PAIR / 16 {
+                    sums.add::<ONES, ORDER>(buf.as_ptr().add(16 * v));
+                }
+                sums.finish()
+            }
+        }
+
+        #[inline(always)]
+        fn gather_pair_with_moments<const COUNT: bool, const ONES: bool, const ORDER: usize>(
+            next: &[TokenData],
+            next_buf: &mut [f32; PAIR],
+            cur: &[f32; PAIR],
+            reference: f32,
+        ) -> (([f32; 2], u32), (f64, f64, f64)) {
+            if next.len() != PAIR {
+                let sums = Self::pair_moments::<ONES, ORDER>(cur, reference);
+                return (super::Portable::gather_pair::<COUNT>(next, next_buf), sums);
+            }
+            // SAFETY: as `gather_pair` and `moments`.
+            unsafe {
+                let mut sums = Sums::new(reference);
+                let (mut maxima, mut finite) = ([0.0; 2], 0);
+                for (h, m) in maxima.iter_mut().enumerate() {
+                    let mut g = Gather::new();
+                    for v in h * CHUNK / 16..(h + 1) * CHUNK / 16 {
+                        g.step::<COUNT>(next.as_ptr().add(16 * v).cast(), next_buf.as_mut_ptr().add(16 * v));
+                        sums.add::<ONES, ORDER>(cur.as_ptr().add(16 * v));
+                    }
+                    let (max, count) = g.finish();
+                    (*m, finite) = (max, finite + count);
+                }
+                ((maxima, finite), sums.finish())
             }
         }
     }
@@ -945,7 +1026,7 @@ pub(crate) mod avx512 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{argmax_body, near_max_body, scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK};
+    use super::{argmax_body, near_max_body, scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK, PAIR};
     use crate::core::fast_exp::{simd::exp8_table_in_range, EXP_FLOOR};
     use crate::core::token::TokenData;
 
@@ -1063,8 +1144,8 @@ mod avx2 {
         }
 
         /// (S0, S1, S2), added in f32 in a tree, as the AVX-512 kernel's
-        /// reduce: each lane holds 32 terms below 1. (Each lane to f64 and
-        /// a serial f64 sum took a tenth of the scan.)
+        /// reduce: each lane holds 64 terms below 1 (a pair). (Each lane to
+        /// f64 and a serial f64 sum took a tenth of the scan.)
         #[inline(always)]
         unsafe fn finish(self) -> (f64, f64, f64) {
             let [s0, s1, s2] = self.s;
@@ -1143,29 +1224,66 @@ mod avx2 {
         }
 
         #[inline(always)]
-        fn gather_with_moments<const COUNT: bool, const ONES: bool, const ORDER: usize>(
-            next: &[TokenData],
-            next_buf: &mut [f32; CHUNK],
-            cur: &[f32; CHUNK],
-            reference: f32,
-        ) -> ((f32, u32), (f64, f64, f64)) {
-            if next.len() != CHUNK {
-                let mut unused = [0u16; BLOCKS];
-                let sums = Self::moments::<ONES, ORDER>(cur, reference);
-                return (super::Portable::gather::<COUNT, false>(next, next_buf, f32::INFINITY, &mut unused), sums);
+        fn gather_pair<const COUNT: bool>(pair: &[TokenData], buf: &mut [f32; PAIR]) -> ([f32; 2], u32) {
+            if pair.len() != PAIR {
+                return super::Portable::gather_pair::<COUNT>(pair, buf);
             }
-            // SAFETY: as `gather` and `moments`.
+            // SAFETY: AVX2 and FMA are enabled (see `gather`); every step reads 8 records inside the pair
+            // and writes 8 floats inside `buf`.
             unsafe {
-                let (mut g, mut sums) = (Gather::new(), Sums::new(reference));
-                for v in 0..CHUNK / 8 {
-                    // The exponential's long chain first in each step: in
-                    // the other order the AVX2 scan of 49152 logits took
-                    // 15.8 us instead of 15.0 (AVX-512's loop gains
-                    // nothing from it).
-                    sums.add::<ONES, ORDER>(cur.as_ptr().add(8 * v));
-                    g.step::<COUNT>(next.as_ptr().add(8 * v).cast(), next_buf.as_mut_ptr().add(8 * v));
+                let (mut maxima, mut finite) = ([0.0; 2], 0);
+                for (h, m) in maxima.iter_mut().enumerate() {
+                    let mut g = Gather::new();
+                    for v in h * CHUNK / 8..(h + 1) * CHUNK / 8 {
+                        g.step::<COUNT>(pair.as_ptr().add(8 * v).cast(), buf.as_mut_ptr().add(8 * v));
+                    }
+                    let (max, count) = g.finish();
+                    (*m, finite) = (max, finite + count);
                 }
-                (g.finish(), sums.finish())
+                (maxima, finite)
+            }
+        }
+
+        #[inline(always)]
+        fn pair_moments<const ONES: bool, const ORDER: usize>(buf: &[f32; PAIR], reference: f32) -> (f64, f64, f64) {
+            // SAFETY: as `moments`.
+            unsafe {
+                let mut sums = Sums::new(reference);
+                for v in 0..PAIR / 8 {
+                    sums.add::<ONES, ORDER>(buf.as_ptr().add(8 * v));
+                }
+                sums.finish()
+            }
+        }
+
+        #[inline(always)]
+        fn gather_pair_with_moments<const COUNT: bool, const ONES: bool, const ORDER: usize>(
+            next: &[TokenData],
+            next_buf: &mut [f32; PAIR],
+            cur: &[f32; PAIR],
+            reference: f32,
+        ) -> (([f32; 2], u32), (f64, f64, f64)) {
+            if next.len() != PAIR {
+                let sums = Self::pair_moments::<ONES, ORDER>(cur, reference);
+                return (super::Portable::gather_pair::<COUNT>(next, next_buf), sums);
+            }
+            // The exponential's long chain first in each step: in the
+            // other order the AVX2 scan of 49152 logits took 15.8 us
+            // instead of 15.0 (AVX-512's loop gains nothing from it).
+            // SAFETY: as `gather_pair` and `moments`.
+            unsafe {
+                let mut sums = Sums::new(reference);
+                let (mut maxima, mut finite) = ([0.0; 2], 0);
+                for (h, m) in maxima.iter_mut().enumerate() {
+                    let mut g = Gather::new();
+                    for v in h * CHUNK / 8..(h + 1) * CHUNK / 8 {
+                        sums.add::<ONES, ORDER>(cur.as_ptr().add(8 * v));
+                        g.step::<COUNT>(next.as_ptr().add(8 * v).cast(), next_buf.as_mut_ptr().add(8 * v));
+                    }
+                    let (max, count) = g.finish();
+                    (*m, finite) = (max, finite + count);
+                }
+                ((maxima, finite), sums.finish())
             }
         }
     }
