@@ -399,7 +399,8 @@ fn scan_moments_with<const ORDER: usize>(kernel: ScanKernel, data: &[TokenData],
     }
 }
 
-/// The two per-chunk kernels of the scan.
+/// The kernels of the scan: a chunk's (or a pair's) gather, masks and
+/// moments.
 trait ChunkKernel {
     /// Copies the chunk's logits into `buf` (the rest of `buf` -inf; a NaN
     /// may stay NaN or become -inf: the moments weigh both alike, and both
@@ -410,18 +411,18 @@ trait ChunkKernel {
     /// threshold (the only chunks whose masks the scan reads); otherwise
     /// `above` is left as it is.
     fn gather<const COUNT: bool, const TOP: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32);
-    /// (S0, S1, S2) of `buf` relative to `reference` (>= every value).
-    /// With `ONES` (a chunk that holds the reference), the weights of
-    /// values equal to the reference (exactly 1) are counted apart from
-    /// the f32 lane sums: a lane holding a 1 would round away the small
-    /// weights added to it, which are all of S0 - 1, hence of the entropy,
-    /// near a one-hot distribution. Values 87 nats or more below the
+    /// (S0, S1, S2) of the pair's logits in `buf` relative to `reference`
+    /// (>= every value). With `ONES` (a pair that holds the reference),
+    /// the weights of values equal to the reference (exactly 1) are
+    /// counted apart from the f32 lane sums: a lane holding a 1 would round
+    /// away the small weights added to it, which are all of S0 - 1, hence of
+    /// the entropy, near a one-hot distribution. Values 87 nats or more below the
     /// reference (-inf and NaN included) weigh 1.6e-38 instead of 0
     /// ([`crate::core::fast_exp::exp_in_range`] on the portable kernel,
     /// [`crate::core::fast_exp::exp_table_in_range`] on the AVX2 and
     /// AVX-512 ones): nothing beside the 1.
     /// S1 only when `ORDER >= 2`, S2 only when `ORDER >= 3` (else 0).
-    fn moments<const ONES: bool, const ORDER: usize>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64);
+    fn pair_moments<const ONES: bool, const ORDER: usize>(buf: &[f32; PAIR], reference: f32) -> (f64, f64, f64);
     /// Sets bit j of `above[b]` when `buf[16 b + j] > threshold` (the
     /// masks of [`Self::gather`], for a buffer gathered without them).
     fn marks(buf: &[f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]);
@@ -447,13 +448,6 @@ trait ChunkKernel {
         let (m1, f1) = Self::gather::<COUNT, false>(second, b, f32::INFINITY, &mut unused);
         ([m0, m1], f0 + f1)
     }
-    /// [`Self::moments`] of both halves of `buf`, summed.
-    #[inline(always)]
-    fn pair_moments<const ONES: bool, const ORDER: usize>(buf: &[f32; PAIR], reference: f32) -> (f64, f64, f64) {
-        let (a, b) = halves(buf);
-        let (x, y) = (Self::moments::<ONES, ORDER>(a, reference), Self::moments::<ONES, ORDER>(b, reference));
-        (x.0 + y.0, x.1 + y.1, x.2 + y.2)
-    }
     /// [`Self::pair_moments`] of `cur` and [`Self::gather_pair`] of `next`
     /// into `next_buf`, in one loop where the kernel interleaves them: the
     /// gather waits on memory, the moments on the floating-point units,
@@ -470,18 +464,96 @@ trait ChunkKernel {
     }
 }
 
-/// The two chunks of a pair's buffer.
-#[inline(always)]
-fn halves(buf: &[f32; PAIR]) -> (&[f32; CHUNK], &[f32; CHUNK]) {
-    let (a, b) = buf.split_at(CHUNK);
-    (a.try_into().unwrap(), b.try_into().unwrap())
-}
-
 /// The two chunks of a pair's buffer, mutable.
 #[inline(always)]
 fn halves_mut(buf: &mut [f32; PAIR]) -> (&mut [f32; CHUNK], &mut [f32; CHUNK]) {
     let (a, b) = buf.split_at_mut(CHUNK);
     (a.try_into().unwrap(), b.try_into().unwrap())
+}
+
+/// A SIMD kernel's running gather over one chunk, [`Self::WIDTH`]
+/// records a step, and its moments ([`Self::Sums`]): the steps the
+/// shared loops of the SIMD kernels ([`simd_gather_chunk`],
+/// [`simd_pair_moments`], [`simd_gather_pair_with_moments`]) are made of.
+/// Every method needs the kernel's target features.
+trait GatherSteps {
+    /// Records (and logits) per step.
+    const WIDTH: usize;
+    /// Whether a step of [`simd_gather_pair_with_moments`] adds its
+    /// moments before it gathers: the exponential's long chain first
+    /// helps AVX2 (its scan of 49152 logits 15.8 -> 15.0 us), not AVX-512
+    /// (neutral, and top-p's order-1 scan 1 us slower).
+    const MOMENTS_FIRST: bool;
+    type Sums: SumSteps;
+    unsafe fn new() -> Self;
+    /// Reads the logits of the `WIDTH` records at `src` into `dst`,
+    /// folding them into the maximum and, with `COUNT`, the count.
+    unsafe fn step<const COUNT: bool>(&mut self, src: *const f32, dst: *mut f32);
+    /// The chunk's maximum and count.
+    unsafe fn finish(self) -> (f32, u32);
+}
+
+/// A SIMD kernel's f32 lane sums of the moments (see
+/// [`ChunkKernel::pair_moments`]), one register of values a step.
+trait SumSteps {
+    unsafe fn new(reference: f32) -> Self;
+    /// Adds the terms of the values at `src`.
+    unsafe fn add<const ONES: bool, const ORDER: usize>(&mut self, src: *const f32);
+    /// (S0, S1, S2).
+    unsafe fn finish(self) -> (f64, f64, f64);
+}
+
+/// Gathers the [`CHUNK`] records at `src` into `dst`: the chunk's
+/// maximum and count. SAFETY: the kernel's features are enabled; `src`
+/// holds a chunk of records and `dst` room for a chunk of logits.
+#[inline(always)]
+unsafe fn simd_gather_chunk<G: GatherSteps, const COUNT: bool>(src: *const TokenData, dst: *mut f32) -> (f32, u32) {
+    let mut g = G::new();
+    for v in 0..CHUNK / G::WIDTH {
+        g.step::<COUNT>(src.add(G::WIDTH * v).cast(), dst.add(G::WIDTH * v));
+    }
+    g.finish()
+}
+
+/// [`ChunkKernel::pair_moments`] of the [`PAIR`] logits at `buf`.
+/// SAFETY: the kernel's features are enabled; `buf` holds a pair.
+#[inline(always)]
+unsafe fn simd_pair_moments<G: GatherSteps, const ONES: bool, const ORDER: usize>(buf: *const f32, reference: f32) -> (f64, f64, f64) {
+    let mut sums = G::Sums::new(reference);
+    for v in 0..PAIR / G::WIDTH {
+        sums.add::<ONES, ORDER>(buf.add(G::WIDTH * v));
+    }
+    sums.finish()
+}
+
+/// [`ChunkKernel::gather_pair_with_moments`] of a whole pair of records
+/// at `next`, into `next_buf`, with the moments of the pair of logits at
+/// `cur`. SAFETY: the kernel's features are enabled; `next` holds a pair
+/// of records, `next_buf` and `cur` a pair of logits each.
+#[inline(always)]
+unsafe fn simd_gather_pair_with_moments<G: GatherSteps, const COUNT: bool, const ONES: bool, const ORDER: usize>(
+    next: *const TokenData,
+    next_buf: *mut f32,
+    cur: *const f32,
+    reference: f32,
+) -> (([f32; 2], u32), (f64, f64, f64)) {
+    let mut sums = G::Sums::new(reference);
+    let (mut maxima, mut finite) = ([0.0; 2], 0);
+    for (h, m) in maxima.iter_mut().enumerate() {
+        let mut g = G::new();
+        for v in h * CHUNK / G::WIDTH..(h + 1) * CHUNK / G::WIDTH {
+            if G::MOMENTS_FIRST {
+                sums.add::<ONES, ORDER>(cur.add(G::WIDTH * v));
+            }
+            g.step::<COUNT>(next.add(G::WIDTH * v).cast(), next_buf.add(G::WIDTH * v));
+            if !G::MOMENTS_FIRST {
+                sums.add::<ONES, ORDER>(cur.add(G::WIDTH * v));
+            }
+        }
+        let (max, count) = g.finish();
+        (*m, finite) = (max, finite + count);
+    }
+    ((maxima, finite), sums.finish())
 }
 
 #[inline(always)]
@@ -725,29 +797,23 @@ impl ChunkKernel for Portable {
         }
     }
 
-    /// [`lane_moments`], a function of its own: inlined into the scan's
+    /// [`lane_moments`] in a function of its own: inlined into the scan's
     /// loop, baseline x86-64's 16 registers held the scan's state beside
     /// the lanes and the exponential's constants, and spilled (the portable
-    /// Entropix scan at 49152: 74.6 -> 64.6 us apart).
-    #[inline(never)]
-    fn moments<const ONES: bool, const ORDER: usize>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
-        lane_moments::<ONES, ORDER>(buf, reference)
-    }
-
-    /// [`lane_moments`] of the whole pair in one call (portable Entropix at
-    /// 49152: 74.0 -> 71.5 us against a call per chunk).
+    /// Entropix scan at 49152: 74.6 -> 64.6 us apart); one call per pair
+    /// (74.0 -> 71.5 us against a call per chunk).
     #[inline(never)]
     fn pair_moments<const ONES: bool, const ORDER: usize>(buf: &[f32; PAIR], reference: f32) -> (f64, f64, f64) {
         lane_moments::<ONES, ORDER>(buf, reference)
     }
 }
 
-/// The portable kernel's moments of `buf` (a chunk or a pair; see
-/// [`ChunkKernel::moments`]): f32 lane sums, one array of lanes per moment
+/// The portable kernel's moments of `buf` (see
+/// [`ChunkKernel::pair_moments`]): f32 lane sums, one array of lanes per moment
 /// (the compiler keeps each in registers; each lane adds at most 64 terms
 /// below 1, so the sums keep about 7 digits before they go to f64).
 #[inline(always)]
-fn lane_moments<const ONES: bool, const ORDER: usize>(buf: &[f32], reference: f32) -> (f64, f64, f64) {
+fn lane_moments<const ONES: bool, const ORDER: usize>(buf: &[f32; PAIR], reference: f32) -> (f64, f64, f64) {
     let mut s = [[0.0f32; LANES]; 3];
     let mut ones = [0u32; LANES];
     for block in buf.chunks_exact(LANES) {
@@ -781,7 +847,10 @@ fn lane_moments<const ONES: bool, const ORDER: usize>(buf: &[f32], reference: f3
 pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{argmax_body, near_max_body, scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK, PAIR};
+    use super::{
+        argmax_body, near_max_body, scan_body, simd_gather_chunk, simd_gather_pair_with_moments, simd_pair_moments, ChunkKernel, GatherSteps, LogitScan,
+        SumSteps, BLOCKS, CHUNK, PAIR,
+    };
     use crate::core::fast_exp::{simd::exp16_table_in_range, EXP_FLOOR};
     use crate::core::token::TokenData;
 
@@ -827,7 +896,11 @@ pub(crate) mod avx512 {
         finite: u32,
     }
 
-    impl Gather {
+    impl GatherSteps for Gather {
+        const WIDTH: usize = 16;
+        const MOMENTS_FIRST: bool = false;
+        type Sums = Sums;
+
         #[inline(always)]
         unsafe fn new() -> Self {
             let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
@@ -864,7 +937,7 @@ pub(crate) mod avx512 {
         ones: u32,
     }
 
-    impl Sums {
+    impl SumSteps for Sums {
         #[inline(always)]
         unsafe fn new(reference: f32) -> Self {
             let zero = _mm512_setzero_ps();
@@ -914,13 +987,7 @@ pub(crate) mod avx512 {
             // SAFETY: only called from `scan` (AVX-512F enabled); every step
             // reads 16 records inside the chunk and writes 16 floats inside
             // `buf`.
-            let (max, finite) = unsafe {
-                let mut g = Gather::new();
-                for v in 0..CHUNK / 16 {
-                    g.step::<COUNT>(chunk.as_ptr().add(16 * v).cast(), buf.as_mut_ptr().add(16 * v));
-                }
-                g.finish()
-            };
+            let (max, finite) = unsafe { simd_gather_chunk::<Gather, COUNT>(chunk.as_ptr(), buf.as_mut_ptr()) };
             // The caller reads the masks only when the maximum beats the
             // threshold, which stops happening early in the array: build
             // them only then, from the buffer (in L1).
@@ -959,48 +1026,23 @@ pub(crate) mod avx512 {
         }
 
         #[inline(always)]
-        fn moments<const ONES: bool, const ORDER: usize>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
-            // SAFETY: AVX-512F is enabled (see `gather`); loads stay in `buf`.
-            unsafe {
-                let mut sums = Sums::new(reference);
-                for v in 0..CHUNK / 16 {
-                    sums.add::<ONES, ORDER>(buf.as_ptr().add(16 * v));
-                }
-                sums.finish()
-            }
-        }
-
-        #[inline(always)]
         fn gather_pair<const COUNT: bool>(pair: &[TokenData], buf: &mut [f32; PAIR]) -> ([f32; 2], u32) {
             if pair.len() != PAIR {
                 return super::Portable::gather_pair::<COUNT>(pair, buf);
             }
-            // SAFETY: AVX-512F is enabled (see `gather`); every step reads 16 records inside the pair
-            // and writes 16 floats inside `buf`.
+            // SAFETY: the features are enabled (see `gather`); `pair` holds
+            // two chunks of records, `buf` two of logits.
             unsafe {
-                let (mut maxima, mut finite) = ([0.0; 2], 0);
-                for (h, m) in maxima.iter_mut().enumerate() {
-                    let mut g = Gather::new();
-                    for v in h * CHUNK / 16..(h + 1) * CHUNK / 16 {
-                        g.step::<COUNT>(pair.as_ptr().add(16 * v).cast(), buf.as_mut_ptr().add(16 * v));
-                    }
-                    let (max, count) = g.finish();
-                    (*m, finite) = (max, finite + count);
-                }
-                (maxima, finite)
+                let (m0, f0) = simd_gather_chunk::<Gather, COUNT>(pair.as_ptr(), buf.as_mut_ptr());
+                let (m1, f1) = simd_gather_chunk::<Gather, COUNT>(pair.as_ptr().add(CHUNK), buf.as_mut_ptr().add(CHUNK));
+                ([m0, m1], f0 + f1)
             }
         }
 
         #[inline(always)]
         fn pair_moments<const ONES: bool, const ORDER: usize>(buf: &[f32; PAIR], reference: f32) -> (f64, f64, f64) {
-            // SAFETY: as `moments`.
-            unsafe {
-                let mut sums = Sums::new(reference);
-                for v in 0..PAIR / 16 {
-                    sums.add::<ONES, ORDER>(buf.as_ptr().add(16 * v));
-                }
-                sums.finish()
-            }
+            // SAFETY: the features are enabled (see `gather`); `buf` is a pair.
+            unsafe { simd_pair_moments::<Gather, ONES, ORDER>(buf.as_ptr(), reference) }
         }
 
         #[inline(always)]
@@ -1014,21 +1056,9 @@ pub(crate) mod avx512 {
                 let sums = Self::pair_moments::<ONES, ORDER>(cur, reference);
                 return (super::Portable::gather_pair::<COUNT>(next, next_buf), sums);
             }
-            // SAFETY: as `gather_pair` and `moments`.
-            unsafe {
-                let mut sums = Sums::new(reference);
-                let (mut maxima, mut finite) = ([0.0; 2], 0);
-                for (h, m) in maxima.iter_mut().enumerate() {
-                    let mut g = Gather::new();
-                    for v in h * CHUNK / 16..(h + 1) * CHUNK / 16 {
-                        g.step::<COUNT>(next.as_ptr().add(16 * v).cast(), next_buf.as_mut_ptr().add(16 * v));
-                        sums.add::<ONES, ORDER>(cur.as_ptr().add(16 * v));
-                    }
-                    let (max, count) = g.finish();
-                    (*m, finite) = (max, finite + count);
-                }
-                ((maxima, finite), sums.finish())
-            }
+            // SAFETY: the features are enabled (see `gather`); `next` holds
+            // a pair of records, `next_buf` and `cur` a pair of logits each.
+            unsafe { simd_gather_pair_with_moments::<Gather, COUNT, ONES, ORDER>(next.as_ptr(), next_buf.as_mut_ptr(), cur.as_ptr(), reference) }
         }
     }
 }
@@ -1040,7 +1070,10 @@ pub(crate) mod avx512 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{argmax_body, near_max_body, scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK, PAIR};
+    use super::{
+        argmax_body, near_max_body, scan_body, simd_gather_chunk, simd_gather_pair_with_moments, simd_pair_moments, ChunkKernel, GatherSteps, LogitScan,
+        SumSteps, BLOCKS, CHUNK, PAIR,
+    };
     use crate::core::fast_exp::{simd::exp8_table_in_range, EXP_FLOOR};
     use crate::core::token::TokenData;
 
@@ -1086,7 +1119,11 @@ mod avx2 {
         finite: u32,
     }
 
-    impl Gather {
+    impl GatherSteps for Gather {
+        const WIDTH: usize = 8;
+        const MOMENTS_FIRST: bool = true;
+        type Sums = Sums;
+
         #[inline(always)]
         unsafe fn new() -> Self {
             let neg_inf = _mm256_set1_ps(f32::NEG_INFINITY);
@@ -1125,7 +1162,7 @@ mod avx2 {
         ones: u32,
     }
 
-    impl Sums {
+    impl SumSteps for Sums {
         #[inline(always)]
         unsafe fn new(reference: f32) -> Self {
             let zero = _mm256_setzero_ps();
@@ -1176,13 +1213,7 @@ mod avx2 {
             // SAFETY: only called from `scan` (AVX2 and FMA enabled); every
             // step reads 8 records inside the chunk and writes 8 floats
             // inside `buf`.
-            let (max, finite) = unsafe {
-                let mut g = Gather::new();
-                for v in 0..CHUNK / 8 {
-                    g.step::<COUNT>(chunk.as_ptr().add(8 * v).cast(), buf.as_mut_ptr().add(8 * v));
-                }
-                g.finish()
-            };
+            let (max, finite) = unsafe { simd_gather_chunk::<Gather, COUNT>(chunk.as_ptr(), buf.as_mut_ptr()) };
             // As AVX-512's: the masks only when the caller reads them.
             if TOP && max > threshold {
                 Self::marks(buf, threshold, above);
@@ -1226,48 +1257,23 @@ mod avx2 {
         }
 
         #[inline(always)]
-        fn moments<const ONES: bool, const ORDER: usize>(buf: &[f32; CHUNK], reference: f32) -> (f64, f64, f64) {
-            // SAFETY: AVX2 and FMA are enabled (see `gather`); loads stay in `buf`.
-            unsafe {
-                let mut sums = Sums::new(reference);
-                for v in 0..CHUNK / 8 {
-                    sums.add::<ONES, ORDER>(buf.as_ptr().add(8 * v));
-                }
-                sums.finish()
-            }
-        }
-
-        #[inline(always)]
         fn gather_pair<const COUNT: bool>(pair: &[TokenData], buf: &mut [f32; PAIR]) -> ([f32; 2], u32) {
             if pair.len() != PAIR {
                 return super::Portable::gather_pair::<COUNT>(pair, buf);
             }
-            // SAFETY: AVX2 and FMA are enabled (see `gather`); every step reads 8 records inside the pair
-            // and writes 8 floats inside `buf`.
+            // SAFETY: the features are enabled (see `gather`); `pair` holds
+            // two chunks of records, `buf` two of logits.
             unsafe {
-                let (mut maxima, mut finite) = ([0.0; 2], 0);
-                for (h, m) in maxima.iter_mut().enumerate() {
-                    let mut g = Gather::new();
-                    for v in h * CHUNK / 8..(h + 1) * CHUNK / 8 {
-                        g.step::<COUNT>(pair.as_ptr().add(8 * v).cast(), buf.as_mut_ptr().add(8 * v));
-                    }
-                    let (max, count) = g.finish();
-                    (*m, finite) = (max, finite + count);
-                }
-                (maxima, finite)
+                let (m0, f0) = simd_gather_chunk::<Gather, COUNT>(pair.as_ptr(), buf.as_mut_ptr());
+                let (m1, f1) = simd_gather_chunk::<Gather, COUNT>(pair.as_ptr().add(CHUNK), buf.as_mut_ptr().add(CHUNK));
+                ([m0, m1], f0 + f1)
             }
         }
 
         #[inline(always)]
         fn pair_moments<const ONES: bool, const ORDER: usize>(buf: &[f32; PAIR], reference: f32) -> (f64, f64, f64) {
-            // SAFETY: as `moments`.
-            unsafe {
-                let mut sums = Sums::new(reference);
-                for v in 0..PAIR / 8 {
-                    sums.add::<ONES, ORDER>(buf.as_ptr().add(8 * v));
-                }
-                sums.finish()
-            }
+            // SAFETY: the features are enabled (see `gather`); `buf` is a pair.
+            unsafe { simd_pair_moments::<Gather, ONES, ORDER>(buf.as_ptr(), reference) }
         }
 
         #[inline(always)]
@@ -1281,24 +1287,9 @@ mod avx2 {
                 let sums = Self::pair_moments::<ONES, ORDER>(cur, reference);
                 return (super::Portable::gather_pair::<COUNT>(next, next_buf), sums);
             }
-            // The exponential's long chain first in each step: in the
-            // other order the AVX2 scan of 49152 logits took 15.8 us
-            // instead of 15.0 (AVX-512's loop gains nothing from it).
-            // SAFETY: as `gather_pair` and `moments`.
-            unsafe {
-                let mut sums = Sums::new(reference);
-                let (mut maxima, mut finite) = ([0.0; 2], 0);
-                for (h, m) in maxima.iter_mut().enumerate() {
-                    let mut g = Gather::new();
-                    for v in h * CHUNK / 8..(h + 1) * CHUNK / 8 {
-                        sums.add::<ONES, ORDER>(cur.as_ptr().add(8 * v));
-                        g.step::<COUNT>(next.as_ptr().add(8 * v).cast(), next_buf.as_mut_ptr().add(8 * v));
-                    }
-                    let (max, count) = g.finish();
-                    (*m, finite) = (max, finite + count);
-                }
-                ((maxima, finite), sums.finish())
-            }
+            // SAFETY: the features are enabled (see `gather`); `next` holds
+            // a pair of records, `next_buf` and `cur` a pair of logits each.
+            unsafe { simd_gather_pair_with_moments::<Gather, COUNT, ONES, ORDER>(next.as_ptr(), next_buf.as_mut_ptr(), cur.as_ptr(), reference) }
         }
     }
 
