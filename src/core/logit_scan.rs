@@ -515,28 +515,69 @@ unsafe fn simd_gather_chunk<G: GatherSteps, const COUNT: bool>(src: *const Token
     g.finish()
 }
 
-/// [`ChunkKernel::pair_moments`] of the [`PAIR`] logits at `buf`.
-/// SAFETY: the kernel's features are enabled; `buf` holds a pair.
+/// [`ChunkKernel::gather`] of a SIMD kernel `K` made of the steps `G`
+/// (a chunk shorter than [`CHUNK`] goes to the portable gather). SAFETY:
+/// `G`'s features are enabled.
 #[inline(always)]
-unsafe fn simd_pair_moments<G: GatherSteps, const ONES: bool, const ORDER: usize>(buf: *const f32, reference: f32) -> (f64, f64, f64) {
+unsafe fn simd_gather<K: ChunkKernel, G: GatherSteps, const COUNT: bool, const TOP: bool>(
+    chunk: &[TokenData],
+    buf: &mut [f32; CHUNK],
+    threshold: f32,
+    above: &mut [u16; BLOCKS],
+) -> (f32, u32) {
+    if chunk.len() != CHUNK {
+        return Portable::gather::<COUNT, TOP>(chunk, buf, threshold, above);
+    }
+    let (max, finite) = simd_gather_chunk::<G, COUNT>(chunk.as_ptr(), buf.as_mut_ptr());
+    // The caller reads the masks only when the maximum beats the
+    // threshold, which stops happening early in the array: build them only
+    // then, from the buffer (in L1).
+    if TOP && max > threshold {
+        K::marks(buf, threshold, above);
+    }
+    (max, finite)
+}
+
+/// [`ChunkKernel::gather_pair`] of a SIMD kernel made of the steps `G` (a
+/// pair shorter than [`PAIR`] goes to the portable gather). SAFETY: `G`'s
+/// features are enabled.
+#[inline(always)]
+unsafe fn simd_gather_pair<G: GatherSteps, const COUNT: bool>(pair: &[TokenData], buf: &mut [f32; PAIR]) -> ([f32; 2], u32) {
+    if pair.len() != PAIR {
+        return Portable::gather_pair::<COUNT>(pair, buf);
+    }
+    let (m0, f0) = simd_gather_chunk::<G, COUNT>(pair.as_ptr(), buf.as_mut_ptr());
+    let (m1, f1) = simd_gather_chunk::<G, COUNT>(pair.as_ptr().add(CHUNK), buf.as_mut_ptr().add(CHUNK));
+    ([m0, m1], f0 + f1)
+}
+
+/// [`ChunkKernel::pair_moments`] of a SIMD kernel made of the steps `G`.
+/// SAFETY: `G`'s features are enabled.
+#[inline(always)]
+unsafe fn simd_pair_moments<G: GatherSteps, const ONES: bool, const ORDER: usize>(buf: &[f32; PAIR], reference: f32) -> (f64, f64, f64) {
     let mut sums = G::Sums::new(reference);
     for v in 0..PAIR / G::WIDTH {
-        sums.add::<ONES, ORDER>(buf.add(G::WIDTH * v));
+        sums.add::<ONES, ORDER>(buf.as_ptr().add(G::WIDTH * v));
     }
     sums.finish()
 }
 
-/// [`ChunkKernel::gather_pair_with_moments`] of a whole pair of records
-/// at `next`, into `next_buf`, with the moments of the pair of logits at
-/// `cur`. SAFETY: the kernel's features are enabled; `next` holds a pair
-/// of records, `next_buf` and `cur` a pair of logits each.
+/// [`ChunkKernel::gather_pair_with_moments`] of a SIMD kernel made of the
+/// steps `G`, in one loop (a pair of records shorter than [`PAIR`] is
+/// gathered by the portable gather after the moments). SAFETY: `G`'s
+/// features are enabled.
 #[inline(always)]
 unsafe fn simd_gather_pair_with_moments<G: GatherSteps, const COUNT: bool, const ONES: bool, const ORDER: usize>(
-    next: *const TokenData,
-    next_buf: *mut f32,
-    cur: *const f32,
+    next: &[TokenData],
+    next_buf: &mut [f32; PAIR],
+    cur: &[f32; PAIR],
     reference: f32,
 ) -> (([f32; 2], u32), (f64, f64, f64)) {
+    if next.len() != PAIR {
+        let sums = simd_pair_moments::<G, ONES, ORDER>(cur, reference);
+        return (Portable::gather_pair::<COUNT>(next, next_buf), sums);
+    }
+    let (next, next_buf, cur) = (next.as_ptr(), next_buf.as_mut_ptr(), cur.as_ptr());
     let mut sums = G::Sums::new(reference);
     let (mut maxima, mut finite) = ([0.0; 2], 0);
     for (h, m) in maxima.iter_mut().enumerate() {
@@ -848,8 +889,8 @@ pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{
-        argmax_body, near_max_body, scan_body, simd_gather_chunk, simd_gather_pair_with_moments, simd_pair_moments, ChunkKernel, GatherSteps, LogitScan,
-        SumSteps, BLOCKS, CHUNK, PAIR,
+        argmax_body, near_max_body, scan_body, simd_gather, simd_gather_pair, simd_gather_pair_with_moments, simd_pair_moments, ChunkKernel, GatherSteps,
+        LogitScan, SumSteps, BLOCKS, CHUNK, PAIR,
     };
     use crate::core::fast_exp::{simd::exp16_table_in_range, EXP_FLOOR};
     use crate::core::token::TokenData;
@@ -981,20 +1022,9 @@ pub(crate) mod avx512 {
     impl ChunkKernel for Avx512 {
         #[inline(always)]
         fn gather<const COUNT: bool, const TOP: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
-            if chunk.len() != CHUNK {
-                return super::Portable::gather::<COUNT, TOP>(chunk, buf, threshold, above);
-            }
-            // SAFETY: only called from `scan` (AVX-512F enabled); every step
-            // reads 16 records inside the chunk and writes 16 floats inside
-            // `buf`.
-            let (max, finite) = unsafe { simd_gather_chunk::<Gather, COUNT>(chunk.as_ptr(), buf.as_mut_ptr()) };
-            // The caller reads the masks only when the maximum beats the
-            // threshold, which stops happening early in the array: build
-            // them only then, from the buffer (in L1).
-            if TOP && max > threshold {
-                Self::marks(buf, threshold, above);
-            }
-            (max, finite)
+            // SAFETY: only called from this module's entry points, compiled
+            // with AVX-512F (as every method below).
+            unsafe { simd_gather::<Self, Gather, COUNT, TOP>(chunk, buf, threshold, above) }
         }
 
         #[inline(always)]
@@ -1027,22 +1057,14 @@ pub(crate) mod avx512 {
 
         #[inline(always)]
         fn gather_pair<const COUNT: bool>(pair: &[TokenData], buf: &mut [f32; PAIR]) -> ([f32; 2], u32) {
-            if pair.len() != PAIR {
-                return super::Portable::gather_pair::<COUNT>(pair, buf);
-            }
-            // SAFETY: the features are enabled (see `gather`); `pair` holds
-            // two chunks of records, `buf` two of logits.
-            unsafe {
-                let (m0, f0) = simd_gather_chunk::<Gather, COUNT>(pair.as_ptr(), buf.as_mut_ptr());
-                let (m1, f1) = simd_gather_chunk::<Gather, COUNT>(pair.as_ptr().add(CHUNK), buf.as_mut_ptr().add(CHUNK));
-                ([m0, m1], f0 + f1)
-            }
+            // SAFETY: the features are enabled (see `gather`).
+            unsafe { simd_gather_pair::<Gather, COUNT>(pair, buf) }
         }
 
         #[inline(always)]
         fn pair_moments<const ONES: bool, const ORDER: usize>(buf: &[f32; PAIR], reference: f32) -> (f64, f64, f64) {
-            // SAFETY: the features are enabled (see `gather`); `buf` is a pair.
-            unsafe { simd_pair_moments::<Gather, ONES, ORDER>(buf.as_ptr(), reference) }
+            // SAFETY: the features are enabled (see `gather`).
+            unsafe { simd_pair_moments::<Gather, ONES, ORDER>(buf, reference) }
         }
 
         #[inline(always)]
@@ -1052,13 +1074,8 @@ pub(crate) mod avx512 {
             cur: &[f32; PAIR],
             reference: f32,
         ) -> (([f32; 2], u32), (f64, f64, f64)) {
-            if next.len() != PAIR {
-                let sums = Self::pair_moments::<ONES, ORDER>(cur, reference);
-                return (super::Portable::gather_pair::<COUNT>(next, next_buf), sums);
-            }
-            // SAFETY: the features are enabled (see `gather`); `next` holds
-            // a pair of records, `next_buf` and `cur` a pair of logits each.
-            unsafe { simd_gather_pair_with_moments::<Gather, COUNT, ONES, ORDER>(next.as_ptr(), next_buf.as_mut_ptr(), cur.as_ptr(), reference) }
+            // SAFETY: the features are enabled (see `gather`).
+            unsafe { simd_gather_pair_with_moments::<Gather, COUNT, ONES, ORDER>(next, next_buf, cur, reference) }
         }
     }
 }
@@ -1071,8 +1088,8 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{
-        argmax_body, near_max_body, scan_body, simd_gather_chunk, simd_gather_pair_with_moments, simd_pair_moments, ChunkKernel, GatherSteps, LogitScan,
-        SumSteps, BLOCKS, CHUNK, PAIR,
+        argmax_body, near_max_body, scan_body, simd_gather, simd_gather_pair, simd_gather_pair_with_moments, simd_pair_moments, ChunkKernel, GatherSteps,
+        LogitScan, SumSteps, BLOCKS, CHUNK, PAIR,
     };
     use crate::core::fast_exp::{simd::exp8_table_in_range, EXP_FLOOR};
     use crate::core::token::TokenData;
@@ -1207,18 +1224,9 @@ mod avx2 {
     impl ChunkKernel for Avx2 {
         #[inline(always)]
         fn gather<const COUNT: bool, const TOP: bool>(chunk: &[TokenData], buf: &mut [f32; CHUNK], threshold: f32, above: &mut [u16; BLOCKS]) -> (f32, u32) {
-            if chunk.len() != CHUNK {
-                return super::Portable::gather::<COUNT, TOP>(chunk, buf, threshold, above);
-            }
-            // SAFETY: only called from `scan` (AVX2 and FMA enabled); every
-            // step reads 8 records inside the chunk and writes 8 floats
-            // inside `buf`.
-            let (max, finite) = unsafe { simd_gather_chunk::<Gather, COUNT>(chunk.as_ptr(), buf.as_mut_ptr()) };
-            // As AVX-512's: the masks only when the caller reads them.
-            if TOP && max > threshold {
-                Self::marks(buf, threshold, above);
-            }
-            (max, finite)
+            // SAFETY: only called from this module's entry points, compiled
+            // with AVX2 and FMA (as every method below).
+            unsafe { simd_gather::<Self, Gather, COUNT, TOP>(chunk, buf, threshold, above) }
         }
 
         #[inline(always)]
@@ -1258,22 +1266,14 @@ mod avx2 {
 
         #[inline(always)]
         fn gather_pair<const COUNT: bool>(pair: &[TokenData], buf: &mut [f32; PAIR]) -> ([f32; 2], u32) {
-            if pair.len() != PAIR {
-                return super::Portable::gather_pair::<COUNT>(pair, buf);
-            }
-            // SAFETY: the features are enabled (see `gather`); `pair` holds
-            // two chunks of records, `buf` two of logits.
-            unsafe {
-                let (m0, f0) = simd_gather_chunk::<Gather, COUNT>(pair.as_ptr(), buf.as_mut_ptr());
-                let (m1, f1) = simd_gather_chunk::<Gather, COUNT>(pair.as_ptr().add(CHUNK), buf.as_mut_ptr().add(CHUNK));
-                ([m0, m1], f0 + f1)
-            }
+            // SAFETY: the features are enabled (see `gather`).
+            unsafe { simd_gather_pair::<Gather, COUNT>(pair, buf) }
         }
 
         #[inline(always)]
         fn pair_moments<const ONES: bool, const ORDER: usize>(buf: &[f32; PAIR], reference: f32) -> (f64, f64, f64) {
-            // SAFETY: the features are enabled (see `gather`); `buf` is a pair.
-            unsafe { simd_pair_moments::<Gather, ONES, ORDER>(buf.as_ptr(), reference) }
+            // SAFETY: the features are enabled (see `gather`).
+            unsafe { simd_pair_moments::<Gather, ONES, ORDER>(buf, reference) }
         }
 
         #[inline(always)]
@@ -1283,13 +1283,8 @@ mod avx2 {
             cur: &[f32; PAIR],
             reference: f32,
         ) -> (([f32; 2], u32), (f64, f64, f64)) {
-            if next.len() != PAIR {
-                let sums = Self::pair_moments::<ONES, ORDER>(cur, reference);
-                return (super::Portable::gather_pair::<COUNT>(next, next_buf), sums);
-            }
-            // SAFETY: the features are enabled (see `gather`); `next` holds
-            // a pair of records, `next_buf` and `cur` a pair of logits each.
-            unsafe { simd_gather_pair_with_moments::<Gather, COUNT, ONES, ORDER>(next.as_ptr(), next_buf.as_mut_ptr(), cur.as_ptr(), reference) }
+            // SAFETY: the features are enabled (see `gather`).
+            unsafe { simd_gather_pair_with_moments::<Gather, COUNT, ONES, ORDER>(next, next_buf, cur, reference) }
         }
     }
 
