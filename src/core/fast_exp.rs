@@ -151,6 +151,7 @@ const EXP2_EIGHTHS: [f32; 8] = [1.0, 1.090_507_7, 1.189_207_1, 1.296_839_6, std:
 /// of 2^k 2^(j/8) in one integer add, without masking j out. Scaling t
 /// before the multiply-add rather than after gives the same bits: the
 /// result is a normal number (see [`exp_table_in_range`]).
+#[cfg(target_arch = "x86_64")]
 const EXP2_EIGHTHS_LESS_J: [f32; 8] = {
     let mut table = [0.0f32; 8];
     let mut j = 0;

@@ -476,6 +476,7 @@ fn halves_mut(buf: &mut [f32; PAIR]) -> (&mut [f32; CHUNK], &mut [f32; CHUNK]) {
 /// shared loops of the SIMD kernels ([`simd_gather_chunk`],
 /// [`simd_pair_moments`], [`simd_gather_pair_with_moments`]) are made of.
 /// Every method needs the kernel's target features.
+#[cfg(target_arch = "x86_64")]
 trait GatherSteps {
     /// Records (and logits) per step.
     const WIDTH: usize;
@@ -495,6 +496,7 @@ trait GatherSteps {
 
 /// A SIMD kernel's f32 lane sums of the moments (see
 /// [`ChunkKernel::pair_moments`]), one register of values a step.
+#[cfg(target_arch = "x86_64")]
 trait SumSteps {
     unsafe fn new(reference: f32) -> Self;
     /// Adds the terms of the values at `src`.
@@ -507,6 +509,7 @@ trait SumSteps {
 /// maximum and count. SAFETY: the kernel's features are enabled; `src`
 /// holds a chunk of records and `dst` room for a chunk of logits.
 #[inline(always)]
+#[cfg(target_arch = "x86_64")]
 unsafe fn simd_gather_chunk<G: GatherSteps, const COUNT: bool>(src: *const TokenData, dst: *mut f32) -> (f32, u32) {
     let mut g = G::new();
     for v in 0..CHUNK / G::WIDTH {
@@ -519,6 +522,7 @@ unsafe fn simd_gather_chunk<G: GatherSteps, const COUNT: bool>(src: *const Token
 /// (a chunk shorter than [`CHUNK`] goes to the portable gather). SAFETY:
 /// `G`'s features are enabled.
 #[inline(always)]
+#[cfg(target_arch = "x86_64")]
 unsafe fn simd_gather<K: ChunkKernel, G: GatherSteps, const COUNT: bool, const TOP: bool>(
     chunk: &[TokenData],
     buf: &mut [f32; CHUNK],
@@ -542,6 +546,7 @@ unsafe fn simd_gather<K: ChunkKernel, G: GatherSteps, const COUNT: bool, const T
 /// pair shorter than [`PAIR`] goes to the portable gather). SAFETY: `G`'s
 /// features are enabled.
 #[inline(always)]
+#[cfg(target_arch = "x86_64")]
 unsafe fn simd_gather_pair<G: GatherSteps, const COUNT: bool>(pair: &[TokenData], buf: &mut [f32; PAIR]) -> ([f32; 2], u32) {
     if pair.len() != PAIR {
         return Portable::gather_pair::<COUNT>(pair, buf);
@@ -554,6 +559,7 @@ unsafe fn simd_gather_pair<G: GatherSteps, const COUNT: bool>(pair: &[TokenData]
 /// [`ChunkKernel::pair_moments`] of a SIMD kernel made of the steps `G`.
 /// SAFETY: `G`'s features are enabled.
 #[inline(always)]
+#[cfg(target_arch = "x86_64")]
 unsafe fn simd_pair_moments<G: GatherSteps, const ONES: bool, const ORDER: usize>(buf: &[f32; PAIR], reference: f32) -> (f64, f64, f64) {
     let mut sums = G::Sums::new(reference);
     for v in 0..PAIR / G::WIDTH {
@@ -567,6 +573,7 @@ unsafe fn simd_pair_moments<G: GatherSteps, const ONES: bool, const ORDER: usize
 /// gathered by the portable gather after the moments). SAFETY: `G`'s
 /// features are enabled.
 #[inline(always)]
+#[cfg(target_arch = "x86_64")]
 unsafe fn simd_gather_pair_with_moments<G: GatherSteps, const COUNT: bool, const ONES: bool, const ORDER: usize>(
     next: &[TokenData],
     next_buf: &mut [f32; PAIR],

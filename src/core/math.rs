@@ -4,6 +4,7 @@
 use std::cmp::Ordering;
 
 use super::logit_scan::ScanKernel;
+#[cfg(target_arch = "x86_64")]
 use super::records;
 use super::token::TokenData;
 

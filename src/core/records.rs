@@ -429,6 +429,8 @@ mod tests {
     /// lengths around every register width.
     #[test]
     fn scale_p_scales_p_only() {
+        // Pushed to on x86-64 only.
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut lanes = vec![RecordLanes::Portable];
         #[cfg(target_arch = "x86_64")]
         {
