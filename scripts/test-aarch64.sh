@@ -13,6 +13,10 @@
 # tests, the C ABI fuzz and host chains, and the oracle tests against
 # llama.cpp's own samplers built for aarch64.
 #
+# CARGO TEST ARGS are added to the run: `--test alpha --test dirichlet`
+# adds two test files that decode with the default model (about 6 more
+# minutes under qemu; `./dev.sh test` caches the model first).
+#
 # Speeds under qemu mean nothing; this checks results only. Tests named
 # `every_simd_path*` are skipped: they run their own binary again with
 # each x86 kernel forced, which qemu-user cannot do (without binfmt_misc),
