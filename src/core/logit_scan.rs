@@ -471,137 +471,138 @@ fn halves_mut(buf: &mut [f32; PAIR]) -> (&mut [f32; CHUNK], &mut [f32; CHUNK]) {
     (a.try_into().unwrap(), b.try_into().unwrap())
 }
 
-/// A SIMD kernel's running gather over one chunk, [`Self::WIDTH`]
-/// records a step, and its moments ([`Self::Sums`]): the steps the
-/// shared loops of the SIMD kernels ([`simd_gather_chunk`],
-/// [`simd_pair_moments`], [`simd_gather_pair_with_moments`]) are made of.
-/// Every method needs the kernel's target features.
+/// The steps the AVX-512 and AVX2 kernels are made of, and the loops of
+/// [`ChunkKernel`] they share (x86-64 only).
 #[cfg(target_arch = "x86_64")]
-trait GatherSteps {
-    /// Records (and logits) per step.
-    const WIDTH: usize;
-    /// Whether a step of [`simd_gather_pair_with_moments`] adds its
-    /// moments before it gathers: the exponential's long chain first
-    /// helps AVX2 (its scan of 49152 logits 15.8 -> 15.0 us), not AVX-512
-    /// (neutral, and top-p's order-1 scan 1 us slower).
-    const MOMENTS_FIRST: bool;
-    type Sums: SumSteps;
-    unsafe fn new() -> Self;
-    /// Reads the logits of the `WIDTH` records at `src` into `dst`,
-    /// folding them into the maximum and, with `COUNT`, the count.
-    unsafe fn step<const COUNT: bool>(&mut self, src: *const f32, dst: *mut f32);
-    /// The chunk's maximum and count.
-    unsafe fn finish(self) -> (f32, u32);
-}
+mod simd_steps {
+    use super::{ChunkKernel, Portable, BLOCKS, CHUNK, PAIR};
+    use crate::core::token::TokenData;
 
-/// A SIMD kernel's f32 lane sums of the moments (see
-/// [`ChunkKernel::pair_moments`]), one register of values a step.
-#[cfg(target_arch = "x86_64")]
-trait SumSteps {
-    unsafe fn new(reference: f32) -> Self;
-    /// Adds the terms of the values at `src`.
-    unsafe fn add<const ONES: bool, const ORDER: usize>(&mut self, src: *const f32);
-    /// (S0, S1, S2).
-    unsafe fn finish(self) -> (f64, f64, f64);
-}
+    /// A SIMD kernel's running gather over one chunk, [`Self::WIDTH`]
+    /// records a step, and its moments ([`Self::Sums`]): the steps the
+    /// shared loops of the SIMD kernels ([`simd_gather_chunk`],
+    /// [`simd_pair_moments`], [`simd_gather_pair_with_moments`]) are made of.
+    /// Every method needs the kernel's target features.
+    pub(super) trait GatherSteps {
+        /// Records (and logits) per step.
+        const WIDTH: usize;
+        /// Whether a step of [`simd_gather_pair_with_moments`] adds its
+        /// moments before it gathers: the exponential's long chain first
+        /// helps AVX2 (its scan of 49152 logits 15.8 -> 15.0 us), not AVX-512
+        /// (neutral, and top-p's order-1 scan 1 us slower).
+        const MOMENTS_FIRST: bool;
+        type Sums: SumSteps;
+        unsafe fn new() -> Self;
+        /// Reads the logits of the `WIDTH` records at `src` into `dst`,
+        /// folding them into the maximum and, with `COUNT`, the count.
+        unsafe fn step<const COUNT: bool>(&mut self, src: *const f32, dst: *mut f32);
+        /// The chunk's maximum and count.
+        unsafe fn finish(self) -> (f32, u32);
+    }
 
-/// Gathers the [`CHUNK`] records at `src` into `dst`: the chunk's
-/// maximum and count. SAFETY: the kernel's features are enabled; `src`
-/// holds a chunk of records and `dst` room for a chunk of logits.
-#[inline(always)]
-#[cfg(target_arch = "x86_64")]
-unsafe fn simd_gather_chunk<G: GatherSteps, const COUNT: bool>(src: *const TokenData, dst: *mut f32) -> (f32, u32) {
-    let mut g = G::new();
-    for v in 0..CHUNK / G::WIDTH {
-        g.step::<COUNT>(src.add(G::WIDTH * v).cast(), dst.add(G::WIDTH * v));
+    /// A SIMD kernel's f32 lane sums of the moments (see
+    /// [`ChunkKernel::pair_moments`]), one register of values a step.
+    pub(super) trait SumSteps {
+        unsafe fn new(reference: f32) -> Self;
+        /// Adds the terms of the values at `src`.
+        unsafe fn add<const ONES: bool, const ORDER: usize>(&mut self, src: *const f32);
+        /// (S0, S1, S2).
+        unsafe fn finish(self) -> (f64, f64, f64);
     }
-    g.finish()
-}
 
-/// [`ChunkKernel::gather`] of a SIMD kernel `K` made of the steps `G`
-/// (a chunk shorter than [`CHUNK`] goes to the portable gather). SAFETY:
-/// `G`'s features are enabled.
-#[inline(always)]
-#[cfg(target_arch = "x86_64")]
-unsafe fn simd_gather<K: ChunkKernel, G: GatherSteps, const COUNT: bool, const TOP: bool>(
-    chunk: &[TokenData],
-    buf: &mut [f32; CHUNK],
-    threshold: f32,
-    above: &mut [u16; BLOCKS],
-) -> (f32, u32) {
-    if chunk.len() != CHUNK {
-        return Portable::gather::<COUNT, TOP>(chunk, buf, threshold, above);
-    }
-    let (max, finite) = simd_gather_chunk::<G, COUNT>(chunk.as_ptr(), buf.as_mut_ptr());
-    // The caller reads the masks only when the maximum beats the
-    // threshold, which stops happening early in the array: build them only
-    // then, from the buffer (in L1).
-    if TOP && max > threshold {
-        K::marks(buf, threshold, above);
-    }
-    (max, finite)
-}
-
-/// [`ChunkKernel::gather_pair`] of a SIMD kernel made of the steps `G` (a
-/// pair shorter than [`PAIR`] goes to the portable gather). SAFETY: `G`'s
-/// features are enabled.
-#[inline(always)]
-#[cfg(target_arch = "x86_64")]
-unsafe fn simd_gather_pair<G: GatherSteps, const COUNT: bool>(pair: &[TokenData], buf: &mut [f32; PAIR]) -> ([f32; 2], u32) {
-    if pair.len() != PAIR {
-        return Portable::gather_pair::<COUNT>(pair, buf);
-    }
-    let (m0, f0) = simd_gather_chunk::<G, COUNT>(pair.as_ptr(), buf.as_mut_ptr());
-    let (m1, f1) = simd_gather_chunk::<G, COUNT>(pair.as_ptr().add(CHUNK), buf.as_mut_ptr().add(CHUNK));
-    ([m0, m1], f0 + f1)
-}
-
-/// [`ChunkKernel::pair_moments`] of a SIMD kernel made of the steps `G`.
-/// SAFETY: `G`'s features are enabled.
-#[inline(always)]
-#[cfg(target_arch = "x86_64")]
-unsafe fn simd_pair_moments<G: GatherSteps, const ONES: bool, const ORDER: usize>(buf: &[f32; PAIR], reference: f32) -> (f64, f64, f64) {
-    let mut sums = G::Sums::new(reference);
-    for v in 0..PAIR / G::WIDTH {
-        sums.add::<ONES, ORDER>(buf.as_ptr().add(G::WIDTH * v));
-    }
-    sums.finish()
-}
-
-/// [`ChunkKernel::gather_pair_with_moments`] of a SIMD kernel made of the
-/// steps `G`, in one loop (a pair of records shorter than [`PAIR`] is
-/// gathered by the portable gather after the moments). SAFETY: `G`'s
-/// features are enabled.
-#[inline(always)]
-#[cfg(target_arch = "x86_64")]
-unsafe fn simd_gather_pair_with_moments<G: GatherSteps, const COUNT: bool, const ONES: bool, const ORDER: usize>(
-    next: &[TokenData],
-    next_buf: &mut [f32; PAIR],
-    cur: &[f32; PAIR],
-    reference: f32,
-) -> (([f32; 2], u32), (f64, f64, f64)) {
-    if next.len() != PAIR {
-        let sums = simd_pair_moments::<G, ONES, ORDER>(cur, reference);
-        return (Portable::gather_pair::<COUNT>(next, next_buf), sums);
-    }
-    let (next, next_buf, cur) = (next.as_ptr(), next_buf.as_mut_ptr(), cur.as_ptr());
-    let mut sums = G::Sums::new(reference);
-    let (mut maxima, mut finite) = ([0.0; 2], 0);
-    for (h, m) in maxima.iter_mut().enumerate() {
+    /// Gathers the [`CHUNK`] records at `src` into `dst`: the chunk's
+    /// maximum and count. SAFETY: the kernel's features are enabled; `src`
+    /// holds a chunk of records and `dst` room for a chunk of logits.
+    #[inline(always)]
+    unsafe fn simd_gather_chunk<G: GatherSteps, const COUNT: bool>(src: *const TokenData, dst: *mut f32) -> (f32, u32) {
         let mut g = G::new();
-        for v in h * CHUNK / G::WIDTH..(h + 1) * CHUNK / G::WIDTH {
-            if G::MOMENTS_FIRST {
-                sums.add::<ONES, ORDER>(cur.add(G::WIDTH * v));
-            }
-            g.step::<COUNT>(next.add(G::WIDTH * v).cast(), next_buf.add(G::WIDTH * v));
-            if !G::MOMENTS_FIRST {
-                sums.add::<ONES, ORDER>(cur.add(G::WIDTH * v));
-            }
+        for v in 0..CHUNK / G::WIDTH {
+            g.step::<COUNT>(src.add(G::WIDTH * v).cast(), dst.add(G::WIDTH * v));
         }
-        let (max, count) = g.finish();
-        (*m, finite) = (max, finite + count);
+        g.finish()
     }
-    ((maxima, finite), sums.finish())
+
+    /// [`ChunkKernel::gather`] of a SIMD kernel `K` made of the steps `G`
+    /// (a chunk shorter than [`CHUNK`] goes to the portable gather). SAFETY:
+    /// `G`'s features are enabled.
+    #[inline(always)]
+    pub(super) unsafe fn simd_gather<K: ChunkKernel, G: GatherSteps, const COUNT: bool, const TOP: bool>(
+        chunk: &[TokenData],
+        buf: &mut [f32; CHUNK],
+        threshold: f32,
+        above: &mut [u16; BLOCKS],
+    ) -> (f32, u32) {
+        if chunk.len() != CHUNK {
+            return Portable::gather::<COUNT, TOP>(chunk, buf, threshold, above);
+        }
+        let (max, finite) = simd_gather_chunk::<G, COUNT>(chunk.as_ptr(), buf.as_mut_ptr());
+        // The caller reads the masks only when the maximum beats the
+        // threshold, which stops happening early in the array: build them only
+        // then, from the buffer (in L1).
+        if TOP && max > threshold {
+            K::marks(buf, threshold, above);
+        }
+        (max, finite)
+    }
+
+    /// [`ChunkKernel::gather_pair`] of a SIMD kernel made of the steps `G` (a
+    /// pair shorter than [`PAIR`] goes to the portable gather). SAFETY: `G`'s
+    /// features are enabled.
+    #[inline(always)]
+    pub(super) unsafe fn simd_gather_pair<G: GatherSteps, const COUNT: bool>(pair: &[TokenData], buf: &mut [f32; PAIR]) -> ([f32; 2], u32) {
+        if pair.len() != PAIR {
+            return Portable::gather_pair::<COUNT>(pair, buf);
+        }
+        let (m0, f0) = simd_gather_chunk::<G, COUNT>(pair.as_ptr(), buf.as_mut_ptr());
+        let (m1, f1) = simd_gather_chunk::<G, COUNT>(pair.as_ptr().add(CHUNK), buf.as_mut_ptr().add(CHUNK));
+        ([m0, m1], f0 + f1)
+    }
+
+    /// [`ChunkKernel::pair_moments`] of a SIMD kernel made of the steps `G`.
+    /// SAFETY: `G`'s features are enabled.
+    #[inline(always)]
+    pub(super) unsafe fn simd_pair_moments<G: GatherSteps, const ONES: bool, const ORDER: usize>(buf: &[f32; PAIR], reference: f32) -> (f64, f64, f64) {
+        let mut sums = G::Sums::new(reference);
+        for v in 0..PAIR / G::WIDTH {
+            sums.add::<ONES, ORDER>(buf.as_ptr().add(G::WIDTH * v));
+        }
+        sums.finish()
+    }
+
+    /// [`ChunkKernel::gather_pair_with_moments`] of a SIMD kernel made of the
+    /// steps `G`, in one loop (a pair of records shorter than [`PAIR`] is
+    /// gathered by the portable gather after the moments). SAFETY: `G`'s
+    /// features are enabled.
+    #[inline(always)]
+    pub(super) unsafe fn simd_gather_pair_with_moments<G: GatherSteps, const COUNT: bool, const ONES: bool, const ORDER: usize>(
+        next: &[TokenData],
+        next_buf: &mut [f32; PAIR],
+        cur: &[f32; PAIR],
+        reference: f32,
+    ) -> (([f32; 2], u32), (f64, f64, f64)) {
+        if next.len() != PAIR {
+            let sums = simd_pair_moments::<G, ONES, ORDER>(cur, reference);
+            return (Portable::gather_pair::<COUNT>(next, next_buf), sums);
+        }
+        let (next, next_buf, cur) = (next.as_ptr(), next_buf.as_mut_ptr(), cur.as_ptr());
+        let mut sums = G::Sums::new(reference);
+        let (mut maxima, mut finite) = ([0.0; 2], 0);
+        for (h, m) in maxima.iter_mut().enumerate() {
+            let mut g = G::new();
+            for v in h * CHUNK / G::WIDTH..(h + 1) * CHUNK / G::WIDTH {
+                if G::MOMENTS_FIRST {
+                    sums.add::<ONES, ORDER>(cur.add(G::WIDTH * v));
+                }
+                g.step::<COUNT>(next.add(G::WIDTH * v).cast(), next_buf.add(G::WIDTH * v));
+                if !G::MOMENTS_FIRST {
+                    sums.add::<ONES, ORDER>(cur.add(G::WIDTH * v));
+                }
+            }
+            let (max, count) = g.finish();
+            (*m, finite) = (max, finite + count);
+        }
+        ((maxima, finite), sums.finish())
+    }
 }
 
 #[inline(always)]
@@ -895,10 +896,8 @@ fn lane_moments<const ONES: bool, const ORDER: usize>(buf: &[f32; PAIR], referen
 pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{
-        argmax_body, near_max_body, scan_body, simd_gather, simd_gather_pair, simd_gather_pair_with_moments, simd_pair_moments, ChunkKernel, GatherSteps,
-        LogitScan, SumSteps, BLOCKS, CHUNK, PAIR,
-    };
+    use super::simd_steps::{simd_gather, simd_gather_pair, simd_gather_pair_with_moments, simd_pair_moments, GatherSteps, SumSteps};
+    use super::{argmax_body, near_max_body, scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK, PAIR};
     use crate::core::fast_exp::{simd::exp16_table_in_range, EXP_FLOOR};
     use crate::core::token::TokenData;
 
@@ -1094,10 +1093,8 @@ pub(crate) mod avx512 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{
-        argmax_body, near_max_body, scan_body, simd_gather, simd_gather_pair, simd_gather_pair_with_moments, simd_pair_moments, ChunkKernel, GatherSteps,
-        LogitScan, SumSteps, BLOCKS, CHUNK, PAIR,
-    };
+    use super::simd_steps::{simd_gather, simd_gather_pair, simd_gather_pair_with_moments, simd_pair_moments, GatherSteps, SumSteps};
+    use super::{argmax_body, near_max_body, scan_body, ChunkKernel, LogitScan, BLOCKS, CHUNK, PAIR};
     use crate::core::fast_exp::{simd::exp8_table_in_range, EXP_FLOOR};
     use crate::core::token::TokenData;
 
