@@ -11,33 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-install_build_deps() {
-    local missing=()
-    command -v cmake >/dev/null 2>&1 || missing+=(cmake)
-    command -v cc >/dev/null 2>&1 && command -v c++ >/dev/null 2>&1 || missing+=(build-essential)
-    # bindgen loads libclang.so or libclang-N.so; libclang-cpp (which many
-    # machines have without libclang) is a different library.
-    if ! compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null && ! compgen -G '/usr/lib/*/libclang-[0-9]*.so*' >/dev/null; then
-        missing+=(libclang-dev)
-    fi
-    # The test suite runs a C host under valgrind (tests/c_example.rs).
-    if [ "${1:-}" = test ]; then
-        command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
-        # tests/serve.rs drives `serve` with the openai Python package, in a
-        # virtual environment it makes under target/.
-        python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3 python3-venv)
-        # tests/install.rs builds a C program through pkg-config.
-        command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
-    fi
-    if ((${#missing[@]})); then
-        echo "dev.sh: installing ${missing[*]}" >&2
-        local sudo=()
-        [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-        export DEBIAN_FRONTEND=noninteractive
-        "${sudo[@]}" apt-get update -qq
-        "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
-    fi
-}
+# install_build_deps [test]
+source scripts/build-deps.sh
 
 cmd="${1:-}"
 shift || true

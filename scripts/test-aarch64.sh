@@ -5,8 +5,9 @@
 #
 #   scripts/test-aarch64.sh [CARGO TEST ARGS]
 #
-# Installs the cross toolchain and qemu-user with apt-get and the Rust
-# target with rustup when missing, builds llama.cpp for aarch64 (a few
+# Installs what the build needs, the cross toolchain and qemu-user with
+# apt-get (scripts/build-deps.sh) and the Rust target with rustup when
+# missing, builds llama.cpp for aarch64 (a few
 # minutes the first time, under target/aarch64-unknown-linux-gnu), runs
 # clippy with warnings as errors for that target, then the unit tests and
 # the tests that need no model under qemu: the contract, ABI and error
@@ -26,19 +27,8 @@ cd "$(dirname "$0")/.."
 target=aarch64-unknown-linux-gnu
 sysroot=/usr/aarch64-linux-gnu
 
-missing=()
-command -v qemu-aarch64 >/dev/null 2>&1 || missing+=(qemu-user)
-command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || missing+=(gcc-aarch64-linux-gnu)
-command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || missing+=(g++-aarch64-linux-gnu)
-[ -e "$sysroot/include/stdio.h" ] || missing+=(libc6-dev-arm64-cross)
-if ((${#missing[@]})); then
-    echo "test-aarch64.sh: installing ${missing[*]}" >&2
-    sudo=()
-    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-    export DEBIAN_FRONTEND=noninteractive
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+source scripts/build-deps.sh
+install_build_deps aarch64
 rustup target list --installed | grep -qx "$target" || rustup target add "$target"
 command -v cargo-clippy >/dev/null 2>&1 || rustup component add clippy
 
